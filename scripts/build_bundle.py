@@ -1,0 +1,58 @@
+"""Build the bundled ``mmlu-pro`` folder from ../shared/data/mmlu-pro (maintainers only).
+
+Ships the numbers (outcomes, model costs, prompt ids, categories) and precomputed embeddings made
+with unirouter's own encoders, not the question texts (``unirouter download mmlu-pro`` has those).
+Usage: python scripts/build_bundle.py ../shared/data/mmlu-pro [--encoders tfidf,minilm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from unirouter_cli.data import BUNDLED_DIR, load_folder
+from unirouter_cli.embed import ENCODERS, ids_hash
+from unirouter_cli.io import write_csv, write_npy, write_parquet, write_yaml
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("src", type=Path)
+    ap.add_argument("--encoders", default="tfidf,minilm")
+    ap.add_argument("--only-embeddings", action="store_true")
+    args = ap.parse_args()
+    src: Path = args.src
+    dest = BUNDLED_DIR / "mmlu-pro"
+    ds = load_folder(src)
+    if not args.only_embeddings:
+        card = yaml.safe_load((src / "dataset.yaml").read_text())
+        card["texts_included"] = False
+        card["bundled_note"] = ("Bundled with unirouter without question texts; `unirouter download mmlu-pro` "
+                                "fetches them. Embeddings in embeddings/ were computed from the texts by "
+                                "unirouter's own encoders.")
+        prompts = pd.read_parquet(src / "prompts.parquet")[["prompt_id", "category"]]
+        outcomes = pd.read_parquet(src / "outcomes.parquet")[["prompt_id", "model", "score"]]
+        outcomes["score"] = outcomes["score"].astype("float32")
+        write_parquet(dest / "prompts.parquet", prompts)
+        write_parquet(dest / "outcomes.parquet", outcomes)
+        write_csv(dest / "models.csv", pd.read_csv(src / "models.csv"))
+        write_yaml(dest / "dataset.yaml", card)
+    index_path = dest / "embeddings" / "index.yaml"
+    index = yaml.safe_load(index_path.read_text()) if index_path.exists() else {}
+    for enc in args.encoders.split(","):
+        z = ENCODERS[enc]([str(t) for t in ds.texts])
+        write_npy(dest / "embeddings" / f"{enc}.npy", z.astype(np.float16))
+        index[enc] = {"dim": int(z.shape[1]), "dtype": "float16", "prompt_ids_sha256": ids_hash(ds.prompt_ids),
+                      "made_from": "../shared/data/mmlu-pro prompts.parquet text"}
+        print(f"{enc}: {z.shape}", file=sys.stderr)
+    write_yaml(index_path, index)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

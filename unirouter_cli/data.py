@@ -1,0 +1,430 @@
+"""Stage 1 - datasets: the folder format, validation, loading and the dataset registry.
+
+A dataset folder holds ``dataset.yaml`` (the card), ``prompts.parquet`` (or ``.csv``),
+``outcomes.parquet`` (or ``.csv``, long format, one row per evaluated (prompt, model) pair) and
+``models.csv``. ``validate_folder`` lists *every* problem; ``load_dataset`` refuses a folder with
+any problem and turns the long table into dense prompt x model matrices (NaN = not evaluated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .errors import DataError
+
+CARD = "dataset.yaml"
+PROMPT_COLUMNS = ("prompt_id", "text", "category")
+OUTCOME_COLUMNS = ("prompt_id", "model", "score")
+MODEL_COLUMNS = ("model", "cost")
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+
+
+def unirouter_home() -> Path:
+    """Cache root: ``$UNIROUTER_HOME`` or ``~/.cache/unirouter`` (read lazily, never required)."""
+    env = os.environ.get("UNIROUTER_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unirouter"
+
+
+# --------------------------------------------------------------------------------------------
+# problems and validation
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        loc = f" {self.where}:" if self.where else ":"
+        return f"{self.file}{loc} {self.message}"
+
+
+def _find_table(folder: Path, stem: str) -> Path | None:
+    for ext in (".parquet", ".csv"):
+        p = folder / f"{stem}{ext}"
+        if p.exists():
+            return p
+    return None
+
+
+def _row_label(path: Path, i: int) -> str:
+    # CSV: 1-based line numbers in the file (header is line 1); parquet: 0-based row index.
+    return f"line {i + 2}" if path.suffix == ".csv" else f"row {i}"
+
+
+def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
+    try:
+        if path.suffix == ".csv":
+            return pd.read_csv(path, dtype={"prompt_id": str, "model": str}, keep_default_na=True,
+                               encoding="utf-8")
+        return pd.read_parquet(path)
+    except UnicodeDecodeError as e:
+        problems.append(Problem(path.name, f"byte {e.start}", "is not valid UTF-8 text"))
+    except pd.errors.EmptyDataError:
+        problems.append(Problem(path.name, "", "is empty (expected a header and at least one row)"))
+    except Exception as e:  # noqa: BLE001 - any parser failure is a data problem
+        problems.append(Problem(path.name, "", f"cannot be read ({type(e).__name__}: {str(e)[:120]})"))
+    return None
+
+
+def _first_rows(mask: np.ndarray, limit: int = 3) -> list[int]:
+    return [int(i) for i in np.flatnonzero(mask)[:limit]]
+
+
+def _report_rows(problems: list[Problem], path: Path, mask: np.ndarray, what: str) -> None:
+    n = int(mask.sum())
+    if n == 0:
+        return
+    rows = _first_rows(mask)
+    where = ", ".join(_row_label(path, i) for i in rows) + (f" (+{n - len(rows)} more)" if n > len(rows) else "")
+    problems.append(Problem(path.name, where, what))
+
+
+def _check_columns(df: pd.DataFrame, path: Path, required: tuple[str, ...], problems: list[Problem]) -> bool:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        problems.append(Problem(path.name, "header", f"missing column(s) {', '.join(missing)}; "
+                                f"expected at least {', '.join(required)}"))
+        return False
+    if len(df) == 0:
+        problems.append(Problem(path.name, "", "has no rows (expected at least one)"))
+        return False
+    return True
+
+
+def _numeric(df: pd.DataFrame, col: str, path: Path, problems: list[Problem]) -> np.ndarray | None:
+    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    bad = np.isnan(values) & df[col].notna().to_numpy()
+    if bad.any():
+        _report_rows(problems, path, bad, f"column {col} is not a number")
+        return None
+    return values
+
+
+def read_card(folder: Path, problems: list[Problem]) -> dict:
+    path = folder / CARD
+    if not path.exists():
+        problems.append(Problem(CARD, "", f"missing in {folder} (expected the dataset card)"))
+        return {}
+    try:
+        card = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        problems.append(Problem(CARD, "", "is not valid UTF-8 text"))
+        return {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        problems.append(Problem(CARD, where, "is not valid YAML"))
+        return {}
+    if not isinstance(card, dict):
+        problems.append(Problem(CARD, "", "must be a YAML mapping (name: ..., cost_unit: ...)"))
+        return {}
+    if not card.get("name"):
+        problems.append(Problem(CARD, "key name", "missing (expected the dataset's name)"))
+    return card
+
+
+def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.DataFrame], dict]:
+    """Check a dataset folder. Returns (problems, tables, card); tables are only complete if no problems."""
+    folder = Path(folder)
+    problems: list[Problem] = []
+    if not folder.is_dir():
+        return [Problem(str(folder), "", "is not a directory (expected a dataset folder)")], {}, {}
+    card = read_card(folder, problems)
+    texts_required = bool(card.get("texts_included", True))
+    tables: dict[str, pd.DataFrame] = {}
+    paths: dict[str, Path] = {}
+    for stem in ("prompts", "outcomes"):
+        p = _find_table(folder, stem)
+        if p is None:
+            problems.append(Problem(f"{stem}.parquet", "", f"missing in {folder} (expected {stem}.parquet or {stem}.csv)"))
+            continue
+        paths[stem] = p
+    mp = folder / "models.csv"
+    if mp.exists():
+        paths["models"] = mp
+    else:
+        problems.append(Problem("models.csv", "", f"missing in {folder} (expected columns model, cost)"))
+    for stem, p in paths.items():
+        df = _read_table(p, problems)
+        if df is not None:
+            tables[stem] = df
+
+    prompts, outcomes, models = tables.get("prompts"), tables.get("outcomes"), tables.get("models")
+    prompt_set: set[str] | None = None
+    model_set: set[str] | None = None
+    if prompts is not None:
+        p = paths["prompts"]
+        req = ("prompt_id", "text") if texts_required else ("prompt_id",)
+        if _check_columns(prompts, p, req, problems):
+            ids = prompts["prompt_id"]
+            _report_rows(problems, p, ids.isna().to_numpy(), "prompt_id is empty")
+            _report_rows(problems, p, ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy(),
+                         "duplicate prompt_id (each prompt must appear once)")
+            if "text" in prompts.columns:
+                t = prompts["text"]
+                empty = t.isna().to_numpy() | (t.astype(str).str.strip() == "").to_numpy()
+                _report_rows(problems, p, empty, "prompt without text")
+            prompt_set = set(ids.dropna().astype(str))
+    if models is not None:
+        p = paths["models"]
+        if _check_columns(models, p, MODEL_COLUMNS, problems):
+            names = models["model"]
+            _report_rows(problems, p, names.isna().to_numpy(), "model name is empty")
+            _report_rows(problems, p, names.duplicated().to_numpy() & names.notna().to_numpy(),
+                         "duplicate model (each model must appear once)")
+            cost = _numeric(models, "cost", p, problems)
+            if cost is not None:
+                _report_rows(problems, p, np.isnan(cost), "missing cost (expected a positive number)")
+                _report_rows(problems, p, np.isinf(cost), "cost is infinite (expected a positive number)")
+                _report_rows(problems, p, np.isfinite(cost) & (cost <= 0),
+                             "non-positive cost (expected a positive number)")
+            model_set = set(names.dropna().astype(str))
+            if len(model_set) < 2:
+                problems.append(Problem(p.name, "", f"lists {len(model_set)} model(s); routing needs at least 2"))
+    if outcomes is not None:
+        p = paths["outcomes"]
+        if _check_columns(outcomes, p, OUTCOME_COLUMNS, problems):
+            score = _numeric(outcomes, "score", p, problems)
+            if score is not None:
+                _report_rows(problems, p, np.isnan(score), "missing score (expected a number in [0, 1])")
+                _report_rows(problems, p, np.isinf(score), "score is infinite (expected a number in [0, 1])")
+                _report_rows(problems, p, np.isfinite(score) & ((score < 0) | (score > 1)),
+                             "score outside [0, 1]")
+            dup = outcomes.duplicated(subset=["prompt_id", "model"], keep="first").to_numpy()
+            _report_rows(problems, p, dup, "duplicate (prompt_id, model) row")
+            if "cost" in outcomes.columns:
+                cost = _numeric(outcomes, "cost", p, problems)
+                if cost is not None:
+                    _report_rows(problems, p, np.isinf(cost), "cost is infinite (expected a positive number)")
+                    _report_rows(problems, p, np.isfinite(cost) & (cost <= 0),
+                                 "non-positive cost (expected a positive number or empty)")
+            if model_set is not None:
+                unknown = ~outcomes["model"].astype(str).isin(model_set).to_numpy()
+                if unknown.any():
+                    names = sorted(set(outcomes["model"].astype(str)[unknown]))[:3]
+                    _report_rows(problems, p, unknown,
+                                 f"model not listed in models.csv ({', '.join(names)})")
+            if prompt_set is not None:
+                unknown = ~outcomes["prompt_id"].astype(str).isin(prompt_set).to_numpy()
+                _report_rows(problems, p, unknown, "prompt_id not listed in prompts")
+    return problems, tables, card
+
+
+# --------------------------------------------------------------------------------------------
+# the loaded dataset
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Dataset:
+    """A routing table as dense matrices. ``scores[i, j]`` is NaN when model j did not see prompt i."""
+
+    name: str
+    path: Path
+    card: dict
+    prompt_ids: np.ndarray
+    categories: np.ndarray
+    texts: np.ndarray | None
+    models: list[str]
+    model_cost: np.ndarray  # (M,) per-query cost figure from models.csv
+    model_source: np.ndarray  # (M,) models.csv "source" column ("" if absent)
+    scores: np.ndarray  # (N, M) float32, NaN = not evaluated
+    query_cost: np.ndarray | None  # (N, M) float64 per-query cost where the data has it, else None
+    content_hash: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_prompts(self) -> int:
+        return len(self.prompt_ids)
+
+    @property
+    def n_models(self) -> int:
+        return len(self.models)
+
+    def cost_matrix(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Per-query costs for the given prompts x models (per-model figure where none is recorded)."""
+        base = np.broadcast_to(self.model_cost[cols][None, :], (len(rows), len(cols)))
+        if self.query_cost is None:
+            return np.ascontiguousarray(base)
+        q = self.query_cost[np.ix_(rows, cols)]
+        return np.where(np.isnan(q), base, q)
+
+    def texts_hash(self) -> str:
+        h = hashlib.sha256()
+        h.update("\x1f".join(map(str, self.prompt_ids)).encode())
+        if self.texts is not None:
+            h.update(b"\x1e")
+            h.update("\x1f".join(map(str, self.texts)).encode("utf-8", "surrogatepass"))
+        return h.hexdigest()[:16]
+
+
+def folder_hash(folder: Path) -> str:
+    """Content hash of the dataset's table files and card (order-independent of mtime)."""
+    from .io import sha256_file
+
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        p = folder / name
+        if p.is_file() and (name == CARD or name == "models.csv" or name.startswith(("prompts.", "outcomes."))):
+            h.update(name.encode())
+            h.update(sha256_file(p).encode())
+    return h.hexdigest()[:16]
+
+
+def load_folder(folder: str | Path, name: str | None = None) -> Dataset:
+    folder = Path(folder)
+    problems, tables, card = validate_folder(folder)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s); run `unirouter data validate {folder}`)" if len(problems) > 1 else ""
+        raise DataError(f"{folder}: {problems[0]}{more}")
+    prompts, outcomes, models = tables["prompts"], tables["outcomes"], tables["models"]
+    prompt_ids = prompts["prompt_id"].astype(str).to_numpy()
+    model_names = models["model"].astype(str).tolist()
+    p_index = pd.Index(prompt_ids)
+    m_index = pd.Index(model_names)
+    rows = p_index.get_indexer(outcomes["prompt_id"].astype(str))
+    cols = m_index.get_indexer(outcomes["model"].astype(str))
+    n, m = len(prompt_ids), len(model_names)
+    scores = np.full((n, m), np.nan, dtype=np.float32)
+    scores[rows, cols] = pd.to_numeric(outcomes["score"]).to_numpy(dtype=np.float32)
+    query_cost = None
+    if "cost" in outcomes.columns and outcomes["cost"].notna().any():
+        query_cost = np.full((n, m), np.nan, dtype=np.float64)
+        query_cost[rows, cols] = pd.to_numeric(outcomes["cost"]).to_numpy(dtype=np.float64)
+    evaluated_per_model = (~np.isnan(scores)).sum(axis=0)
+    if (evaluated_per_model == 0).any():
+        bad = [model_names[j] for j in np.flatnonzero(evaluated_per_model == 0)[:3]]
+        raise DataError(f"{folder / 'models.csv'}: model(s) {', '.join(bad)} have no outcome rows "
+                        "(every listed model needs at least one evaluated prompt)")
+    texts = prompts["text"].astype(str).to_numpy() if "text" in prompts.columns else None
+    cats = (prompts["category"].fillna("").astype(str).to_numpy() if "category" in prompts.columns
+            else np.full(n, "", dtype=object))
+    source = (models["source"].fillna("").astype(str).to_numpy() if "source" in models.columns
+              else np.full(m, "", dtype=object))
+    return Dataset(
+        name=name or str(card.get("name") or folder.name),
+        path=folder,
+        card=card,
+        prompt_ids=prompt_ids,
+        categories=cats,
+        texts=texts,
+        models=model_names,
+        model_cost=pd.to_numeric(models["cost"]).to_numpy(dtype=np.float64),
+        model_source=source,
+        scores=scores,
+        query_cost=query_cost,
+        content_hash=folder_hash(folder),
+    )
+
+
+def write_folder(folder: str | Path, card: dict, prompts: pd.DataFrame, outcomes: pd.DataFrame,
+                 models: pd.DataFrame) -> Path:
+    """Write the four files of a dataset folder atomically (parquet tables, CSV models)."""
+    from .io import write_csv, write_parquet, write_yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    card = dict(card)
+    card.setdefault("n_prompts", int(len(prompts)))
+    card.setdefault("n_models", int(len(models)))
+    card.setdefault("n_outcomes", int(len(outcomes)))
+    write_parquet(folder / "prompts.parquet", prompts.reset_index(drop=True))
+    write_parquet(folder / "outcomes.parquet", outcomes.reset_index(drop=True))
+    write_csv(folder / "models.csv", models.reset_index(drop=True))
+    write_yaml(folder / CARD, card)
+    return folder
+
+
+# --------------------------------------------------------------------------------------------
+# the registry of named datasets
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    prompts: str
+    llms: str
+    cost_unit: str
+    license: str
+    source: str
+
+
+REGISTRY: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    REGISTRY[info.name] = info
+    return info
+
+
+register_dataset(DatasetInfo(
+    "mmlu-pro", "MMLU-Pro answered by 31 CoT LLMs + 18 Open LLM Leaderboard v2 configurations",
+    "12,032", "49", "USD / 1M tokens (2024 list, 3:1 blend)",
+    "Apache-2.0 (TIGER-AI-Lab); OpenLLM v2 details: research use",
+    "github TIGER-AI-Lab/MMLU-Pro + somerstep/CARROT"))
+register_dataset(DatasetInfo(
+    "routerbench", "RouterBench 0-shot: 11 LLMs with measured per-query cost", "36,497", "11",
+    "USD per query", "MIT", "hf withmartian/routerbench"))
+register_dataset(DatasetInfo(
+    "embedllm", "EmbedLLM correctness of 112 open LLMs on 10 benchmarks", "~36,000", "112",
+    "parameters (billions)", "Apache-2.0", "hf RZ412/EmbedLLM"))
+register_dataset(DatasetInfo(
+    "sprout", "SPROUT (CARROT): 13 LLMs with token counts and list prices", "~45,000", "13",
+    "USD per query", "see dataset card", "hf CARROT-LLM-Routing/SPROUT"))
+
+
+def bundled_path(name: str) -> Path | None:
+    p = BUNDLED_DIR / name
+    return p if (p / CARD).exists() else None
+
+
+def cached_path(name: str) -> Path | None:
+    p = unirouter_home() / "datasets" / name
+    return p if (p / CARD).exists() else None
+
+
+def availability(name: str) -> str:
+    parts = []
+    if bundled_path(name):
+        parts.append("bundled")
+    if cached_path(name):
+        parts.append("cached")
+    parts.append("downloadable")
+    return ", ".join(parts)
+
+
+def resolve(spec: str) -> tuple[str, Path]:
+    """Turn a registered name or a folder path into (name, folder). Downloaded copies win over bundled."""
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return p.resolve().name, p.resolve()
+    if spec in REGISTRY:
+        for cand in (cached_path(spec), bundled_path(spec)):
+            if cand is not None:
+                return spec, cand
+        raise DataError(f"dataset {spec!r} is not on this machine: run `unirouter download {spec}` "
+                        f"(or `unirouter download {spec} --from DIR` with upstream files on disk)")
+    if os.sep in spec or spec.startswith("."):
+        raise DataError(f"dataset folder {spec} does not exist")
+    raise DataError(f"unknown dataset {spec!r}: expected one of {', '.join(sorted(REGISTRY))} or a folder path")
+
+
+_LOADED: dict[tuple[str, str], Dataset] = {}
+
+
+def load_dataset(spec: str) -> Dataset:
+    """Load a dataset by registered name or folder path (memoised per process)."""
+    name, folder = resolve(spec)
+    key = (name, str(folder))
+    if key not in _LOADED:
+        _LOADED[key] = load_folder(folder, name=name)
+    return _LOADED[key]

@@ -1,0 +1,93 @@
+"""Stage 5 - fitting and evaluating routers trial by trial (no file I/O here; see rundir.py).
+
+``fit_trial`` fits every requested router on one trial's training data. ``evaluate_trial`` profiles
+a pool of LLMs on the validation prompts, asks each router for gamma on the test prompts, and turns
+the answers into exact deferral curves and metrics (metrics.py).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from .data import Dataset
+from .metrics import curve_metrics, deferral_curve, single_points
+from .routers import FitData, Pool, Router, make_router
+from .split import Trial, complete_rows
+
+POOLS = ("unseen", "seen", "all")
+
+
+def errors(ds: Dataset, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    return 1.0 - ds.scores[np.ix_(rows, cols)].astype(np.float64)
+
+
+def fit_data(ds: Dataset, X: np.ndarray, trial: Trial, needs_all: bool) -> FitData:
+    tr, tm = trial.train, trial.train_models
+    return FitData(
+        X_train=X[tr], E_train=errors(ds, tr, tm), C_train=ds.cost_matrix(tr, tm),
+        X_val=X[trial.val], E_val=errors(ds, trial.val, tm),
+        train_models=[ds.models[j] for j in tm], seed=trial.router_seed(),
+        E_train_all=errors(ds, tr, np.arange(ds.n_models)) if needs_all else None,
+        all_models=list(ds.models),
+    )
+
+
+def fit_trial(ds: Dataset, X: np.ndarray, trial: Trial, routers: list[str],
+              params: dict[str, dict] | None = None) -> tuple[dict[str, Router], dict[str, float]]:
+    """Fit each router on the trial; returns (routers, seconds per router)."""
+    params = params or {}
+    needs_all = any(r.startswith("clairvoyant") for r in routers)
+    data = fit_data(ds, X, trial, needs_all)
+    fitted, seconds = {}, {}
+    for name in routers:
+        t0 = time.perf_counter()
+        fitted[name] = make_router(name, **params.get(name, {})).fit(data)
+        seconds[name] = time.perf_counter() - t0
+    return fitted, seconds
+
+
+def pool_models(trial: Trial, pool: str) -> np.ndarray:
+    if pool == "unseen":
+        return trial.test_models
+    if pool == "seen":
+        return trial.train_models
+    return np.sort(np.r_[trial.train_models, trial.test_models])
+
+
+def evaluate_trial(ds: Dataset, X: np.ndarray, trial: Trial, routers: dict[str, Router],
+                   pool: str) -> tuple[list[dict], pd.DataFrame, pd.DataFrame]:
+    """Metrics rows, exact curves and single-LLM points of every router on one trial and pool."""
+    cols = pool_models(trial, pool)
+    rows = complete_rows(ds.scores, trial.test, cols)
+    if len(rows) == 0:
+        from .errors import DataError
+
+        raise DataError(f"trial {trial.index}: no test prompt was evaluated by every LLM of the {pool} pool")
+    S = ds.scores[np.ix_(rows, cols)].astype(np.float64)
+    C = ds.cost_matrix(rows, cols)
+    names = [ds.models[j] for j in cols]
+    base = Pool(models=names, X_val=X[trial.val], E_val=errors(ds, trial.val, cols))
+    Xt = X[rows]
+    metrics, curves = [], []
+    for name, router in routers.items():
+        pool_obj = base
+        if router.kind == "bound":
+            pool_obj = Pool(models=names, X_val=base.X_val, E_val=base.E_val, truth=1.0 - S)
+        t0 = time.perf_counter()
+        gamma = np.asarray(router.predict(Xt, pool_obj), dtype=np.float64)
+        curve = deferral_curve(gamma, S, C)
+        row = {"trial": trial.index, "router": name, "pool": pool, "kind": router.kind}
+        row.update(curve_metrics(curve, S, C))
+        row.update({"n_test": int(len(rows)), "n_val": int(len(trial.val)), "n_train": int(len(trial.train)),
+                    "n_pool": int(len(cols)), "n_points": int(len(curve.cost)),
+                    "seconds_predict": time.perf_counter() - t0})
+        metrics.append(row)
+        curves.append(pd.DataFrame({"trial": trial.index, "router": name, "pool": pool,
+                                    "cost": curve.cost.astype(np.float32),
+                                    "quality": curve.quality.astype(np.float32)}))
+    sc, sq = single_points(S, C)
+    singles = pd.DataFrame({"trial": trial.index, "pool": pool, "model": names, "cost": sc, "quality": sq})
+    return metrics, pd.concat(curves, ignore_index=True), singles

@@ -1,0 +1,212 @@
+"""Deferral curves and the metrics read off them (pure numpy, no I/O).
+
+The routing rule is ``r_lambda(x) = argmin_h gamma(x, h) + lambda * c(x, h)``. For one prompt, the
+LLMs chosen as lambda falls from +inf to 0 are the vertices of the lower convex hull of the points
+``(c(x, h), gamma(x, h))``, walked from the cheapest LLM towards the lowest predicted error. Every
+hull edge is a breakpoint ``lambda = (gamma_from - gamma_to) / (c_to - c_from)``. Sorting all
+prompts' breakpoints by lambda and accumulating their cost and quality changes gives the *exact*
+deferral curve: one point per distinct breakpoint, no grid. Ties at lambda = 0 go to the cheaper LLM
+(the lambda -> 0+ limit), and among equally cheap LLMs to the lower predicted error.
+
+Conventions (documented in the README):
+* cost axis: mean cost per query divided by the mean over test prompts of the largest cost in the
+  pool (with per-LLM costs: the pool's most expensive LLM), so the curve lies in [0, 1];
+* between curve points the curve is linear (mixing two routers at random realises it); left of the
+  cheapest point and right of the most expensive point it is flat;
+* Area = integral of quality over normalised cost in [0, 1]; Area(50%) = integral over [0, 0.5]
+  (not rescaled, so it lies in [0, 0.5]);
+* QNC = the smallest normalised cost on the curve at which its quality reaches the accuracy of the
+  best single LLM of the pool (linear interpolation inside a segment); if the curve never reaches
+  it, QNC = 1 and ``qnc_reached`` is False;
+* AIQ (RouterBench) = Area of the non-decreasing upper convex hull of the curve points;
+* APGR analogue = (Area - q_cheapest) / (q_best - q_cheapest): the share of the gap between the
+  cheapest and the best single LLM the router recovers, averaged over cost (NaN if no gap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_TOL = 1e-12
+
+
+@dataclass
+class Curve:
+    cost: np.ndarray  # normalised, strictly increasing
+    quality: np.ndarray
+    lambdas: np.ndarray  # lambda at which each point starts (inf for the first)
+
+
+def _start_choice(gamma: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Per row: the cheapest LLM, ties broken by lower gamma (the lambda = +inf choice)."""
+    by_gamma = np.argsort(gamma, axis=1, kind="stable")
+    c_sorted = np.take_along_axis(cost, by_gamma, axis=1)
+    first = np.argmin(c_sorted, axis=1)  # argmin returns the first minimum: lowest gamma among cheapest
+    return by_gamma[np.arange(len(gamma)), first]
+
+
+def breakpoints(gamma: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hull walk for all prompts at once. Returns (start, rows, from, to, lambdas) of every breakpoint."""
+    n, m = gamma.shape
+    g = np.asarray(gamma, dtype=np.float64)
+    c = np.asarray(cost, dtype=np.float64)
+    cur = _start_choice(g, c)
+    start = cur.copy()
+    rows_all, frm_all, to_all, lam_all = [], [], [], []
+    active = np.arange(n)
+    cur_a = cur
+    while active.size:
+        ga = g[active]
+        ca = c[active]
+        g0 = ga[np.arange(active.size), cur_a][:, None]
+        c0 = ca[np.arange(active.size), cur_a][:, None]
+        dc = ca - c0
+        dg = g0 - ga
+        ok = (dc > _TOL) & (dg > _TOL)
+        slope = np.where(ok, dg / np.where(ok, dc, 1.0), -np.inf)
+        best = slope.max(axis=1)
+        has = np.isfinite(best)
+        if not has.any():
+            break
+        # among (near-)ties in slope take the farthest LLM (collinear hull points add no curve point)
+        tie = ok & (slope >= best[:, None] * (1 - 1e-12) - _TOL)
+        nxt = np.argmax(np.where(tie, ca, -np.inf), axis=1)
+        idx = np.flatnonzero(has)
+        rows_all.append(active[idx])
+        frm_all.append(cur_a[idx])
+        to_all.append(nxt[idx])
+        lam_all.append(best[idx])
+        active = active[idx]
+        cur_a = nxt[idx]
+    if rows_all:
+        return (start, np.concatenate(rows_all), np.concatenate(frm_all), np.concatenate(to_all),
+                np.concatenate(lam_all))
+    e = np.zeros(0, dtype=np.int64)
+    return start, e, e, e, np.zeros(0)
+
+
+def _group_rows(gamma: np.ndarray, score: np.ndarray, cost: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merge prompts that share a gamma row when costs are per LLM (same hull, same breakpoints).
+
+    Returns (gamma, cost, summed score, prompt count) per group. Cluster routers give K distinct
+    rows, so their curves cost O(K m) instead of O(n m). Per-query costs are never grouped.
+    """
+    n = len(gamma)
+    if n > 64 and np.all(cost == cost[:1]):
+        # hash rows by a fixed random projection, then verify exact equality before merging
+        proj = np.random.default_rng(20250212).standard_normal(gamma.shape[1])
+        _, first, inv = np.unique(gamma @ proj, return_index=True, return_inverse=True)
+        inv = inv.ravel()
+        uniq = gamma[first]
+        if len(uniq) <= n // 2 and np.array_equal(uniq[inv], gamma):
+            counts = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
+            order = np.argsort(inv, kind="stable")
+            starts = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64)
+            ssum = np.add.reduceat(score[order], starts, axis=0)
+            return uniq, np.broadcast_to(cost[:1], uniq.shape), ssum, counts
+    return gamma, cost, score, np.ones(n)
+
+
+def deferral_curve(gamma: np.ndarray, score: np.ndarray, cost: np.ndarray) -> Curve:
+    """Exact deferral curve of the rule argmin gamma + lambda * cost on a complete test table.
+
+    gamma, score, cost: (n_prompts, n_models). Quality = mean score of the chosen LLMs.
+    """
+    gamma = np.asarray(gamma, dtype=np.float64)
+    score = np.asarray(score, dtype=np.float64)
+    cost = np.asarray(cost, dtype=np.float64)
+    n = gamma.shape[0]
+    if n == 0:
+        raise ValueError("deferral curve needs at least one prompt")
+    norm = float(cost.max(axis=1).mean())
+    g, c, s, w = _group_rows(gamma, score, cost)
+    start, rows, frm, to, lam = breakpoints(g, c)
+    ar = np.arange(len(g))
+    c0 = float((w * c[ar, start]).sum())
+    q0 = float(s[ar, start].sum())
+    if lam.size == 0:
+        return Curve(np.array([c0 / n / norm]), np.array([q0 / n]), np.array([np.inf]))
+    order = np.argsort(-lam, kind="stable")
+    lam_s = lam[order]
+    dcost = w[rows] * (c[rows, to] - c[rows, frm])
+    dq = s[rows, to] - s[rows, frm]
+    cum_c = c0 + np.cumsum(dcost[order])
+    cum_q = q0 + np.cumsum(dq[order])
+    # one point per distinct lambda: keep the last cumulative value of each group
+    last = np.r_[lam_s[1:] != lam_s[:-1], True]
+    costs = np.r_[c0, cum_c[last]] / n / norm
+    quals = np.r_[q0, cum_q[last]] / n
+    lams = np.r_[np.inf, lam_s[last]]
+    return Curve(costs, quals, lams)
+
+
+def area(curve: Curve, upto: float = 1.0) -> float:
+    """Integral of quality over normalised cost in [0, upto] (flat extension at both ends)."""
+    x, y = curve.cost, curve.quality
+    inner = x[(x > 0) & (x < upto)]
+    grid = np.r_[0.0, inner, upto]
+    vals = np.interp(grid, x, y)
+    return float(np.sum((grid[1:] - grid[:-1]) * (vals[1:] + vals[:-1]) / 2))
+
+
+def qnc(curve: Curve, target: float) -> tuple[float, bool]:
+    """Smallest normalised cost on the curve with quality >= target; (1.0, False) if never reached."""
+    x, y = curve.cost, curve.quality
+    hit = np.flatnonzero(y >= target - 1e-12)
+    if hit.size == 0:
+        return 1.0, False
+    i = int(hit[0])
+    if i == 0:
+        return float(min(x[0], 1.0)), True
+    x0, x1, y0, y1 = x[i - 1], x[i], y[i - 1], y[i]
+    t = (target - y0) / (y1 - y0) if y1 != y0 else 1.0
+    return float(min(x0 + t * (x1 - x0), 1.0)), True
+
+
+def upper_hull(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-decreasing upper convex hull of points sorted by x (RouterBench's AIQ envelope)."""
+    keep = y >= np.maximum.accumulate(y) - 1e-15  # only running-max points can be on it
+    xs, ys = x[keep], y[keep]
+    hx: list[float] = []
+    hy: list[float] = []
+    for px, py in zip(xs.tolist(), ys.tolist(), strict=True):
+        while len(hx) >= 2 and (hx[-1] - hx[-2]) * (py - hy[-2]) - (hy[-1] - hy[-2]) * (px - hx[-2]) >= 0:
+            hx.pop()
+            hy.pop()
+        hx.append(px)
+        hy.append(py)
+    return np.asarray(hx), np.asarray(hy)
+
+
+def aiq(curve: Curve) -> float:
+    hx, hy = upper_hull(curve.cost, curve.quality)
+    return area(Curve(hx, hy, np.zeros_like(hx)))
+
+
+def single_points(score: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised cost, accuracy) of always using each single LLM of the pool."""
+    norm = float(cost.max(axis=1).mean())
+    return cost.mean(axis=0) / norm, score.mean(axis=0)
+
+
+def curve_metrics(curve: Curve, score: np.ndarray, cost: np.ndarray) -> dict[str, float]:
+    """Area, Area(50%), QNC, AIQ and APGR of a curve against the pool's single LLMs."""
+    sc, sq = single_points(score, cost)
+    best = float(sq.max())
+    cheap = float(sq[np.argmin(sc)])
+    a = area(curve)
+    q, reached = qnc(curve, best)
+    gap = best - cheap
+    return {
+        "area": a,
+        "area_50": area(curve, 0.5),
+        "qnc": q,
+        "qnc_reached": bool(reached),
+        "aiq": aiq(curve),
+        "apgr": (a - cheap) / gap if gap > 1e-12 else float("nan"),
+        "best_single": best,
+        "max_quality": float(curve.quality.max()),
+    }
