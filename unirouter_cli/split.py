@@ -25,6 +25,7 @@ class SplitConfig:
     val_frac: float = 0.1
     test_frac: float = 0.3
     val_size: int | None = None  # validation prompts (overrides val_frac; the rest of non-test is training)
+    val_reserve: int | None = None  # prompts held back for validation (the largest size of a sweep)
     unseen_frac: float = 1 / 3
     unseen_models: tuple[str, ...] = ()  # explicit unseen pool (fixed across trials)
     unseen_source: str | None = None  # models whose models.csv source equals this are the unseen pool
@@ -38,6 +39,7 @@ class SplitConfig:
                               f"{self.test_frac} = {sum(fr):g}")
         n_test = int(round(self.test_frac * ds.n_prompts))
         n_val = self.val_size if self.val_size is not None else int(round(self.val_frac * ds.n_prompts))
+        n_val = max(n_val, self.val_reserve or 0)
         if n_val < 1 or n_test < 1 or ds.n_prompts - n_test - n_val < 1:
             raise ConfigError(f"split leaves an empty part: {ds.n_prompts} prompts, {n_val} validation, "
                               f"{n_test} test (each of train/validation/test needs at least one prompt)")
@@ -92,7 +94,7 @@ def make_trial(ds: Dataset, cfg: SplitConfig, seed: int, index: int) -> Trial:
     n_val = cfg.val_size if cfg.val_size is not None else int(round(cfg.val_frac * n))
     test = np.sort(perm[:n_test])
     val = np.sort(perm[n_test:n_test + n_val])
-    rest = perm[n_test + n_val:]
+    rest = perm[n_test + max(n_val, cfg.val_reserve or 0):]
     if cfg.val_size is None and abs(cfg.train_frac + cfg.val_frac + cfg.test_frac - 1) < 1e-6:
         train = np.sort(rest)
     else:

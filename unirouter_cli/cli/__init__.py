@@ -1,0 +1,49 @@
+"""The ``unirouter`` command: one Typer app composed from one module per command group.
+
+Error boundary: every command runs inside ``boundary``; a known error (``UnirouterError``, a
+missing file, a full disk) prints one line ``error: ...`` to stderr and exits with code 2.
+``UNIROUTER_DEBUG=1`` re-raises it so the traceback shows.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from . import common, data_cmd, info_cmd, results_cmd, run_cmd
+
+app = typer.Typer(
+    name="unirouter",
+    help="Benchmark dynamic LLM routers (UniRoute, arXiv 2502.08773) on public correctness tables.\n\n"
+         "Example: unirouter fit --dataset mmlu-pro --trials 10 --run-dir runs/demo && "
+         "unirouter evaluate --run-dir runs/demo --pool unseen && unirouter report --run-dir runs/demo",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"unirouter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or informational output."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    common.STATE.quiet = quiet
+
+
+app.add_typer(data_cmd.app, name="data")
+data_cmd.register(app)
+info_cmd.register(app)
+run_cmd.register(app)
+results_cmd.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,90 @@
+"""``unirouter data list|validate|info`` and ``unirouter download``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..data import REGISTRY, availability, load_dataset, validate_folder
+from ..download import download as do_download
+from .common import boundary, console, info
+
+app = typer.Typer(help="List, validate and inspect routing tables.", no_args_is_help=True)
+
+
+@app.command("list")
+@boundary
+def list_cmd() -> None:
+    """List the registered datasets and whether each is bundled, cached or downloadable.
+
+    Example: unirouter data list
+    """
+    t = Table(title="unirouter datasets")
+    for col in ("name", "prompts", "LLMs", "cost unit", "license", "source", "status"):
+        t.add_column(col, overflow="fold")
+    for d in REGISTRY.values():
+        t.add_row(d.name, d.prompts, d.llms, d.cost_unit, d.license, d.source, availability(d.name))
+    console.print(t)
+
+
+@app.command("validate")
+@boundary
+def validate_cmd(path: Path = typer.Argument(..., help="A dataset folder (dataset.yaml, prompts, outcomes, models.csv).")
+                 ) -> None:
+    """Check a dataset folder and report every problem (file, row/column, what was expected).
+
+    Example: unirouter data validate ../shared/data/routerbench-subset
+    """
+    problems, tables, card = validate_folder(path)
+    if problems:
+        for p in problems:
+            typer.echo(f"error: {path}/{p}", err=True)
+        typer.echo(f"{len(problems)} problem(s) in {path}", err=True)
+        raise typer.Exit(2)
+    n = {k: len(v) for k, v in tables.items()}
+    typer.echo(f"ok: {path}: {n['prompts']} prompts, {n['models']} models, {n['outcomes']} outcomes")
+
+
+@app.command("info")
+@boundary
+def info_cmd(dataset: str = typer.Argument(..., help="Registered name or folder path.")) -> None:
+    """Summarise a dataset: sizes, missing pairs, per-LLM accuracy and cost.
+
+    Example: unirouter data info mmlu-pro
+    """
+    import numpy as np
+
+    ds = load_dataset(dataset)
+    evaluated = ~np.isnan(ds.scores)
+    console.print(f"[bold]{ds.name}[/] ({ds.path}) hash {ds.content_hash}")
+    console.print(f"{ds.n_prompts} prompts, {ds.n_models} LLMs, {int(evaluated.sum())} outcomes, "
+                  f"{int((~evaluated).sum())} pairs not evaluated; cost unit: {ds.card.get('cost_unit', '?')}")
+    t = Table()
+    for col in ("model", "accuracy", "evaluated", "cost", "source"):
+        t.add_column(col)
+    acc = np.nanmean(ds.scores, axis=0)
+    for j in np.argsort(ds.model_cost):
+        t.add_row(ds.models[j], f"{acc[j]:.3f}", str(int(evaluated[:, j].sum())), f"{ds.model_cost[j]:.4g}",
+                  str(ds.model_source[j]))
+    console.print(t)
+
+
+def register(root: typer.Typer) -> None:
+    @root.command("download")
+    @boundary
+    def download_cmd(
+        name: str = typer.Argument(..., help="mmlu-pro, routerbench, embedllm or sprout."),
+        from_dir: Path | None = typer.Option(None, "--from", help="Convert upstream files already in this folder."),
+        dest: Path | None = typer.Option(None, "--dest", help="Write here instead of $UNIROUTER_HOME/datasets/NAME."),
+    ) -> None:
+        """Fetch a public routing table, convert it to the dataset folder format and verify it.
+
+        Example: unirouter download mmlu-pro --from ../shared/raw-samples/tiger-mmlu-pro
+        """
+        folder, summary = do_download(name, from_dir, dest, progress=info)
+        typer.echo(f"ok: {folder}: {summary['prompts']} prompts, {summary['models']} models, "
+                   f"{summary['outcomes']} outcomes")
+        if summary["excluded_models"]:
+            typer.echo(f"warning: left out (no cost known): {', '.join(summary['excluded_models'])}", err=True)

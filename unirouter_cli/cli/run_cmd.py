@@ -1,0 +1,133 @@
+"""``unirouter fit`` and ``unirouter evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+
+from ..errors import ConfigError
+from ..rundir import RunConfig, evaluate_run, fit_run
+from ..split import SplitConfig
+from .common import boundary, info, progress_factory
+
+DEFAULT_FIT_ROUTERS = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap", "oracle"]
+
+
+def parse_params(items: list[str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for it in items:
+        if "=" not in it or "." not in it.split("=", 1)[0]:
+            raise ConfigError(f"--param {it!r}: expected ROUTER.NAME=VALUE, e.g. uniroute-kmeans.K=16")
+        key, val = it.split("=", 1)
+        router, name = key.split(".", 1)
+        out.setdefault(router, {})[name] = yaml.safe_load(val)
+    return out
+
+
+def load_config_file(path: Path) -> dict:
+    try:
+        d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"--config {path}: file not found") from e
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path}: not valid YAML") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of options")
+    d.pop("name", None)
+    d.pop("description", None)
+    d.pop("version", None)
+    return d
+
+
+def build_config(config: Path | None, **cli: object) -> RunConfig:
+    base: dict = load_config_file(config) if config else {}
+    split = dict(base.pop("split", {}) or {})
+    for key in ("train_frac", "val_frac", "test_frac", "val_size", "unseen_frac", "unseen_source"):
+        if cli.get(key) is not None:
+            split[key] = cli[key]
+    if cli.get("unseen"):
+        split["unseen_models"] = list(cli["unseen"])
+    for key in ("dataset", "trials", "seed", "encoder"):
+        if cli.get(key) is not None:
+            base[key] = cli[key]
+    if cli.get("routers"):
+        base["routers"] = list(cli["routers"])
+    if cli.get("val_sizes"):
+        base["val_sizes"] = [int(v) for v in str(cli["val_sizes"]).split(",") if v.strip()]
+    params = parse_params(list(cli.get("params") or []))
+    rp = dict(base.get("router_params") or {})
+    for r, p in params.items():
+        rp.setdefault(r, {}).update(p)
+    base["router_params"] = rp
+    base.setdefault("dataset", "mmlu-pro")
+    base.setdefault("routers", DEFAULT_FIT_ROUTERS)
+    base["split"] = split
+    where = str(config) if config else "command line"
+    try:
+        SplitConfig(**{k: (tuple(v) if k == "unseen_models" else v) for k, v in split.items()})
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from e
+    return RunConfig.from_dict(base, where)
+
+
+def register(root: typer.Typer) -> None:
+    @root.command("fit")
+    @boundary
+    def fit_cmd(
+        dataset: str | None = typer.Option(None, "--dataset", "-d", help="Registered name or dataset folder path "
+                                           "[default: mmlu-pro]."),
+        routers: list[str] | None = typer.Option(None, "--router", "-r", help="Router to fit; repeat for several "
+                                                 "[default: zero, knn, uniroute-kmeans, uniroute-learnedmap, oracle]."),
+        trials: int | None = typer.Option(None, "--trials", "-n", help="Number of random trials [default: 10]."),
+        seed: int | None = typer.Option(None, "--seed", help="Seed that fixes every split and router [default: 0]."),
+        encoder: str | None = typer.Option(None, "--encoder", "-e", help="Prompt encoder [default: tfidf]."),
+        run_dir: Path = typer.Option(..., "--run-dir", "-o", help="Run directory to write."),
+        config: Path | None = typer.Option(None, "--config", "-c", help="YAML experiment file (configs/*.yaml); "
+                                           "command-line options override it."),
+        train_frac: float | None = typer.Option(None, help="Training share of prompts [default: 0.6]."),
+        val_frac: float | None = typer.Option(None, help="Validation share of prompts [default: 0.1]."),
+        test_frac: float | None = typer.Option(None, help="Test share of prompts [default: 0.3]."),
+        val_size: int | None = typer.Option(None, help="Validation prompts (overrides --val-frac)."),
+        val_sizes: str | None = typer.Option(None, help="Sweep of validation sizes, e.g. 100,200,300,400,500."),
+        unseen_frac: float | None = typer.Option(None, help="Share of LLMs in the unseen test pool [default: 1/3]."),
+        unseen: list[str] | None = typer.Option(None, "--unseen", help="An LLM of a fixed unseen pool; repeat."),
+        unseen_source: str | None = typer.Option(None, help="Unseen pool = the LLMs whose models.csv source is this."),
+        params: list[str] | None = typer.Option(None, "--param", "-p", help="Router hyperparameter, "
+                                                "ROUTER.NAME=VALUE (e.g. uniroute-kmeans.K=16); repeat."),
+        jobs: int = typer.Option(1, "--jobs", "-j", help="Trials in parallel on this machine (joblib)."),
+        backend: str = typer.Option("local", help="local (joblib) or dask (extra 'dask')."),
+        scheduler: str | None = typer.Option(None, help="Dask scheduler address for --backend dask."),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --run-dir."),
+    ) -> None:
+        """Split prompts and LLMs for each trial and fit the routers; write the run directory.
+
+        Example: unirouter fit --dataset mmlu-pro --router uniroute-kmeans --router knn --trials 10 --run-dir runs/demo
+        """
+        cfg = build_config(config, dataset=dataset, routers=routers, trials=trials, seed=seed, encoder=encoder,
+                           train_frac=train_frac, val_frac=val_frac, test_frac=test_frac, val_size=val_size,
+                           val_sizes=val_sizes, unseen_frac=unseen_frac, unseen=unseen, unseen_source=unseen_source,
+                           params=params)
+        rd = fit_run(cfg, run_dir, resume=resume, jobs=jobs, backend=backend, scheduler=scheduler,
+                     progress_factory=progress_factory())
+        info(f"fitted {len(cfg.tasks())} trial(s) x {len(cfg.routers)} router(s) into {rd.path}")
+
+    @root.command("evaluate")
+    @boundary
+    def evaluate_cmd(
+        run_dir: Path = typer.Option(..., "--run-dir", "-o", help="Run directory written by `unirouter fit`."),
+        pool: list[str] = typer.Option(["unseen"], "--pool", help="unseen (the paper's setting), seen or all; "
+                                       "repeat for several."),
+        jobs: int = typer.Option(1, "--jobs", "-j", help="Trials in parallel on this machine (joblib)."),
+        backend: str = typer.Option("local", help="local (joblib) or dask (extra 'dask')."),
+        scheduler: str | None = typer.Option(None, help="Dask scheduler address for --backend dask."),
+    ) -> None:
+        """Route the test prompts among a pool of LLMs and write deferral curves and metrics.
+
+        Writes metrics.csv (trial, router, pool, area, area_50, qnc, ...), curves.parquet, singles.parquet.
+        Example: unirouter evaluate --run-dir runs/demo --pool unseen
+        """
+        rd = evaluate_run(run_dir, list(pool), jobs=jobs, backend=backend, scheduler=scheduler,
+                          progress_factory=progress_factory())
+        info(f"wrote {rd.path / 'metrics.csv'} and {rd.path / 'curves.parquet'}")

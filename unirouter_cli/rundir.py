@@ -1,0 +1,426 @@
+"""Stage 6 - the run directory: config, per-trial router states, resumable fit and evaluate.
+
+Layout of ``DIR``::
+
+    config.yaml                 resolved config: unirouter version, dataset + content hash, encoder,
+                                routers, split, trials, seed (everything needed to rerun)
+    trials/<task>/split.npz     prompt and LLM indices of the trial
+    trials/<task>/<router>.npz  router arrays; <router>.json its parameters and chosen hyperparameters
+    trials/<task>/fit.json      written last: the task is fitted (used by --resume)
+    eval/<pool>/<task>.parquet  metrics, curves and single-LLM points of one task (used by --resume)
+    hyperparams.csv, metrics.csv, curves.parquet, singles.parquet, timings.csv
+
+Every file is written atomically; a ``.lock`` file (fcntl) refuses a second writer. A task is a
+trial index, or (trial, validation size) in a validation-size sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import __version__
+from .data import Dataset, folder_hash, load_dataset, resolve
+from .embed import check_encoder, get_embeddings
+from .errors import ConfigError, RunDirError
+from .evaluate import POOLS, evaluate_trial, fit_trial
+from .io import write_csv, write_json, write_npz, write_parquet, write_yaml
+from .routers import ROUTERS, check_routers, make_router
+from .split import SplitConfig, Trial, make_trial
+
+CONFIG_VERSION = 1
+METRIC_COLUMNS = ["trial", "val_size", "router", "kind", "pool", "area", "area_50", "qnc", "qnc_reached", "aiq",
+                  "apgr", "best_single", "max_quality", "n_test", "n_val", "n_train", "n_pool", "n_points"]
+
+
+@dataclass
+class RunConfig:
+    dataset: str
+    routers: list[str]
+    trials: int = 10
+    seed: int = 0
+    encoder: str = "tfidf"
+    split: SplitConfig = field(default_factory=SplitConfig)
+    val_sizes: list[int] = field(default_factory=list)
+    router_params: dict[str, dict] = field(default_factory=dict)
+    # filled by resolve():
+    dataset_name: str = ""
+    dataset_path: str = ""
+    dataset_hash: str = ""
+
+    def tasks(self) -> list[tuple[int, int | None]]:
+        sizes: list[int | None] = list(self.val_sizes) or [None]
+        return [(t, v) for t in range(self.trials) for v in sizes]
+
+    def to_dict(self) -> dict:
+        return {
+            "config_version": CONFIG_VERSION,
+            "unirouter_version": __version__,
+            "dataset": self.dataset, "dataset_name": self.dataset_name, "dataset_path": self.dataset_path,
+            "dataset_hash": self.dataset_hash, "encoder": self.encoder, "routers": list(self.routers),
+            "router_params": self.router_params, "trials": self.trials, "seed": self.seed,
+            "split": self.split.to_dict(), "val_sizes": list(self.val_sizes),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> RunConfig:
+        known = {"config_version", "unirouter_version", "dataset", "dataset_name", "dataset_path", "dataset_hash",
+                 "encoder", "routers", "router_params", "trials", "seed", "split", "val_sizes"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        if "dataset" not in d or "routers" not in d:
+            raise ConfigError(f"{where}: needs at least 'dataset' and 'routers'")
+        split = dict(d.get("split") or {})
+        split_keys = set(SplitConfig.__dataclass_fields__)
+        bad = sorted(set(split) - split_keys)
+        if bad:
+            raise ConfigError(f"{where}: unknown split key(s) {', '.join(bad)}; expected {', '.join(sorted(split_keys))}")
+        split["unseen_models"] = tuple(split.get("unseen_models") or ())
+        try:
+            return cls(dataset=str(d["dataset"]), routers=list(d["routers"]), trials=int(d.get("trials", 10)),
+                       seed=int(d.get("seed", 0)), encoder=str(d.get("encoder", "tfidf")), split=SplitConfig(**split),
+                       val_sizes=[int(v) for v in d.get("val_sizes") or []],
+                       router_params=dict(d.get("router_params") or {}), dataset_name=d.get("dataset_name", ""),
+                       dataset_path=d.get("dataset_path", ""), dataset_hash=d.get("dataset_hash", ""))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: {e}") from e
+
+
+def task_name(t: int, v: int | None) -> str:
+    return f"trial-{t:04d}" if v is None else f"trial-{t:04d}-val{v:05d}"
+
+
+def prepare(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
+    """Check every option against the dataset before anything is written."""
+    check_routers(cfg.routers)
+    check_encoder(cfg.encoder)
+    if cfg.trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {cfg.trials}")
+    for name, params in cfg.router_params.items():
+        if name not in ROUTERS:
+            raise ConfigError(f"router parameters given for unknown router {name!r}")
+        unknown = sorted(set(params) - set(ROUTERS[name].defaults))
+        if unknown:
+            raise ConfigError(f"router {name}: unknown parameter(s) {', '.join(unknown)}; "
+                              f"expected {', '.join(ROUTERS[name].defaults) or 'none'}")
+    ds = load_dataset(cfg.dataset)
+    cfg.dataset_name, cfg.dataset_path, cfg.dataset_hash = ds.name, str(ds.path), ds.content_hash
+    if cfg.val_sizes:
+        if any(v < 1 for v in cfg.val_sizes):
+            raise ConfigError(f"--val-sizes must be positive, got {cfg.val_sizes}")
+        cfg.split = SplitConfig(**{**cfg.split.__dict__, "val_reserve": max(cfg.val_sizes)})
+        for v in cfg.val_sizes:
+            SplitConfig(**{**cfg.split.__dict__, "val_size": v}).check(ds)
+    else:
+        cfg.split.check(ds)
+    for name in cfg.routers:
+        K = cfg.router_params.get(name, {}).get("K")
+        n_val = min(cfg.val_sizes) if cfg.val_sizes else (
+            cfg.split.val_size or int(round(cfg.split.val_frac * ds.n_prompts)))
+        if isinstance(K, int) and K > n_val:
+            raise ConfigError(f"router {name}: K = {K} clusters but only {n_val} validation prompts; "
+                              "each cluster needs validation prompts to profile an LLM")
+    return cfg, ds
+
+
+def trial_for(ds: Dataset, cfg: RunConfig, t: int, v: int | None) -> Trial:
+    split = cfg.split if v is None else SplitConfig(**{**cfg.split.__dict__, "val_size": v})
+    return make_trial(ds, split, cfg.seed, t)
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    def task_dir(self, t: int, v: int | None) -> Path:
+        return self.path / "trials" / task_name(t, v)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunDirError(f"run directory {self.path} is in use by {holder}; "
+                              "wait for it to finish or use another --run-dir") from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"unirouter pid {os.getpid()}\n")
+            fh.flush()
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+
+    def read_config(self) -> RunConfig:
+        if not self.config_file.exists():
+            raise RunDirError(f"{self.config_file}: missing; run `unirouter fit --run-dir {self.path}` first")
+        try:
+            d = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise RunDirError(f"{self.config_file}: not valid YAML ({type(e).__name__})") from e
+        if not isinstance(d, dict):
+            raise RunDirError(f"{self.config_file}: expected a mapping")
+        if d.get("config_version") != CONFIG_VERSION:
+            raise RunDirError(f"{self.config_file}: config_version {d.get('config_version')!r}, this unirouter "
+                              f"reads version {CONFIG_VERSION}; refit with this version")
+        return RunConfig.from_dict(d, str(self.config_file))
+
+    # ---- per-task state -------------------------------------------------------------------
+    def save_fit(self, t: int, v: int | None, trial: Trial, routers: dict, seconds: dict) -> None:
+        d = self.task_dir(t, v)
+        write_npz(d / "split.npz", train=trial.train, val=trial.val, test=trial.test,
+                  train_models=trial.train_models, test_models=trial.test_models)
+        hyper = {}
+        for name, r in routers.items():
+            meta, arrays = r.state()
+            write_npz(d / f"{name}.npz", **arrays)
+            write_json(d / f"{name}.json", meta)
+            hyper[name] = r.hyperparams_
+        write_json(d / "fit.json", {"routers": list(routers), "seconds": seconds, "hyperparams": hyper})
+
+    def is_fitted(self, t: int, v: int | None, routers: list[str]) -> bool:
+        f = self.task_dir(t, v) / "fit.json"
+        if not f.exists():
+            return False
+        try:
+            return json.loads(f.read_text())["routers"] == list(routers)
+        except (json.JSONDecodeError, KeyError):
+            return False
+
+    def load_fit(self, ds: Dataset, cfg: RunConfig, t: int, v: int | None) -> tuple[Trial, dict]:
+        d = self.task_dir(t, v)
+        if not (d / "fit.json").exists():
+            raise RunDirError(f"{d}: not fitted (fit.json missing); run `unirouter fit --resume --run-dir {self.path}`")
+        trial = trial_for(ds, cfg, t, v)
+        try:
+            with np.load(d / "split.npz") as z:
+                same = all(np.array_equal(z[k], getattr(trial, k)) for k in
+                           ("train", "val", "test", "train_models", "test_models"))
+        except (OSError, ValueError, KeyError) as e:
+            raise RunDirError(f"{d / 'split.npz'}: unreadable ({type(e).__name__})") from e
+        if not same:
+            raise RunDirError(f"{d / 'split.npz'}: recorded split differs from the one the config gives")
+        routers = {}
+        for name in cfg.routers:
+            try:
+                meta = json.loads((d / f"{name}.json").read_text())
+                with np.load(d / f"{name}.npz", allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+            except (OSError, ValueError, json.JSONDecodeError) as e:
+                raise RunDirError(f"{d / name}.npz/.json: missing or unreadable ({type(e).__name__}); "
+                                  "refit this run") from e
+            routers[name] = make_router(name).load_state(meta, arrays)
+        return trial, routers
+
+    def eval_file(self, pool: str, t: int, v: int | None) -> Path:
+        return self.path / "eval" / pool / f"{task_name(t, v)}.parquet"
+
+
+# --------------------------------------------------------------------------------------------
+# task functions (run in worker processes: they reload the dataset and embeddings by path)
+# --------------------------------------------------------------------------------------------
+def _context(run_path: str) -> tuple[RunDir, RunConfig, Dataset, np.ndarray]:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # parallelism is across trials; BLAS/OpenMP threads inside a trial oversubscribe
+    rd = RunDir(run_path)
+    cfg = rd.read_config()
+    ds = load_dataset(cfg.dataset_path)
+    X = get_embeddings(ds, cfg.encoder)
+    return rd, cfg, ds, X
+
+
+def fit_task(run_path: str, t: int, v: int | None) -> dict:
+    rd, cfg, ds, X = _context(run_path)
+    trial = trial_for(ds, cfg, t, v)
+    routers, seconds = fit_trial(ds, X, trial, cfg.routers, cfg.router_params)
+    rd.save_fit(t, v, trial, routers, seconds)
+    return seconds
+
+
+def evaluate_task(run_path: str, t: int, v: int | None, pool: str) -> None:
+    rd, cfg, ds, X = _context(run_path)
+    trial, routers = rd.load_fit(ds, cfg, t, v)
+    rows, curves, singles = evaluate_trial(ds, X, trial, routers, pool)
+    for r in rows:
+        r["val_size"] = -1 if v is None else v
+    curves["val_size"] = -1 if v is None else v
+    singles["val_size"] = -1 if v is None else v
+    table = pd.concat([pd.DataFrame(rows).assign(part="metrics"), curves.assign(part="curve"),
+                       singles.assign(part="single")], ignore_index=True)
+    write_parquet(rd.eval_file(pool, t, v), table)
+
+
+# --------------------------------------------------------------------------------------------
+# executors
+# --------------------------------------------------------------------------------------------
+def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "local",
+              scheduler: str | None = None, progress: Callable[[int], None] | None = None) -> list:
+    """Run ``fn(*a)`` for every ``a``; results in input order. Local joblib (loky) or Dask."""
+    if not args:
+        return []
+    if backend == "dask":
+        try:
+            from dask.distributed import Client, as_completed
+        except ImportError as e:
+            raise ConfigError("--backend dask needs the 'dask' extra: pip install 'unirouter[dask]'") from e
+        if not scheduler:
+            raise ConfigError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as e:
+            raise ConfigError(f"cannot connect to the Dask scheduler at {scheduler} ({e})") from e
+        try:
+            futures = [client.submit(fn, *a, pure=False) for a in args]
+            index = {f.key: i for i, f in enumerate(futures)}
+            out: list = [None] * len(args)
+            for fut in as_completed(futures):
+                out[index[fut.key]] = fut.result()
+                if progress:
+                    progress(1)
+            return out
+        finally:
+            client.close()
+    if backend != "local":
+        raise ConfigError(f"unknown backend {backend!r}: expected local or dask")
+    if jobs == 1:
+        out = []
+        for a in args:
+            out.append(fn(*a))
+            if progress:
+                progress(1)
+        return out
+    from joblib import Parallel, delayed
+
+    out = [None] * len(args)
+    gen = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
+        delayed(_indexed)(i, fn, a) for i, a in enumerate(args))
+    for i, res in gen:
+        out[i] = res
+        if progress:
+            progress(1)
+    return out
+
+
+def _indexed(i: int, fn: Callable, a: tuple) -> tuple[int, object]:
+    return i, fn(*a)
+
+
+# --------------------------------------------------------------------------------------------
+# the two stages
+# --------------------------------------------------------------------------------------------
+def fit_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, jobs: int = 1, backend: str = "local",
+            scheduler: str | None = None, progress_factory: Callable | None = None) -> RunDir:
+    cfg, ds = prepare(cfg)
+    rd = RunDir(run_dir)
+    with rd.lock():
+        if rd.config_file.exists():
+            old = rd.read_config().to_dict()
+            new = cfg.to_dict()
+            diff = [k for k in new if k != "unirouter_version" and old.get(k) != new.get(k)]
+            if diff:
+                raise RunDirError(f"{rd.config_file}: this run was made with other settings ({', '.join(diff)}); "
+                                  "use a new --run-dir")
+            if not resume:
+                raise RunDirError(f"{rd.path} already holds a run; add --resume to continue it or use a new --run-dir")
+        get_embeddings(ds, cfg.encoder)  # compute + cache once, before workers start
+        write_yaml(rd.config_file, cfg.to_dict())
+        todo = [(str(rd.path), t, v) for t, v in cfg.tasks() if not rd.is_fitted(t, v, cfg.routers)]
+        progress = progress_factory(len(todo), "fit") if progress_factory else None
+        run_tasks(fit_task, todo, jobs, backend, scheduler, progress)
+        write_hyperparams(rd, cfg)
+    return rd
+
+
+def write_hyperparams(rd: RunDir, cfg: RunConfig) -> None:
+    rows, times = [], []
+    for t, v in cfg.tasks():
+        f = rd.task_dir(t, v) / "fit.json"
+        if not f.exists():
+            continue
+        info = json.loads(f.read_text())
+        for name, hp in info["hyperparams"].items():
+            for k, val in hp.items():
+                rows.append({"trial": t, "val_size": -1 if v is None else v, "router": name, "name": k,
+                             "value": val})
+        for name, s in info["seconds"].items():
+            times.append({"trial": t, "val_size": -1 if v is None else v, "router": name, "stage": "fit",
+                          "seconds": s})
+    write_csv(rd.path / "hyperparams.csv", pd.DataFrame(rows, columns=["trial", "val_size", "router", "name", "value"]))
+    write_csv(rd.path / "timings.csv", pd.DataFrame(times, columns=["trial", "val_size", "router", "stage", "seconds"]))
+
+
+def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: str = "local",
+                 scheduler: str | None = None, progress_factory: Callable | None = None) -> RunDir:
+    rd = RunDir(run_dir)
+    for p in pools:
+        if p not in POOLS:
+            raise ConfigError(f"unknown pool {p!r}: expected one of {', '.join(POOLS)}")
+    with rd.lock():
+        cfg = rd.read_config()
+        _name, folder = resolve(cfg.dataset_path if Path(cfg.dataset_path).is_dir() else cfg.dataset)
+        h = folder_hash(folder)
+        if h != cfg.dataset_hash:
+            raise RunDirError(f"dataset {folder} changed since the run was fitted (content hash {h}, "
+                              f"run recorded {cfg.dataset_hash}); refit into a new --run-dir")
+        missing = [task_name(t, v) for t, v in cfg.tasks() if not rd.is_fitted(t, v, cfg.routers)]
+        if missing:
+            raise RunDirError(f"{rd.path}: {len(missing)} trial(s) not fitted (first: {missing[0]}); "
+                              f"run `unirouter fit --resume` with the same options")
+        todo = [(str(rd.path), t, v, p) for p in pools for t, v in cfg.tasks() if not rd.eval_file(p, t, v).exists()]
+        progress = progress_factory(len(todo), "evaluate") if progress_factory else None
+        run_tasks(evaluate_task, todo, jobs, backend, scheduler, progress)
+        merge(rd, cfg, pools)
+    return rd
+
+
+def merge(rd: RunDir, cfg: RunConfig, pools: list[str]) -> None:
+    """Collect per-task evaluation files into metrics.csv, curves.parquet, singles.parquet."""
+    parts = []
+    for p in pools:
+        for t, v in cfg.tasks():
+            f = rd.eval_file(p, t, v)
+            try:
+                parts.append(pd.read_parquet(f))
+            except (OSError, ValueError) as e:
+                raise RunDirError(f"{f}: unreadable ({type(e).__name__}); delete it and rerun evaluate") from e
+    table = pd.concat(parts, ignore_index=True)
+    order = {r: i for i, r in enumerate(cfg.routers)}
+    pool_order = {p: i for i, p in enumerate(POOLS)}
+
+    def sort(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+        df = df.assign(_r=df["router"].map(order) if "router" in df else 0, _p=df["pool"].map(pool_order))
+        return df.sort_values(["_p", "trial", "val_size", "_r"] + cols, kind="stable").drop(columns=["_r", "_p"])
+
+    metrics = sort(table[table["part"] == "metrics"], [])[METRIC_COLUMNS]
+    metrics = metrics.astype({"trial": int, "val_size": int, "n_test": int, "n_val": int, "n_train": int,
+                              "n_pool": int, "n_points": int, "qnc_reached": bool})
+    curves = sort(table[table["part"] == "curve"], [])[["trial", "val_size", "router", "pool", "cost", "quality"]]
+    singles = table[table["part"] == "single"][["trial", "val_size", "pool", "model", "cost", "quality"]]
+    singles = singles.assign(_p=singles["pool"].map(pool_order)).sort_values(
+        ["_p", "trial", "val_size", "model"], kind="stable").drop(columns="_p")
+    write_csv(rd.path / "metrics.csv", metrics.reset_index(drop=True))
+    write_parquet(rd.path / "curves.parquet", curves.astype({"trial": int, "val_size": int}).reset_index(drop=True))
+    write_parquet(rd.path / "singles.parquet", singles.astype({"trial": int, "val_size": int}).reset_index(drop=True))
