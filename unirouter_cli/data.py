@@ -356,6 +356,7 @@ class DatasetInfo:
     cost_unit: str
     license: str
     source: str
+    downloadable: bool = True
 
 
 REGISTRY: dict[str, DatasetInfo] = {}
@@ -374,6 +375,10 @@ register_dataset(DatasetInfo(
 register_dataset(DatasetInfo(
     "routerbench", "RouterBench 0-shot: 11 LLMs with measured per-query cost", "36,497", "11",
     "USD per query", "MIT", "hf withmartian/routerbench"))
+register_dataset(DatasetInfo(
+    "routerbench-subset", "RouterBench 0-shot rows for ARC-Challenge, MBPP, Winogrande (bundled, with texts)",
+    "3,178", "11", "USD per query", "MIT (RouterBench; rows via RouterDC)", "RouterDC datasets/routerbench_zs",
+    downloadable=False))
 register_dataset(DatasetInfo(
     "embedllm", "EmbedLLM correctness of 112 open LLMs on 10 benchmarks", "~36,000", "112",
     "parameters (billions)", "Apache-2.0", "hf RZ412/EmbedLLM"))
@@ -398,7 +403,8 @@ def availability(name: str) -> str:
         parts.append("bundled")
     if cached_path(name):
         parts.append("cached")
-    parts.append("downloadable")
+    if REGISTRY[name].downloadable:
+        parts.append("downloadable")
     return ", ".join(parts)
 
 
