@@ -81,7 +81,7 @@ def _mmlu_pro_text(row: dict) -> str:
             opts = ast.literal_eval(opts)
         except (ValueError, SyntaxError):
             opts = [opts]
-    lines = [str(row["question"])] + [f"{_LETTERS[i]}. {o}" for i, o in enumerate(opts)]
+    lines = [str(row["question"]).strip()] + [f"{_LETTERS[i]}. {str(o).strip()}" for i, o in enumerate(opts)]
     return "\n".join(lines)
 
 

@@ -22,8 +22,10 @@ def list_cmd() -> None:
     Example: unirouter data list
     """
     t = Table(title="unirouter datasets")
-    for col in ("name", "prompts", "LLMs", "cost unit", "license", "source", "status"):
+    t.add_column("name", no_wrap=True)
+    for col in ("prompts", "LLMs", "cost unit", "license", "source"):
         t.add_column(col, overflow="fold")
+    t.add_column("status", no_wrap=True)
     for d in REGISTRY.values():
         t.add_row(d.name, d.prompts, d.llms, d.cost_unit, d.license, d.source, availability(d.name))
     console.print(t)

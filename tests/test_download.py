@@ -1,0 +1,217 @@
+"""Downloads and converters: upstream samples and fixtures, safe unpickling, corrupt and offline sources."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from unirouter_cli.data import load_folder
+from unirouter_cli.download import convert_to_folder, fetch, params_from_name
+from unirouter_cli.errors import DownloadError
+from unirouter_cli.safepickle import safe_load
+
+from .conftest import FIXTURES, SHARED, invoke, needs_shared
+
+
+def _tiger_accuracy(zpath: Path) -> tuple[int, float]:
+    with zipfile.ZipFile(zpath) as z:
+        rows = json.loads(z.read(z.namelist()[0]))
+    return len(rows), float(np.mean([r["pred"] == r["answer"] for r in rows]))
+
+
+@needs_shared
+def test_download_mmlu_pro_from_shared_raw_sample(tmp_path, runner):
+    src = SHARED / "raw-samples" / "tiger-mmlu-pro"
+    res = invoke(runner, "download", "mmlu-pro", "--from", src, "--dest", tmp_path / "mmlu")
+    assert res.exit_code == 0, res.output
+    assert invoke(runner, "data", "validate", tmp_path / "mmlu").exit_code == 0
+    ds = load_folder(tmp_path / "mmlu")
+    assert ds.n_prompts == 12032 and sorted(ds.models) == ["Llama-2-7b-hf", "Phi-3-mini-4k-instruct"]
+    for z in src.glob("*.zip"):
+        n, acc = _tiger_accuracy(z)
+        model = z.name[len("model_outputs_"):-len("_5shots.zip")]
+        assert n == 12032
+        assert np.nanmean(ds.scores[:, ds.models.index(model)]) == pytest.approx(acc)
+    # the converted numbers equal the shared (and bundled) table's numbers for these two LLMs
+    shared = load_folder(SHARED / "data" / "mmlu-pro")
+    for model in ds.models:
+        a = pd.Series(ds.scores[:, ds.models.index(model)], index=ds.prompt_ids)
+        b = pd.Series(shared.scores[:, shared.models.index(model)], index=shared.prompt_ids)
+        pd.testing.assert_series_equal(a.sort_index(), b.sort_index(), check_names=False)
+    # same prompts and categories (texts come from the authors' eval outputs, which keep a few typos
+    # that the cleaned question set in ../shared fixed, so they are not compared character by character)
+    assert dict(zip(ds.prompt_ids, ds.categories, strict=True)) == dict(
+        zip(shared.prompt_ids, shared.categories, strict=True))
+
+
+@needs_shared
+def test_download_routerbench_from_pickle_built_from_raw_sample(tmp_path, runner):
+    df = pd.read_csv(SHARED / "raw-samples" / "routerbench" / "routerbench_0shot_rows.csv", index_col=0)
+    src = tmp_path / "upstream"
+    src.mkdir()
+    df.to_pickle(src / "routerbench_0shot.pkl")
+    res = invoke(runner, "download", "routerbench", "--from", src, "--dest", tmp_path / "rb")
+    assert res.exit_code == 0, res.output
+    ds = load_folder(tmp_path / "rb")
+    assert (ds.n_prompts, ds.n_models) == (300, 11)
+    for m in ds.models:
+        assert np.nanmean(ds.scores[:, ds.models.index(m)]) == pytest.approx(df[m].mean())
+        assert np.nanmean(ds.query_cost[:, ds.models.index(m)]) == pytest.approx(df[f"{m}|total_cost"].mean())
+    # rows shared with the routerbench subset have the same scores and costs
+    sub = load_folder(SHARED / "data" / "routerbench-subset")
+    common = sorted(set(ds.prompt_ids) & set(sub.prompt_ids))
+    assert len(common) == 300
+    i = pd.Index(ds.prompt_ids).get_indexer(common)
+    k = pd.Index(sub.prompt_ids).get_indexer(common)
+    cols = [sub.models.index(m) for m in ds.models]
+    np.testing.assert_array_equal(ds.scores[i], sub.scores[np.ix_(k, cols)])
+    np.testing.assert_allclose(ds.query_cost[i], sub.query_cost[np.ix_(k, cols)])
+
+
+def test_mmlu_pro_fixture_with_carrot_pickle(tmp_path):
+    dest, summary = convert_to_folder("mmlu-pro", FIXTURES / "tiger", tmp_path / "m")
+    ds = load_folder(dest)
+    assert summary["models"] == 5 and ds.n_prompts == 60
+    assert ds.texts is not None and all(t.count("\n") >= 3 for t in ds.texts)
+    carrot = safe_load(FIXTURES / "tiger" / "new_leaderboard_processed_20241205.pickle")["leaderboard_mmlu_pro"]
+    for j, hub in enumerate(carrot["models"]):
+        name = "openllm-v2:" + hub.split("/", 1)[1].removesuffix("-details").replace("__", "/", 1)
+        assert np.nanmean(ds.scores[:, ds.models.index(name)]) == pytest.approx(carrot["correctness"][j].mean())
+    n, acc = _tiger_accuracy(FIXTURES / "tiger" / "model_outputs_Llama-2-7b-hf_5shots.zip")
+    assert np.nanmean(ds.scores[:, ds.models.index("Llama-2-7b-hf")]) == pytest.approx(acc)
+
+
+def test_routerbench_fixture_rows(tmp_path):
+    dest, summary = convert_to_folder("routerbench", FIXTURES / "routerbench", tmp_path / "rb")
+    ds = load_folder(dest)
+    assert (ds.n_prompts, ds.n_models) == (60, 11)
+    assert sorted(set(ds.categories)) == ["arc-challenge", "mbpp", "winogrande"]
+    assert ds.texts[0].startswith("George wants to warm his hands")
+
+
+def test_embedllm_format(tmp_path):
+    src = tmp_path / "embedllm"
+    src.mkdir()
+    models = ["meta-llama/Llama-2-7b-hf", "mistralai/Mixtral-8x7B-v0.1", "microsoft/phi-2", "some/unsized-model"]
+    pd.DataFrame({"model_id": range(4), "model_name": models}).to_csv(src / "model_order.csv", index=False)
+    pd.DataFrame({"prompt_id": range(5), "prompt": [f"question {i}?" for i in range(5)]}).to_csv(
+        src / "question_order.csv", index=False)
+    rng = np.random.default_rng(0)
+    rows = [{"model_id": m, "prompt_id": p, "label": int(rng.random() < 0.5), "category": "mmlu"}
+            for m in range(4) for p in range(5)]
+    pd.DataFrame(rows[:12]).to_csv(src / "train.csv", index=False)
+    pd.DataFrame(rows[12:]).to_csv(src / "test.csv", index=False)
+    dest, summary = convert_to_folder("embedllm", src, tmp_path / "out")
+    ds = load_folder(dest)
+    assert ds.n_prompts == 5 and summary["excluded_models"] == ["some/unsized-model"]
+    cost = dict(zip(ds.models, ds.model_cost, strict=True))
+    assert cost == {"meta-llama/Llama-2-7b-hf": 7.0, "mistralai/Mixtral-8x7B-v0.1": 56.0, "microsoft/phi-2": 2.7}
+
+
+def test_sprout_format(tmp_path):
+    src = tmp_path / "sprout"
+    src.mkdir()
+    cell = lambda s, i, o: {"score": s, "num_input_tokens": i, "num_output_tokens": o, "response": "x"}  # noqa: E731
+    df = pd.DataFrame({"key": ["a", "b", "c"], "dataset": ["gsm8k", "mmlu", "mmlu"],
+                       "prompt": ["2+2?", "Capital of France?", "Largest planet?"],
+                       "openai-gpt-4o": [cell(1.0, 10, 5), cell(1.0, 12, 4), cell(0.0, 9, 3)],
+                       "llama-3-1-8b-instruct": [cell(0.0, 10, 7), cell(1.0, 12, 5), None]})
+    df.to_json(src / "train.jsonl", orient="records", lines=True)
+    dest, _ = convert_to_folder("sprout", src, tmp_path / "out")
+    ds = load_folder(dest)
+    assert ds.n_prompts == 3 and ds.n_models == 2
+    j = ds.models.index("openai-gpt-4o")
+    assert ds.query_cost[0, j] == pytest.approx((10 * 2.5 + 5 * 10.0) / 1e6)
+    assert np.isnan(ds.scores[2, ds.models.index("llama-3-1-8b-instruct")])
+
+
+def test_params_from_name():
+    assert params_from_name("Qwen/Qwen2-72B-Instruct") == 72
+    assert params_from_name("mistralai/Mixtral-8x22B-v0.1") == 176
+    assert params_from_name("google/gemma-2b-it") == 2
+    assert np.isnan(params_from_name("gpt2"))
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_safe_unpickler_refuses_code(tmp_path):
+    p = tmp_path / "routerbench_0shot.pkl"
+    p.write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(DownloadError, match="refusing to unpickle posix.system|refusing to unpickle os.system"):
+        safe_load(p)
+    with pytest.raises(DownloadError, match="refusing"):
+        convert_to_folder("routerbench", tmp_path, tmp_path / "out")
+
+
+def test_safe_unpickler_loads_dataframes_and_arrays(tmp_path):
+    df = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]}, index=[3, 7])
+    p = tmp_path / "df.pkl"
+    df.to_pickle(p)
+    pd.testing.assert_frame_equal(safe_load(p), df)
+    p2 = tmp_path / "arr.pkl"
+    p2.write_bytes(pickle.dumps({"t": {"correctness": np.eye(3), "models": ["a", "b", "c"]}}))
+    np.testing.assert_array_equal(safe_load(p2)["t"]["correctness"], np.eye(3))
+
+
+def test_truncated_zip_and_html_page(tmp_path, runner):
+    src = tmp_path / "bad"
+    src.mkdir()
+    data = (FIXTURES / "tiger" / "model_outputs_Llama-2-7b-hf_5shots.zip").read_bytes()
+    (src / "model_outputs_Llama-2-7b-hf_5shots.zip").write_bytes(data[: len(data) // 2])
+    res = invoke(runner, "download", "mmlu-pro", "--from", src, "--dest", tmp_path / "out")
+    assert res.exit_code == 2 and "not a valid zip" in res.output and len(res.output.strip().splitlines()) == 1
+    src2 = tmp_path / "html"
+    src2.mkdir()
+    (src2 / "routerbench_0shot.pkl").write_text("<!DOCTYPE html><html><body>404</body></html>")
+    res = invoke(runner, "download", "routerbench", "--from", src2, "--dest", tmp_path / "out2")
+    assert res.exit_code == 2 and "error page" in res.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+def test_failed_conversion_keeps_the_good_copy(tmp_path):
+    dest, _ = convert_to_folder("routerbench", FIXTURES / "routerbench", tmp_path / "rb")
+    before = (dest / "outcomes.parquet").read_bytes()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "routerbench_0shot.pkl").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(DownloadError):
+        convert_to_folder("routerbench", bad, dest)
+    assert (dest / "outcomes.parquet").read_bytes() == before
+
+
+def test_unreachable_host_names_url_and_from(tmp_path, runner):
+    with pytest.raises(DownloadError) as e:
+        fetch("http://127.0.0.1:9/routerbench_0shot.pkl", tmp_path / "x.pkl", "routerbench", timeout=2)
+    msg = str(e.value)
+    assert "http://127.0.0.1:9/routerbench_0shot.pkl" in msg and "--from DIR" in msg
+
+
+def test_download_cli_offline_is_one_line(runner, monkeypatch):
+    import unirouter_cli.download as dl
+
+    monkeypatch.setattr(dl, "_ROUTERBENCH_URL", "http://127.0.0.1:9/routerbench_0shot.pkl")
+    monkeypatch.setattr(dl, "SOURCES", {**dl.SOURCES, "routerbench": dl.Source(
+        "routerbench", ((dl._ROUTERBENCH_URL, "routerbench_0shot.pkl"),), dl.convert_routerbench)})
+    res = invoke(runner, "download", "routerbench")
+    assert res.exit_code == 2
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "127.0.0.1:9" in errors[0] and "--from" in errors[0]
+    assert "Traceback" not in res.output
+
+
+def test_cached_download_is_resolved_by_name(runner):
+    res = invoke(runner, "download", "routerbench", "--from", FIXTURES / "routerbench")
+    assert res.exit_code == 0
+    res = invoke(runner, "data", "info", "routerbench")
+    assert res.exit_code == 0 and "60 prompts, 11 LLMs" in res.output
