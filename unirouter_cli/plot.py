@@ -102,7 +102,7 @@ def plot_metrics(metrics: pd.DataFrame, out: Path, title: str) -> Path:
     for ax, metric, label in ((axes[0], "area", "Area (higher is better)"),
                               (axes[1], "qnc", "QNC (lower is better)")):
         data = [metrics.loc[metrics["router"] == n, metric].to_numpy(float) for n in names]
-        bp = ax.boxplot(data, vert=False, patch_artist=True, widths=0.6, showfliers=False)
+        bp = ax.boxplot(data, orientation="horizontal", patch_artist=True, widths=0.6, showfliers=False)
         ax.set_yticks(range(1, len(names) + 1), names)
         for patch, n in zip(bp["boxes"], names, strict=True):
             patch.set_facecolor(colours[n])
