@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(os.environ.get("UNIROUTER_SHARED", ROOT.parent / "shared"))
 needs_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(),
-                                  reason=f"needs the shared data folder {SHARED} (present in CI, not in a user's clone)")
+                                  reason=f"needs the shared data folder {SHARED} (in CI, not in a user's clone)")
 
 
 @pytest.fixture(autouse=True)

@@ -147,7 +147,8 @@ def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.Dat
     for stem in ("prompts", "outcomes"):
         p = _find_table(folder, stem)
         if p is None:
-            problems.append(Problem(f"{stem}.parquet", "", f"missing in {folder} (expected {stem}.parquet or {stem}.csv)"))
+            problems.append(Problem(f"{stem}.parquet", "",
+                                    f"missing in {folder} (expected {stem}.parquet or {stem}.csv)"))
             continue
         paths[stem] = p
     mp = folder / "models.csv"
@@ -284,7 +285,8 @@ def load_folder(folder: str | Path, name: str | None = None) -> Dataset:
     folder = Path(folder)
     problems, tables, card = validate_folder(folder)
     if problems:
-        more = f" (and {len(problems) - 1} more problem(s); run `unirouter data validate {folder}`)" if len(problems) > 1 else ""
+        more = (f" (and {len(problems) - 1} more problem(s); run `unirouter data validate {folder}`)"
+                if len(problems) > 1 else "")
         raise DataError(f"{folder}: {problems[0]}{more}")
     prompts, outcomes, models = tables["prompts"], tables["outcomes"], tables["models"]
     prompt_ids = prompts["prompt_id"].astype(str).to_numpy()

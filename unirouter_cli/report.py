@@ -82,8 +82,8 @@ def summarise(metrics: pd.DataFrame, reference: str = "knn", alpha: float = 0.01
                        "reference": reference, "wins": np.nan, "losses": np.nan, "p_value": np.nan, "mark": ""}
                 if router != reference:
                     common = g.index.intersection(ref.index)
-                    w, lo_, p = sign_test(g.loc[common, metric].to_numpy(float), ref.loc[common, metric].to_numpy(float),
-                                          hb)
+                    w, lo_, p = sign_test(g.loc[common, metric].to_numpy(float),
+                                          ref.loc[common, metric].to_numpy(float), hb)
                     row.update({"wins": w, "losses": lo_, "p_value": p,
                                 "mark": ("+" if w > lo_ else "-") if p < alpha else ""})
                 rows.append(row)

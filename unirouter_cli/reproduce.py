@@ -74,7 +74,8 @@ def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, 
         first = True
         for router in dict.fromkeys(s["router"]):
             r = s[s["router"] == router].set_index("metric")
-            area = f"{r.loc['area', 'mean']:.4f} {r.loc['area', 'mark'] if isinstance(r.loc['area', 'mark'], str) else ''}"
+            mark = r.loc["area", "mark"] if isinstance(r.loc["area", "mark"], str) else ""
+            area = f"{r.loc['area', 'mean']:.4f} {mark}"
             qnc = f"{100 * r.loc['qnc', 'mean']:.1f}%"
             lead = (f"| {meta['name']} | {cfg.dataset_name} | {cfg.trials} |" if first else "| | | |")
             tail = f"[report.md]({meta['name']}/report.md) | {plot_links} |" if first else " | |"

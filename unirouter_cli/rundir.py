@@ -84,7 +84,8 @@ class RunConfig:
         split_keys = set(SplitConfig.__dataclass_fields__)
         bad = sorted(set(split) - split_keys)
         if bad:
-            raise ConfigError(f"{where}: unknown split key(s) {', '.join(bad)}; expected {', '.join(sorted(split_keys))}")
+            raise ConfigError(f"{where}: unknown split key(s) {', '.join(bad)}; "
+                              f"expected {', '.join(sorted(split_keys))}")
         split["unseen_models"] = tuple(split.get("unseen_models") or ())
         try:
             return cls(dataset=str(d["dataset"]), routers=list(d["routers"]), trials=int(d.get("trials", 10)),
@@ -276,6 +277,13 @@ def evaluate_task(run_path: str, t: int, v: int | None, pool: str) -> None:
 # --------------------------------------------------------------------------------------------
 # executors
 # --------------------------------------------------------------------------------------------
+def check_backend(backend: str, scheduler: str | None) -> None:
+    if backend not in ("local", "dask"):
+        raise ConfigError(f"unknown backend {backend!r}: expected local or dask")
+    if backend == "dask" and not scheduler:
+        raise ConfigError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+
+
 def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "local",
               scheduler: str | None = None, progress: Callable[[int], None] | None = None) -> list:
     """Run ``fn(*a)`` for every ``a``; results in input order. Local joblib (loky) or Dask."""
@@ -333,6 +341,7 @@ def _indexed(i: int, fn: Callable, a: tuple) -> tuple[int, object]:
 # --------------------------------------------------------------------------------------------
 def fit_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, jobs: int = 1, backend: str = "local",
             scheduler: str | None = None, progress_factory: Callable | None = None) -> RunDir:
+    check_backend(backend, scheduler)
     cfg, ds = prepare(cfg)
     rd = RunDir(run_dir)
     with rd.lock():
@@ -374,6 +383,7 @@ def write_hyperparams(rd: RunDir, cfg: RunConfig) -> None:
 
 def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: str = "local",
                  scheduler: str | None = None, progress_factory: Callable | None = None) -> RunDir:
+    check_backend(backend, scheduler)
     rd = RunDir(run_dir)
     for p in pools:
         if p not in POOLS:

@@ -54,8 +54,14 @@ def progress_factory() -> Callable[[int, str], Callable[[int], None]] | None:
     """A factory for rich progress bars (with time left), or None when quiet / nothing to show."""
     if STATE.quiet:
         return None
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     def make(total: int, label: str) -> Callable[[int], None]:
         if total == 0:

@@ -33,8 +33,9 @@ def list_cmd() -> None:
 
 @app.command("validate")
 @boundary
-def validate_cmd(path: Path = typer.Argument(..., help="A dataset folder (dataset.yaml, prompts, outcomes, models.csv).")
-                 ) -> None:
+def validate_cmd(
+    path: Path = typer.Argument(..., help="A dataset folder (dataset.yaml, prompts, outcomes, models.csv)."),
+) -> None:
     """Check a dataset folder and report every problem (file, row/column, what was expected).
 
     Example: unirouter data validate ../shared/data/routerbench-subset
