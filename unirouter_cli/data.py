@@ -255,7 +255,7 @@ class Dataset:
         """Per-query costs for the given prompts x models (per-model figure where none is recorded)."""
         base = np.broadcast_to(self.model_cost[cols][None, :], (len(rows), len(cols)))
         if self.query_cost is None:
-            return np.ascontiguousarray(base)
+            return base  # read-only view: per-LLM costs take no memory per prompt
         q = self.query_cost[np.ix_(rows, cols)]
         return np.where(np.isnan(q), base, q)
 

@@ -21,7 +21,8 @@ POOLS = ("unseen", "seen", "all")
 
 
 def errors(ds: Dataset, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    return 1.0 - ds.scores[np.ix_(rows, cols)].astype(np.float64)
+    """0/1 (or fractional) errors as float32, NaN where the pair was not evaluated."""
+    return 1.0 - ds.scores[np.ix_(rows, cols)].astype(np.float32)
 
 
 def fit_data(ds: Dataset, X: np.ndarray, trial: Trial, needs_all: bool) -> FitData:

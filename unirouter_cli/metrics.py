@@ -47,8 +47,23 @@ def _start_choice(gamma: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return by_gamma[np.arange(len(gamma)), first]
 
 
-def breakpoints(gamma: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hull walk for all prompts at once. Returns (start, rows, from, to, lambdas) of every breakpoint."""
+CHUNK_ELEMENTS = 1 << 22  # ~4M (prompt, LLM) cells per block keeps the hull walk's temporaries ~100 MB
+
+
+def breakpoints(gamma: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Hull walk for all prompts, in blocks of rows. Returns (start, rows, from, to, lambdas)."""
+    n, m = gamma.shape
+    step = max(1, CHUNK_ELEMENTS // max(m, 1))
+    if n <= step:
+        return _breakpoints(gamma, cost)
+    parts = [_breakpoints(gamma[s:s + step], cost[s:s + step]) for s in range(0, n, step)]
+    offs = np.arange(0, n, step)
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] + o for p, o in zip(parts, offs, strict=True)]),
+            np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]),
+            np.concatenate([p[4] for p in parts]))
+
+
+def _breakpoints(gamma: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, ...]:
     n, m = gamma.shape
     g = np.asarray(gamma, dtype=np.float64)
     c = np.asarray(cost, dtype=np.float64)
@@ -95,7 +110,7 @@ def _group_rows(gamma: np.ndarray, score: np.ndarray, cost: np.ndarray
     rows, so their curves cost O(K m) instead of O(n m). Per-query costs are never grouped.
     """
     n = len(gamma)
-    if n > 64 and np.all(cost == cost[:1]):
+    if n > 64 and (cost.strides[0] == 0 or np.all(cost == cost[:1])):
         # hash rows by a fixed random projection, then verify exact equality before merging
         proj = np.random.default_rng(20250212).standard_normal(gamma.shape[1])
         _, first, inv = np.unique(gamma @ proj, return_index=True, return_inverse=True)

@@ -177,6 +177,8 @@ def kmeans(X: np.ndarray, K: int, seed: int, max_iter: int = 100, tol: float = 1
     cluster weighted centroids (used for fast model selection over K).
     """
     X = np.asarray(X, dtype=np.float32)
+    if weights is None and len(X) > KMEANS_ROWS:
+        X = X[subset(len(X), KMEANS_ROWS, seed)]
     n = len(X)
     w = np.ones(n, dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
     if K <= 1:
@@ -222,12 +224,13 @@ def _accumulate(sums: np.ndarray, assign: np.ndarray, X: np.ndarray, w: np.ndarr
             sums[k] = Xw[bounds[k]:bounds[k + 1]].sum(0)
 
 
-def nested_kmeans(X: np.ndarray, ks: list[int], seed: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def nested_kmeans(X: np.ndarray, ks: list[int], seed: int,
+                  rows: np.ndarray | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Clusterings for several K from one fine K-means: coarser K cluster the fine centroids
-    (weighted by size). Returns K -> (centroids, assignment of X). Used to *select* K cheaply."""
+    (weighted by size). Returns K -> (centroids, assignment of X[rows]). Used to *select* K cheaply."""
     kmax = max(ks)
     fine = kmeans(X, kmax, seed)
-    fine_assign = nearest(X, fine)
+    fine_assign = nearest(X if rows is None else X[rows], fine)
     sizes = np.bincount(fine_assign, minlength=len(fine)).astype(np.float64)
     keep = sizes > 0
     out = {}
@@ -239,6 +242,17 @@ def nested_kmeans(X: np.ndarray, ks: list[int], seed: int) -> dict[int, tuple[np
         map_fine = nearest(fine, Cc)
         out[K] = (Cc, map_fine[fine_assign])
     return out
+
+
+SELECTION_ROWS = 20_000  # training prompts used to score hyperparameter candidates
+KMEANS_ROWS = 50_000  # training prompts K-means is fitted on (all prompts are then assigned)
+
+
+def subset(n: int, limit: int, seed: int) -> np.ndarray:
+    """All row indices if n <= limit, else a seeded random subset of ``limit`` rows (sorted)."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
 
 
 def selection_area(gamma: np.ndarray, E: np.ndarray, C: np.ndarray) -> float:
@@ -261,7 +275,7 @@ def _grid(value: Any, default: list) -> list:
 # UniRoute (K-means) and ZeroRouter
 # --------------------------------------------------------------------------------------------
 K_GRID = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64]
-ALPHA_GRID = [0.0, 2.0, 8.0]
+ALPHA_GRID = [0.0, 2.0, 8.0, 32.0]
 
 
 @register_router("uniroute-kmeans", "dynamic",
@@ -275,13 +289,15 @@ class KMeansRouter(Router):
         best = (-np.inf, ks[0], alphas[0])
         scores: dict[str, float] = {}
         if len(ks) * len(alphas) > 1:
-            clusterings = nested_kmeans(data.X_train, ks, data.seed)
+            rows = subset(len(data.X_train), SELECTION_ROWS, data.seed)
+            clusterings = nested_kmeans(data.X_train, ks, data.seed, rows)
+            E_sel, C_sel = data.E_train[rows], data.C_train[rows]
             for K in ks:
                 C, a_tr = clusterings[K]
                 a_val = nearest(data.X_val, C)
                 for alpha in alphas:
                     psi = cluster_profile(data.E_val, a_val, len(C), alpha)
-                    s = selection_area(psi[a_tr], data.E_train, data.C_train)
+                    s = selection_area(psi[a_tr], E_sel, C_sel)
                     scores[f"K={K},alpha={alpha:g}"] = s
                     if s > best[0] + 1e-9:
                         best = (s, K, alpha)
@@ -364,8 +380,9 @@ class KNNRouter(Router):
         if len(ks) == 1:
             self.k_ = ks[0]
         else:
-            errs = knn_errors(data.X_train, data.X_val, data.E_val, ks)
-            self.selection_ = {f"k={k}": selection_area(errs[k], data.E_train, data.C_train) for k in ks}
+            rows = subset(len(data.X_train), SELECTION_ROWS, data.seed)
+            errs = knn_errors(data.X_train[rows], data.X_val, data.E_val, ks)
+            self.selection_ = {f"k={k}": selection_area(errs[k], data.E_train[rows], data.C_train[rows]) for k in ks}
             self.k_ = max(ks, key=lambda k: (self.selection_[f"k={k}"], -k))
         self.hyperparams_ = {"k": int(self.k_)}
         return self
