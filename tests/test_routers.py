@@ -117,3 +117,24 @@ def test_hyperparameters_are_chosen_without_test_data(problem):
     finally:
         ds.scores[np.ix_(trial.test, trial.test_models)] = 1 - ds.scores[np.ix_(trial.test, trial.test_models)]
     assert km.hyperparams_["K"] >= 1 and "k" in knn.hyperparams_
+
+
+def test_grouped_selection_equals_row_level_selection():
+    from unirouter_cli.metrics import area, grouped_curve
+    from unirouter_cli.routers import selection_area
+
+    rng = np.random.default_rng(5)
+    n, m, K = 500, 6, 7
+    assign = rng.integers(0, K, n)
+    psi = rng.random((K, m))
+    E = (rng.random((n, m)) < 0.4).astype(float)
+    E[3, 2] = np.nan  # an incomplete row is left out by both
+    cost = rng.uniform(0.1, 5, m)
+    C = np.broadcast_to(cost, (n, m))
+    ok = ~np.isnan(E).any(axis=1)
+    onehot = np.eye(K)[assign[ok]]
+    ssum, cnt = onehot.T @ (1 - E[ok]), onehot.sum(0)
+    keep = cnt > 0
+    grouped = area(grouped_curve(psi[keep], np.broadcast_to(cost, (int(keep.sum()), m)), ssum[keep], cnt[keep],
+                                 float(cost.max())))
+    assert grouped == pytest.approx(selection_area(psi[assign], E, C), abs=1e-12)

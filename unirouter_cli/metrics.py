@@ -161,6 +161,18 @@ def deferral_curve(gamma: np.ndarray, score: np.ndarray, cost: np.ndarray) -> Cu
         raise ValueError("router returned a non-finite error estimate")
     norm = float(cost.max(axis=1).mean())
     g, c, s, w = _group_rows(gamma, score, cost)
+    return grouped_curve(g, c, s, w, norm)
+
+
+def grouped_curve(gamma: np.ndarray, cost: np.ndarray, score_sum: np.ndarray, count: np.ndarray,
+                  norm: float) -> Curve:
+    """Deferral curve of groups of prompts that share a gamma row (and a cost row).
+
+    gamma, cost: (G, m); score_sum: (G, m) summed scores of the group's prompts; count: (G,)
+    prompts per group; norm: the cost that maps to 1. Cluster routers use this directly.
+    """
+    g, c, s, w = gamma, cost, score_sum, np.asarray(count, dtype=np.float64)
+    n = float(w.sum())
     start, rows, frm, to, lam = breakpoints(g, c)
     ar = np.arange(len(g))
     c0 = float((w * c[ar, start]).sum())

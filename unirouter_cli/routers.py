@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
-from .metrics import area, deferral_curve
+from .metrics import area, deferral_curve, grouped_curve
 
 # --------------------------------------------------------------------------------------------
 # data handed to routers
@@ -244,7 +244,12 @@ def nested_kmeans(X: np.ndarray, ks: list[int], seed: int,
     return out
 
 
-SELECTION_ROWS = 20_000  # training prompts used to score hyperparameter candidates
+SELECTION_ROWS = 20_000  # at most this many training prompts score hyperparameter candidates ...
+SELECTION_CELLS = 4_000_000  # ... and at most this many (prompt, LLM) cells (fewer prompts for huge pools)
+
+
+def selection_rows(n: int, m: int, seed: int) -> np.ndarray:
+    return subset(n, int(min(SELECTION_ROWS, max(2_000, SELECTION_CELLS // max(m, 1)))), seed)
 KMEANS_ROWS = 50_000  # training prompts K-means is fitted on (all prompts are then assigned)
 
 
@@ -289,15 +294,26 @@ class KMeansRouter(Router):
         best = (-np.inf, ks[0], alphas[0])
         scores: dict[str, float] = {}
         if len(ks) * len(alphas) > 1:
-            rows = subset(len(data.X_train), SELECTION_ROWS, data.seed)
+            rows = selection_rows(len(data.X_train), data.E_train.shape[1], data.seed)
             clusterings = nested_kmeans(data.X_train, ks, data.seed, rows)
             E_sel, C_sel = data.E_train[rows], data.C_train[rows]
+            ok = ~np.isnan(E_sel).any(axis=1)
+            per_llm = C_sel.strides[0] == 0 or bool(np.all(C_sel == C_sel[:1]))
             for K in ks:
                 C, a_tr = clusterings[K]
                 a_val = nearest(data.X_val, C)
+                if per_llm and ok.any():  # one gamma row per cluster: score the K groups directly
+                    onehot = np.zeros((int(ok.sum()), len(C)))
+                    onehot[np.arange(int(ok.sum())), a_tr[ok]] = 1.0
+                    ssum, cnt = onehot.T @ (1.0 - E_sel[ok]), onehot.sum(axis=0)
+                    keep = cnt > 0
+                    cost_row = np.broadcast_to(C_sel[0], (int(keep.sum()), C_sel.shape[1]))
                 for alpha in alphas:
                     psi = cluster_profile(data.E_val, a_val, len(C), alpha)
-                    s = selection_area(psi[a_tr], E_sel, C_sel)
+                    if per_llm and ok.any():
+                        s = area(grouped_curve(psi[keep], cost_row, ssum[keep], cnt[keep], float(C_sel[0].max())))
+                    else:
+                        s = selection_area(psi[a_tr], E_sel, C_sel)
                     scores[f"K={K},alpha={alpha:g}"] = s
                     if s > best[0] + 1e-9:
                         best = (s, K, alpha)
@@ -380,7 +396,7 @@ class KNNRouter(Router):
         if len(ks) == 1:
             self.k_ = ks[0]
         else:
-            rows = subset(len(data.X_train), SELECTION_ROWS, data.seed)
+            rows = selection_rows(len(data.X_train), data.E_train.shape[1], data.seed)
             errs = knn_errors(data.X_train[rows], data.X_val, data.E_val, ks)
             self.selection_ = {f"k={k}": selection_area(errs[k], data.E_train[rows], data.C_train[rows]) for k in ks}
             self.k_ = max(ks, key=lambda k: (self.selection_[f"k={k}"], -k))
