@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -232,3 +233,32 @@ def test_val_size_sweep(runner, small_dataset, tmp_path):
     assert m.groupby("trial")["n_train"].nunique().max() == 1
     assert invoke(runner, "plot", "--run-dir", run).exit_code == 0
     assert (run / "plots" / "valsize-unseen.png").exists()
+
+
+def test_reproduce_runs_presets_and_indexes_them(runner, small_dataset, tmp_path):
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump({"version": 1, "name": "tiny", "description": "two trials",
+                                      "dataset": str(small_dataset), "routers": ["zero", "knn", "oracle"],
+                                      "trials": 2, "seed": 1, "pools": ["unseen"], "reference": "knn"}))
+    out = tmp_path / "out"
+    res = invoke(runner, "reproduce", "--config", preset, "--out", out, "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    index = (out / "REPORT.md").read_text()
+    assert "| tiny |" in index and "tiny/report.md" in index and "tiny/plots/curves-unseen.png" in index
+    assert (out / "tiny" / "report.md").exists() and (out / "tiny" / "plots" / "curves-unseen.png").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 2\ndataset: x\nrouters: [zero]\n")
+    res = invoke(runner, "reproduce", "--config", bad, "--out", tmp_path / "o2")
+    assert res.exit_code == 2 and "version" in res.output
+
+
+def test_repository_presets_are_valid():
+    from unirouter_cli.reproduce import find_presets, load_preset
+    from unirouter_cli.rundir import prepare
+
+    root = Path(__file__).resolve().parents[1]
+    presets = sorted((root / "configs").glob("*.yaml"))
+    assert len(presets) >= 3 and find_presets(presets) == presets
+    for p in presets:
+        meta, cfg = load_preset(p)
+        prepare(cfg)  # dataset, routers, encoder and split are all valid on the bundled data

@@ -162,3 +162,11 @@ def test_data_list_shows_status(runner):
     for name in ("mmlu-pro", "routerbench", "embedllm", "sprout"):
         assert name in res.output
     assert "bundled" in res.output
+
+
+def test_model_without_outcomes_is_refused(tmp_path, small_tables, runner):
+    p, o, m = small_tables
+    m = pd.concat([m, pd.DataFrame({"model": ["ghost-llm"], "cost": [1.0]})], ignore_index=True)
+    folder = write_dataset(tmp_path / "ghost", p, o, m)
+    res = invoke(runner, "data", "info", folder)
+    assert res.exit_code == 2 and "ghost-llm" in res.output and "no outcome rows" in res.output

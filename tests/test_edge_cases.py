@@ -1,0 +1,58 @@
+"""Valid but degenerate tables are accepted and give in-range metrics (no crash, no silent NaN)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from .conftest import invoke, write_dataset
+
+
+def _run(runner, folder, tmp_path):
+    run = tmp_path / "run"
+    res = invoke(runner, "fit", "--dataset", folder, "--router", "zero", "--router", "knn", "--router",
+                 "uniroute-kmeans", "--router", "oracle", "--trials", "2", "--run-dir", run)
+    assert res.exit_code == 0, res.output
+    res = invoke(runner, "evaluate", "--run-dir", run, "--pool", "all")
+    assert res.exit_code == 0, res.output
+    m = pd.read_csv(run / "metrics.csv")
+    assert m[["area", "qnc", "aiq"]].notna().all().all()
+    assert m["area"].between(0, 1).all() and m["qnc"].between(0, 1).all()
+    return m
+
+
+@pytest.mark.parametrize("case", ["always-right", "always-wrong", "equal-costs"])
+def test_degenerate_tables_run(runner, tmp_path, small_tables, case):
+    p, o, m = (t.copy() for t in small_tables)
+    first = m["model"].iloc[0]
+    if case == "always-right":
+        o.loc[o["model"] == first, "score"] = 1.0
+    elif case == "always-wrong":
+        o.loc[o["model"] == first, "score"] = 0.0
+    else:
+        m["cost"] = 1.0
+        o = o.drop(columns="cost")
+    metrics = _run(runner, write_dataset(tmp_path / case, p, o, m), tmp_path)
+    if case == "always-right":
+        oracle = metrics[metrics["router"] == "oracle"]
+        assert (oracle["max_quality"] == 1.0).all()
+    if case == "equal-costs":
+        # every routing costs the same: each curve is one point at normalised cost 1
+        assert (metrics["n_points"] == 1).all() and metrics["qnc_reached"].isin([True, False]).all()
+
+
+def test_ten_megabyte_prompt(runner, tmp_path, small_tables):
+    p, o, m = (t.copy() for t in small_tables)
+    p.loc[0, "text"] = ("lorem ipsum dolor sit amet " * 400_000)[:10_000_000]
+    folder = write_dataset(tmp_path / "big", p, o, m)
+    assert invoke(runner, "data", "validate", folder).exit_code == 0
+    _run(runner, folder, tmp_path)
+
+
+def test_prompts_without_outcomes_are_harmless(runner, tmp_path, small_tables):
+    p, o, m = (t.copy() for t in small_tables)
+    extra = pd.DataFrame({"prompt_id": ["x/1", "x/2"], "text": ["a lone prompt", "another"], "category": "x"})
+    folder = write_dataset(tmp_path / "extra", pd.concat([p, extra]), o, m)
+    metrics = _run(runner, folder, tmp_path)
+    assert np.isfinite(metrics["area"]).all()
