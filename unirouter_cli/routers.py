@@ -43,6 +43,7 @@ class FitData:
     seed: int
     E_train_all: np.ndarray | None = None  # (n_tr, M): every LLM, for reference routers only
     all_models: list[str] = field(default_factory=list)
+    cache: dict = field(default_factory=dict)  # results shared by routers of one trial (e.g. K-means)
 
 
 @dataclass
@@ -288,6 +289,10 @@ ALPHA_GRID = [0.0, 2.0, 8.0, 32.0]
                  K="auto", alpha="auto")
 class KMeansRouter(Router):
     def fit(self, data: FitData) -> KMeansRouter:
+        key = ("uniroute-kmeans", repr(self.params.get("K")), repr(self.params.get("alpha")))
+        if key in data.cache:  # LearnedMap reuses the clusters chosen for K-means in the same trial
+            self.centroids_, self.alpha_, self.hyperparams_, self.selection_ = data.cache[key]
+            return self
         n_val = len(data.X_val)
         ks = [k for k in _grid(self.params.get("K"), K_GRID) if k == 1 or k <= max(1, n_val // 4)] or [1]
         alphas = _grid(self.params.get("alpha"), ALPHA_GRID)
@@ -323,6 +328,7 @@ class KMeansRouter(Router):
         self.alpha_ = float(alpha)
         self.hyperparams_ = {"K": int(len(self.centroids_)), "alpha": self.alpha_}
         self.selection_ = scores
+        data.cache[key] = (self.centroids_, self.alpha_, self.hyperparams_, self.selection_)
         return self
 
     def psi(self, pool: Pool) -> np.ndarray:
