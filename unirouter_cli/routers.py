@@ -362,31 +362,43 @@ KNN_GRID = [5, 10, 20, 40, 80, 160, 320]
 
 
 def knn_errors(Xq: np.ndarray, X_val: np.ndarray, E_val: np.ndarray, ks: list[int],
-               batch: int = 4096) -> dict[int, np.ndarray]:
-    """For each k: mean validation error of each query's k nearest validation prompts (cosine)."""
-    kmax = min(max(ks), len(X_val))
+               batch: int | None = None) -> dict[int, np.ndarray]:
+    """For each k: mean validation error of each query's k nearest validation prompts (cosine).
+
+    Exact search, batched over queries so the similarity block stays ~256 MB; neighbour errors are
+    summed with a sparse (query x validation) indicator product, never a (query, k, LLM) array.
+    """
+    from scipy.sparse import csr_matrix
+
+    n_val, m = E_val.shape
+    kmax = min(max(ks), n_val)
     obs = ~np.isnan(E_val)
-    E0 = np.where(obs, E_val, 0.0)
+    E0 = np.where(obs, E_val, 0.0).astype(np.float32)
+    obs_f = obs.astype(np.float32)
     fallback = overall_error(E_val)
-    out = {k: np.empty((len(Xq), E_val.shape[1])) for k in ks}
+    out = {k: np.empty((len(Xq), m)) for k in ks}
     Xv = np.asarray(X_val, dtype=np.float32)
+    batch = batch or int(max(256, min(8192, (1 << 26) // max(n_val, 1))))
     for s in range(0, len(Xq), batch):
         sim = np.asarray(Xq[s:s + batch], dtype=np.float32) @ Xv.T
-        if kmax < sim.shape[1]:
+        b = len(sim)
+        if kmax < n_val:
             top = np.argpartition(-sim, kmax - 1, axis=1)[:, :kmax]
         else:
-            top = np.tile(np.arange(sim.shape[1]), (len(sim), 1))
+            top = np.tile(np.arange(n_val), (b, 1))
         order = np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
-        tot = np.zeros((len(top), E_val.shape[1]))
-        cnt = np.zeros((len(top), E_val.shape[1]))
+        tot = np.zeros((b, m))
+        cnt = np.zeros((b, m))
         done = 0
         for k in sorted(ks):
             kk = min(k, kmax)
             if kk > done:
                 seg = top[:, done:kk]
-                tot += E0[seg].sum(axis=1)
-                cnt += obs[seg].sum(axis=1)
+                W = csr_matrix((np.ones(seg.size, dtype=np.float32), seg.ravel(),
+                                np.arange(0, seg.size + 1, kk - done)), shape=(b, n_val))
+                tot += W @ E0
+                cnt += W @ obs_f
                 done = kk
             with np.errstate(invalid="ignore", divide="ignore"):
                 v = tot / cnt
