@@ -52,6 +52,16 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, out: Path) -> Path:  # noqa: ANN001 - matplotlib objects
+    """Write the figure atomically (a killed plot never leaves a truncated image) and close it."""
+    from .io import atomic_path
+
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=150, format=out.suffix.lstrip("."))
+    plt.close(fig)
+    return out
+
+
 def plot_curves(curves: pd.DataFrame, singles: pd.DataFrame, metrics: pd.DataFrame, out: Path, title: str,
                 cost_unit: str) -> Path:
     """Left: every router over the whole cost range. Right: a zoom on the non-oracle routers."""
@@ -89,9 +99,7 @@ def plot_curves(curves: pd.DataFrame, singles: pd.DataFrame, metrics: pd.DataFra
     fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"{title}\ncost unit: {cost_unit}", fontsize=11)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_metrics(metrics: pd.DataFrame, out: Path, title: str) -> Path:
@@ -115,9 +123,7 @@ def plot_metrics(metrics: pd.DataFrame, out: Path, title: str) -> Path:
         ax.invert_yaxis()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_valsize(metrics: pd.DataFrame, out: Path, title: str) -> Path:
@@ -137,9 +143,7 @@ def plot_valsize(metrics: pd.DataFrame, out: Path, title: str) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_run(run_dir: str | Path, fmt: str = "png") -> list[Path]:
