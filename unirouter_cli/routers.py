@@ -281,7 +281,7 @@ def _grid(value: Any, default: list) -> list:
 # UniRoute (K-means) and ZeroRouter
 # --------------------------------------------------------------------------------------------
 K_GRID = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64]
-ALPHA_GRID = [0.0, 2.0, 8.0, 32.0]
+ALPHA_GRID = [0.0, 2.0, 8.0, 32.0, 128.0]
 
 
 @register_router("uniroute-kmeans", "dynamic",
