@@ -99,6 +99,24 @@ def test_sigkill_mid_run_then_resume_gives_identical_metrics(runner, small_datas
     assert (run / "metrics.csv").read_bytes() == (ref / "metrics.csv").read_bytes()
 
 
+def test_sigkill_during_evaluate_then_rerun_gives_identical_metrics(runner, small_dataset, tmp_path):
+    run = tmp_path / "run"
+    assert _fit(runner, small_dataset, run, trials=6).exit_code == 0
+    assert invoke(runner, "evaluate", "--run-dir", run).exit_code == 0
+    reference = (run / "metrics.csv").read_bytes()
+    for f in [run / "metrics.csv", *(run / "eval" / "unseen").glob("*.parquet")]:
+        f.unlink()
+    proc = subprocess.Popen([sys.executable, "-m", "unirouter_cli", "-q", "evaluate", "--run-dir", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((run / "eval" / "unseen").glob("trial-0001.parquet")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert invoke(runner, "evaluate", "--run-dir", run).exit_code == 0
+    assert (run / "metrics.csv").read_bytes() == reference
+
+
 def test_second_writer_is_refused(runner, small_dataset, tmp_path):
     run = tmp_path / "run"
     with RunDir(run).lock():
@@ -145,7 +163,6 @@ def test_damaged_run_directories(runner, small_dataset, tmp_path):
     (run / "trials" / "trial-0001" / "uniroute-kmeans.npz").unlink()
     res = invoke(runner, "evaluate", "--run-dir", run)
     assert res.exit_code == 2 and "uniroute-kmeans" in res.output and "Traceback" not in res.output
-    assert not (run / "metrics.csv").exists()
     res = invoke(runner, "evaluate", "--run-dir", run, "--pool", "everything")
     assert res.exit_code == 2 and "unknown pool" in res.output
     cfg = yaml.safe_load((run / "config.yaml").read_text())
