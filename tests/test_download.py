@@ -215,3 +215,15 @@ def test_cached_download_is_resolved_by_name(runner):
     assert res.exit_code == 0
     res = invoke(runner, "data", "info", "routerbench")
     assert res.exit_code == 0 and "60 prompts, 11 LLMs" in res.output
+
+
+def test_carrot_items_map_to_sorted_question_ids_without_the_csv(tmp_path):
+    src = tmp_path / "nocsv"
+    src.mkdir()
+    for f in (FIXTURES / "tiger").iterdir():
+        if f.name != "mmlu_pro_item_to_question_id.csv":
+            (src / f.name).write_bytes(f.read_bytes())
+    a = load_folder(convert_to_folder("mmlu-pro", FIXTURES / "tiger", tmp_path / "with")[0])
+    b = load_folder(convert_to_folder("mmlu-pro", src, tmp_path / "without")[0])
+    assert a.models == b.models and list(a.prompt_ids) == list(b.prompt_ids)
+    np.testing.assert_array_equal(np.nan_to_num(a.scores, nan=-1), np.nan_to_num(b.scores, nan=-1))

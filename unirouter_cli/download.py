@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import REGISTRY, cached_path, unirouter_home, validate_folder, write_folder
+from .data import REGISTRY, unirouter_home, validate_folder, write_folder
 from .errors import DownloadError
 from .safepickle import safe_load
 
@@ -36,7 +36,6 @@ class Source:
     name: str
     files: tuple[tuple[str, str], ...]  # (url, local file name)
     convert: Callable[[Path], Converted]
-    note: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,9 +114,15 @@ def convert_mmlu_pro(src: Path) -> Converted:
         }))
     for pk in pickles:
         mapping = src / "mmlu_pro_item_to_question_id.csv"
-        if not mapping.exists():
-            raise DownloadError(f"{src}: {pk.name} needs mmlu_pro_item_to_question_id.csv beside it")
-        item_map = pd.read_csv(mapping)
+        if mapping.exists():
+            item_map = pd.read_csv(mapping)
+        elif prompts:  # leaderboard item i is the i-th smallest MMLU-Pro question id
+            qid = sorted(prompts, key=lambda p: int(p.split("/", 1)[1]))
+            item_map = pd.DataFrame({"mmlu_pro_question_id": [int(p.split("/", 1)[1]) for p in qid],
+                                     "category": [prompts[p]["category"] for p in qid]})
+        else:
+            raise DownloadError(f"{src}: {pk.name} needs the MMLU-Pro zips or mmlu_pro_item_to_question_id.csv "
+                                "beside it to map leaderboard items to question ids")
         data = safe_load(pk)
         task = data.get("leaderboard_mmlu_pro") if isinstance(data, dict) else None
         if not isinstance(task, dict) or "correctness" not in task or "models" not in task:
@@ -366,8 +371,9 @@ def _mmlu_pro_files() -> tuple[tuple[str, str], ...]:
 
 
 SOURCES: dict[str, Source] = {
-    "mmlu-pro": Source("mmlu-pro", (), convert_mmlu_pro,
-                       "the CARROT pickle also needs mmlu_pro_item_to_question_id.csv (shipped in --from dirs)"),
+    # files come from _mmlu_pro_files(): one zip per priced model + CARROT's pickle, whose items map to
+    # the i-th smallest question id of the zips (or mmlu_pro_item_to_question_id.csv when given)
+    "mmlu-pro": Source("mmlu-pro", (), convert_mmlu_pro),
     "routerbench": Source("routerbench", ((_ROUTERBENCH_URL, "routerbench_0shot.pkl"),), convert_routerbench),
     "embedllm": Source("embedllm", tuple((_EMBEDLLM_BASE + f, f) for f in
                                          ("model_order.csv", "question_order.csv", "train.csv", "val.csv",
@@ -446,5 +452,3 @@ def download(name: str, from_dir: Path | None = None, dest: Path | None = None,
             fetch(url, target, name)
     return convert_to_folder(name, raw, dest)
 
-
-__all__ = ["SOURCES", "cached_path", "convert_to_folder", "download", "fetch", "params_from_name"]
