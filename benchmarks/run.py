@@ -46,7 +46,7 @@ def case_router(name: str) -> dict:
     from unirouter_cli.data import load_dataset
     from unirouter_cli.embed import get_embeddings
     from unirouter_cli.evaluate import evaluate_trial, fit_data
-    from unirouter_cli.routers import make_router
+    from unirouter_cli.routers import ROUTERS, make_router
     from unirouter_cli.split import SplitConfig, make_trial
 
     ds = load_dataset("mmlu-pro")
@@ -54,7 +54,7 @@ def case_router(name: str) -> dict:
     fits, preds = [], []
     for t in range(REPEATS):
         trial = make_trial(ds, SplitConfig(), 0, t)
-        data = fit_data(ds, X, trial, name.startswith("clairvoyant"))
+        data = fit_data(ds, X, trial, ROUTERS[name].kind == "reference")
         t0 = time.perf_counter()
         r = make_router(name).fit(data)
         fits.append(time.perf_counter() - t0)
