@@ -70,7 +70,7 @@ def test_plots_written_and_drawn_data(runner, small_dataset, tmp_path):
                   "--router", "oracle", "--trials", "3", "--run-dir", run).exit_code == 0
     assert invoke(runner, "evaluate", "--run-dir", run).exit_code == 0
     files = plot_run(run, "png")
-    assert {f.name for f in files} == {"curves-unseen.png", "metrics-unseen.png"}
+    assert {f.name for f in files} == {"curves-unseen.png", "metrics-unseen.png", "paired-unseen.png"}
     for f in files:
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 10_000
     curves = pd.read_parquet(run / "curves.parquet")

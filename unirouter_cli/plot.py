@@ -3,6 +3,8 @@
 * ``curves-<pool>.<fmt>``: deferral curves, mean over trials with a 95% band, one line per router,
   the single test LLMs as points, the best single LLM's accuracy as a dashed line;
 * ``metrics-<pool>.<fmt>``: Area and QNC per router across trials (box plots with the trials as dots);
+* ``paired-<pool>.<fmt>``: per-trial Area and QNC differences to a reference router (what the
+  report's paired sign test counts);
 * ``valsize-<pool>.<fmt>``: Area against validation-set size with two-sigma bands (sweeps only).
 Colours come from the Okabe-Ito colour-blind-safe palette, fixed per router name.
 """
@@ -130,6 +132,33 @@ def plot_metrics(metrics: pd.DataFrame, out: Path, title: str) -> Path:
     return _save(plt, fig, out)
 
 
+def plot_paired(metrics: pd.DataFrame, out: Path, title: str, reference: str) -> Path:
+    """Per-trial Area and QNC differences to the reference router (what the sign test counts)."""
+    plt = _plt()
+    ref = metrics[metrics["router"] == reference].set_index("trial")
+    others = [n for n in dict.fromkeys(metrics["router"]) if n != reference
+              and (metrics.loc[metrics["router"] == n, "kind"] != "bound").all()]
+    colours = router_colours(list(dict.fromkeys(metrics["router"])))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * max(len(others), 1) + 2.4))
+    rng = np.random.default_rng(0)
+    for ax, metric, label in ((axes[0], "area", f"Area - Area({reference}); right is better"),
+                              (axes[1], "qnc", f"QNC - QNC({reference}); left is better")):
+        for i, n in enumerate(others, start=1):
+            g = metrics[metrics["router"] == n].set_index("trial")
+            common = g.index.intersection(ref.index)
+            d = (g.loc[common, metric] - ref.loc[common, metric]).to_numpy(float)
+            ax.scatter(d, i + rng.uniform(-0.15, 0.15, len(d)), s=9, color=colours[n], alpha=0.8)
+            ax.plot([np.median(d)] * 2, [i - 0.3, i + 0.3], color="black", lw=1.5)
+        ax.axvline(0, color="#555555", lw=1, ls="--")
+        ax.set_yticks(range(1, len(others) + 1), others)
+        ax.set_xlabel(label)
+        ax.grid(axis="x", alpha=0.3)
+        ax.invert_yaxis()
+    fig.suptitle(f"{title}\nper-trial differences to {reference} (black bar: median)")
+    fig.tight_layout()
+    return _save(plt, fig, out)
+
+
 def plot_valsize(metrics: pd.DataFrame, out: Path, title: str) -> Path:
     plt = _plt()
     names = list(dict.fromkeys(metrics["router"]))
@@ -150,7 +179,7 @@ def plot_valsize(metrics: pd.DataFrame, out: Path, title: str) -> Path:
     return _save(plt, fig, out)
 
 
-def plot_run(run_dir: str | Path, fmt: str = "png") -> list[Path]:
+def plot_run(run_dir: str | Path, fmt: str = "png", reference: str = "knn") -> list[Path]:
     import yaml
 
     run_dir = Path(run_dir)
@@ -187,6 +216,9 @@ def plot_run(run_dir: str | Path, fmt: str = "png") -> list[Path]:
                                    f"{name}: deferral curves, {pool} pool ({n_trials} trials{tag})", cost_unit))
         written.append(plot_metrics(sel(mp), outdir / f"metrics-{pool}.{fmt}",
                                     f"{name}: per-trial Area and QNC, {pool} pool{tag}"))
+        if reference in set(mp["router"]) and mp["router"].nunique() > 1:
+            written.append(plot_paired(sel(mp), outdir / f"paired-{pool}.{fmt}", f"{name}, {pool} pool{tag}",
+                                       reference))
         if len(sweep) > 1:
             written.append(plot_valsize(mp[mp["val_size"] >= 0], outdir / f"valsize-{pool}.{fmt}",
                                         f"{name}: Area vs validation size, {pool} pool"))

@@ -64,7 +64,7 @@ def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, 
         fit_run(cfg, run, resume=(run / "config.yaml").exists(), jobs=jobs, progress_factory=progress_factory)
         evaluate_run(run, meta["pools"], jobs=jobs, progress_factory=progress_factory)
         report_run(run, meta["reference"])
-        plots = plot_run(run, "png")
+        plots = plot_run(run, "png", meta["reference"])
         info(f"{meta['name']}: done in {time.perf_counter() - t0:.0f} s")
         summary = pd.read_csv(run / "summary.csv")
         s = summary[(summary["pool"] == meta["pools"][0])]

@@ -15,14 +15,16 @@ def register(root: typer.Typer) -> None:
     def plot_cmd(
         run_dir: Path = typer.Option(..., "--run-dir", "-o", help="An evaluated run directory."),
         fmt: str = typer.Option("png", "--format", "-f", help="png, svg or pdf."),
+        reference: str = typer.Option("knn", "--reference", help="Router the paired-difference figure compares to."),
     ) -> None:
-        """Draw deferral curves, per-trial Area/QNC and (sweeps) Area vs validation size into DIR/plots/.
+        """Draw deferral curves, per-trial Area/QNC, paired differences to a reference router and
+        (sweeps) Area vs validation size into DIR/plots/.
 
         Example: unirouter plot --run-dir runs/demo --format svg
         """
         from ..plot import plot_run
 
-        for f in plot_run(run_dir, fmt):
+        for f in plot_run(run_dir, fmt, reference):
             info(f"wrote {f}")
 
     @root.command("report")
