@@ -279,3 +279,15 @@ def test_repository_presets_are_valid():
     for p in presets:
         meta, cfg = load_preset(p)
         prepare(cfg)  # dataset, routers, encoder and split are all valid on the bundled data
+
+
+def test_fit_accepts_a_preset_file_and_options_override_it(runner, small_dataset, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text(yaml.safe_dump({"version": 1, "name": "p", "pools": ["unseen"], "reference": "knn",
+                                      "dataset": str(small_dataset), "routers": ["zero", "knn"], "trials": 5,
+                                      "seed": 4, "split": {"unseen_frac": 0.5}}))
+    run = tmp_path / "run"
+    res = invoke(runner, "fit", "--config", preset, "--trials", "2", "--run-dir", run)
+    assert res.exit_code == 0, res.output
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["trials"] == 2 and cfg["seed"] == 4 and cfg["split"]["unseen_frac"] == 0.5

@@ -35,9 +35,8 @@ def load_config_file(path: Path) -> dict:
         raise ConfigError(f"--config {path}: not valid YAML") from e
     if not isinstance(d, dict):
         raise ConfigError(f"--config {path}: expected a mapping of options")
-    d.pop("name", None)
-    d.pop("description", None)
-    d.pop("version", None)
+    for key in ("name", "description", "version", "pools", "reference"):  # preset-only keys
+        d.pop(key, None)
     return d
 
 
