@@ -227,3 +227,42 @@ def test_carrot_items_map_to_sorted_question_ids_without_the_csv(tmp_path):
     b = load_folder(convert_to_folder("mmlu-pro", src, tmp_path / "without")[0])
     assert a.models == b.models and list(a.prompt_ids) == list(b.prompt_ids)
     np.testing.assert_array_equal(np.nan_to_num(a.scores, nan=-1), np.nan_to_num(b.scores, nan=-1))
+
+
+def test_download_over_loopback_http(tmp_path, monkeypatch):
+    """The real fetch code against a local HTTP server: files found, a 404 skipped, an HTML page refused."""
+    import functools
+    import http.server
+    import threading
+
+    import unirouter_cli.download as dl
+
+    served = tmp_path / "served"
+    served.mkdir()
+    for f in ("model_outputs_Llama-2-7b-hf_5shots.zip", "new_leaderboard_processed_20241205.pickle"):
+        (served / f).write_bytes((FIXTURES / "tiger" / f).read_bytes())
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        monkeypatch.setattr(dl, "_mmlu_pro_files", lambda: (
+            (base + "model_outputs_Llama-2-7b-hf_5shots.zip", "model_outputs_Llama-2-7b-hf_5shots.zip"),
+            (base + "model_outputs_Nope_5shots.zip", "model_outputs_Nope_5shots.zip"),
+            (base + "new_leaderboard_processed_20241205.pickle", "new_leaderboard_processed_20241205.pickle")))
+        folder, summary = dl.download("mmlu-pro")
+        assert summary["not_found"] == ["model_outputs_Nope_5shots.zip"]
+        ds = load_folder(folder)
+        assert "Llama-2-7b-hf" in ds.models and len(ds.models) == 4 and ds.n_prompts == 60
+        with pytest.raises(dl.NotFound, match="HTTP 404"):
+            fetch(base + "page.html", tmp_path / "x.pkl", "routerbench")
+        (served / "page.html").write_text("<html></html>")
+        with pytest.raises(DownloadError, match="HTML page"):
+            fetch(base + "page.html", tmp_path / "x.pkl", "routerbench")
+        assert not (tmp_path / "x.pkl").exists()
+    finally:
+        server.shutdown()

@@ -28,6 +28,10 @@ from .errors import DownloadError
 from .safepickle import safe_load
 
 PRICES_DIR = Path(__file__).parent / "prices"
+
+
+class NotFound(DownloadError):
+    """The host answered, but has no such file (HTTP 404)."""
 Converted = tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]
 
 
@@ -394,7 +398,8 @@ def fetch(url: str, dest: Path, name: str, timeout: float = 30.0) -> Path:
             with open(tmp, "wb") as fh:
                 shutil.copyfileobj(resp, fh, length=1 << 20)
     except urllib.error.HTTPError as e:
-        raise DownloadError(f"cannot download {url} (HTTP {e.code}){hint}") from e
+        cls = NotFound if e.code == 404 else DownloadError
+        raise cls(f"cannot download {url} (HTTP {e.code}){hint}") from e
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise DownloadError(f"cannot reach {url} ({reason}){hint}") from e
@@ -444,11 +449,20 @@ def download(name: str, from_dir: Path | None = None, dest: Path | None = None,
     raw = unirouter_home() / "raw" / name
     raw.mkdir(parents=True, exist_ok=True)
     files = _mmlu_pro_files() if name == "mmlu-pro" else SOURCES[name].files
+    missing = []
     for url, fname in files:
         target = raw / fname
         if not target.exists():
             if progress:
                 progress(f"fetching {url}")
-            fetch(url, target, name)
-    return convert_to_folder(name, raw, dest)
+            try:
+                fetch(url, target, name)
+            except NotFound:
+                # the MMLU-Pro repository keeps a few models in other layouts: skip them, say so
+                if name != "mmlu-pro" or not fname.endswith(".zip"):
+                    raise
+                missing.append(fname)
+    folder, summary = convert_to_folder(name, raw, dest)
+    summary["not_found"] = missing
+    return folder, summary
 

@@ -89,5 +89,7 @@ def register(root: typer.Typer) -> None:
         folder, summary = do_download(name, from_dir, dest, progress=info)
         typer.echo(f"ok: {folder}: {summary['prompts']} prompts, {summary['models']} models, "
                    f"{summary['outcomes']} outcomes")
+        if summary.get("not_found"):
+            typer.echo(f"warning: not on the host, skipped: {', '.join(summary['not_found'])}", err=True)
         if summary["excluded_models"]:
             typer.echo(f"warning: left out (no cost known): {', '.join(summary['excluded_models'])}", err=True)
