@@ -77,9 +77,11 @@ def _breakpoints(gamma: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, ...]:
     def cost_of(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return c_row[cols] if per_llm else cost[rows, cols]
 
+    # columns in cost order, each contiguous in memory (one strided pass instead of m of them)
+    cols_in_order = np.ascontiguousarray(gamma[:, order].T) if per_llm else None
     for j in range(m):
         col = order[j] if per_llm else order[:, j]
-        pg = gamma[:, col] if per_llm else gamma[ar, col]
+        pg = cols_in_order[j] if per_llm else gamma[ar, col]
         pend = np.flatnonzero(pg < top_g)
         if pend.size == 0:
             continue
