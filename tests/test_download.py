@@ -201,8 +201,6 @@ def test_download_cli_offline_is_one_line(runner, monkeypatch):
     import unirouter_cli.download as dl
 
     monkeypatch.setattr(dl, "_ROUTERBENCH_URL", "http://127.0.0.1:9/routerbench_0shot.pkl")
-    monkeypatch.setattr(dl, "SOURCES", {**dl.SOURCES, "routerbench": dl.Source(
-        "routerbench", ((dl._ROUTERBENCH_URL, "routerbench_0shot.pkl"),), dl.convert_routerbench)})
     res = invoke(runner, "download", "routerbench")
     assert res.exit_code == 2
     errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]

@@ -38,8 +38,9 @@ Converted = tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]
 @dataclass(frozen=True)
 class Source:
     name: str
-    files: tuple[tuple[str, str], ...]  # (url, local file name)
+    files: Callable[[], tuple[tuple[str, str], ...]]  # -> (url, local file name) pairs to fetch
     convert: Callable[[Path], Converted]
+    skip_missing: bool = False  # a file the host does not have (HTTP 404) is skipped, not fatal
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,15 +376,16 @@ def _mmlu_pro_files() -> tuple[tuple[str, str], ...]:
 
 
 SOURCES: dict[str, Source] = {
-    # files come from _mmlu_pro_files(): one zip per priced model + CARROT's pickle, whose items map to
-    # the i-th smallest question id of the zips (or mmlu_pro_item_to_question_id.csv when given)
-    "mmlu-pro": Source("mmlu-pro", (), convert_mmlu_pro),
-    "routerbench": Source("routerbench", ((_ROUTERBENCH_URL, "routerbench_0shot.pkl"),), convert_routerbench),
-    "embedllm": Source("embedllm", tuple((_EMBEDLLM_BASE + f, f) for f in
-                                         ("model_order.csv", "question_order.csv", "train.csv", "val.csv",
-                                          "test.csv")), convert_embedllm),
-    "sprout": Source("sprout", tuple((_SPROUT_BASE + f"{s}-00000-of-00001.parquet", f"{s}.parquet")
-                                     for s in ("train", "validation", "test")), convert_sprout),
+    # mmlu-pro: one zip per priced model + CARROT's pickle, whose items map to the i-th smallest
+    # question id of the zips (or mmlu_pro_item_to_question_id.csv when given); the MMLU-Pro
+    # repository keeps a few models in other layouts, so a missing zip is skipped with a warning
+    "mmlu-pro": Source("mmlu-pro", lambda: _mmlu_pro_files(), convert_mmlu_pro, skip_missing=True),
+    "routerbench": Source("routerbench", lambda: ((_ROUTERBENCH_URL, "routerbench_0shot.pkl"),),
+                          convert_routerbench),
+    "embedllm": Source("embedllm", lambda: tuple((_EMBEDLLM_BASE + f, f) for f in (
+        "model_order.csv", "question_order.csv", "train.csv", "val.csv", "test.csv")), convert_embedllm),
+    "sprout": Source("sprout", lambda: tuple((_SPROUT_BASE + f"{s}-00000-of-00001.parquet", f"{s}.parquet")
+                                            for s in ("train", "validation", "test")), convert_sprout),
 }
 
 
@@ -448,9 +450,9 @@ def download(name: str, from_dir: Path | None = None, dest: Path | None = None,
         return convert_to_folder(name, Path(from_dir), dest)
     raw = unirouter_home() / "raw" / name
     raw.mkdir(parents=True, exist_ok=True)
-    files = _mmlu_pro_files() if name == "mmlu-pro" else SOURCES[name].files
+    source = SOURCES[name]
     missing = []
-    for url, fname in files:
+    for url, fname in source.files():
         target = raw / fname
         if not target.exists():
             if progress:
@@ -458,8 +460,7 @@ def download(name: str, from_dir: Path | None = None, dest: Path | None = None,
             try:
                 fetch(url, target, name)
             except NotFound:
-                # the MMLU-Pro repository keeps a few models in other layouts: skip them, say so
-                if name != "mmlu-pro" or not fname.endswith(".zip"):
+                if not source.skip_missing:
                     raise
                 missing.append(fname)
     folder, summary = convert_to_folder(name, raw, dest)

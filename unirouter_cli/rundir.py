@@ -287,6 +287,7 @@ def check_backend(backend: str, scheduler: str | None) -> None:
 def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "local",
               scheduler: str | None = None, progress: Callable[[int], None] | None = None) -> list:
     """Run ``fn(*a)`` for every ``a``; results in input order. Local joblib (loky) or Dask."""
+    check_backend(backend, scheduler)
     if not args:
         return []
     if backend == "dask":
@@ -294,8 +295,6 @@ def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "lo
             from dask.distributed import Client, as_completed
         except ImportError as e:
             raise ConfigError("--backend dask needs the 'dask' extra: pip install 'unirouter[dask]'") from e
-        if not scheduler:
-            raise ConfigError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
         try:
             client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as e:
@@ -311,8 +310,6 @@ def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "lo
             return out
         finally:
             client.close()
-    if backend != "local":
-        raise ConfigError(f"unknown backend {backend!r}: expected local or dask")
     if jobs == 1:
         out = []
         for a in args:
