@@ -34,7 +34,7 @@ from .embed import check_encoder, get_embeddings
 from .errors import ConfigError, RunDirError
 from .evaluate import POOLS, evaluate_trial, fit_trial
 from .io import write_csv, write_json, write_npz, write_parquet, write_yaml
-from .routers import ROUTERS, check_routers, make_router
+from .routers import check_routers, make_router, resolve_params
 from .split import SplitConfig, Trial, make_trial
 
 CONFIG_VERSION = 1
@@ -107,13 +107,7 @@ def prepare(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
     check_encoder(cfg.encoder)
     if cfg.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {cfg.trials}")
-    for name, params in cfg.router_params.items():
-        if name not in ROUTERS:
-            raise ConfigError(f"router parameters given for unknown router {name!r}")
-        unknown = sorted(set(params) - set(ROUTERS[name].defaults))
-        if unknown:
-            raise ConfigError(f"router {name}: unknown parameter(s) {', '.join(unknown)}; "
-                              f"expected {', '.join(ROUTERS[name].defaults) or 'none'}")
+    cfg.router_params = resolve_params(cfg.router_params, cfg.routers)
     ds = load_dataset(cfg.dataset)
     cfg.dataset_name, cfg.dataset_path, cfg.dataset_hash = ds.name, str(ds.path), ds.content_hash
     if cfg.val_sizes:

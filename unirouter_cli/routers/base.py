@@ -1,0 +1,320 @@
+"""Stage 4 - routers: the interface, declared parameters, the registry and shared helpers.
+
+Every router estimates ``gamma(x, h)`` = P(LLM h answers prompt x wrongly) for a pool of LLMs it may
+never have seen, known only through their errors on the validation prompts (``Pool.E_val``):
+
+* ``fit(FitData)`` sees training prompts, validation prompts and the *training* LLMs' errors on
+  both (reference routers also see every LLM's errors on the training prompts);
+* ``predict(X, Pool)`` returns gamma for prompts ``X`` (n, D) and the pool's LLMs (n, m);
+* ``state()`` / ``load_state()`` round-trip through JSON + numpy arrays (no pickle).
+
+Parameters are *declared* (``Param``: type, range, whether ``"auto"`` or a list of candidates is
+allowed) and checked once, when a run's config is built, with one message naming the router, the
+parameter and the expected range. ``"auto"`` hyperparameters are chosen inside each trial from
+training and validation data only. A parameter may be ``shared`` between routers (the K of
+UniRoute's K-means and LearnedMap): a value fixed for one applies to the others unless they fix
+their own. Router kinds: ``dynamic`` (the fair comparison), ``reference`` (clairvoyant: trained on
+the test LLMs' labels on the training prompts) and ``bound`` (the oracle, which reads test labels).
+``needs_training_llms`` marks routers that cannot be fitted without training LLMs.
+
+Third-party routers register through the entry-point group ``unirouter.routers`` (each entry point
+names a module or object to import; importing it runs ``@register_router``); they are loaded in
+every process that builds routers, so they work with ``--jobs N`` and Dask workers.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..metrics import area, deferral_curve
+
+
+# --------------------------------------------------------------------------------------------
+# data handed to routers
+# --------------------------------------------------------------------------------------------
+@dataclass
+class FitData:
+    X_train: np.ndarray  # (n_tr, D)
+    E_train: np.ndarray  # (n_tr, m_tr) errors of the training LLMs, NaN = not evaluated
+    C_train: np.ndarray  # (n_tr, m_tr) per-query costs of the training LLMs
+    X_val: np.ndarray  # (n_val, D)
+    E_val: np.ndarray  # (n_val, m_tr)
+    train_models: list[str]
+    seed: int
+    E_train_all: np.ndarray | None = None  # (n_tr, M): every LLM, for reference routers only
+    all_models: list[str] = field(default_factory=list)
+    cache: dict = field(default_factory=dict)  # results shared by routers of one trial (e.g. K-means)
+
+    @property
+    def n_train_models(self) -> int:
+        return int(self.E_train.shape[1])
+
+
+@dataclass
+class Pool:
+    models: list[str]
+    X_val: np.ndarray
+    E_val: np.ndarray  # (n_val, m) validation errors: all a dynamic router knows about the pool
+    truth: np.ndarray | None = None  # (n_test, m) test errors, given to the oracle only
+
+
+# --------------------------------------------------------------------------------------------
+# declared parameters
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Param:
+    """One router parameter: its type and range, and whether "auto" / a candidate list is allowed."""
+
+    type: type  # int, float, bool or str
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low is exclusive
+    auto: bool = False  # "auto": chosen inside each trial
+    grid: bool = False  # a list of candidates (chosen among inside each trial)
+    choices: tuple = ()
+    shared: str | None = None  # routers declaring the same key take a value fixed for any of them
+    help: str = ""
+
+    def describe(self) -> str:
+        if self.choices:
+            base = "one of " + ", ".join(map(str, self.choices))
+        else:
+            base = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[self.type]
+            if self.low is not None and self.high is not None:
+                lo = "(" if self.low_open else "["
+                base += f" in {lo}{self.low:g}, {self.high:g}]"
+            elif self.low is not None:
+                base += f" {'>' if self.low_open else '>='} {self.low:g}"
+        extras = (["'auto'"] if self.auto else []) + (["a list of such values"] if self.grid else [])
+        return base + (", " + " or ".join(extras) if extras else "")
+
+    def _scalar(self, v: Any) -> Any:
+        if self.type is bool:
+            if isinstance(v, bool):
+                return v
+            raise ValueError
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ValueError
+        if self.type is int:
+            if float(v) != int(v):
+                raise ValueError
+            v = int(v)
+        else:
+            v = float(v)
+            if not np.isfinite(v):
+                raise ValueError
+        if self.low is not None and (v <= self.low if self.low_open else v < self.low):
+            raise ValueError
+        if self.high is not None and v > self.high:
+            raise ValueError
+        if self.choices and v not in self.choices:
+            raise ValueError
+        return v
+
+    def check(self, router: str, name: str, value: Any) -> Any:
+        """The validated value (ints as int, numbers as float); ConfigError naming router and parameter."""
+        try:
+            if isinstance(value, str) and self.type is not str:
+                if self.auto and value == "auto":
+                    return value
+                raise ValueError
+            if self.type is str:
+                if not isinstance(value, str) or (self.choices and value not in self.choices):
+                    raise ValueError
+                return value
+            if isinstance(value, list | tuple):
+                if not self.grid or not value:
+                    raise ValueError
+                out = sorted({self._scalar(v) for v in value})
+                return out if len(out) > 1 else out[0]
+            return self._scalar(value)
+        except (ValueError, OverflowError, TypeError):
+            raise ConfigError(f"router {router}: parameter {name} = {value!r}; expected {self.describe()}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RouterSpec:
+    name: str
+    factory: Callable[..., Router]
+    kind: str
+    help: str
+    params: dict[str, Param]
+    needs_training_llms: bool = True
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {k: p.default for k, p in self.params.items()}
+
+
+ROUTERS: dict[str, RouterSpec] = {}
+KINDS = ("dynamic", "reference", "bound")
+ENTRY_POINT_GROUP = "unirouter.routers"
+_plugins_loaded = False
+
+
+def register_router(name: str, kind: str, help: str, params: dict[str, Param] | None = None,
+                    needs_training_llms: bool = True) -> Callable:
+    """Class decorator: ``@register_router("my-router", "dynamic", "what it does", params={...})``."""
+    if kind not in KINDS:
+        raise ValueError(f"router kind must be one of {KINDS}, got {kind!r}")
+
+    def deco(cls: type[Router]) -> type[Router]:
+        ROUTERS[name] = RouterSpec(name, cls, kind, help, dict(params or {}), needs_training_llms)
+        return cls
+
+    return deco
+
+
+def load_plugins() -> None:
+    """Import the routers other packages declare in the ``unirouter.routers`` entry-point group (once)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plug-in must not break unirouter
+            raise ConfigError(f"router plug-in {ep.name} ({ep.value}) failed to import: "
+                              f"{type(e).__name__}: {e}") from e
+
+
+def get_spec(name: str) -> RouterSpec:
+    load_plugins()
+    if name not in ROUTERS:
+        raise ConfigError(f"unknown router {name!r}: expected one of {', '.join(ROUTERS)}")
+    return ROUTERS[name]
+
+
+def check_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate a router's explicit parameters (a mapping of declared names to values)."""
+    spec = get_spec(name)
+    if not isinstance(params, dict):
+        raise ConfigError(f"router {name}: parameters must be a mapping NAME: VALUE, got {params!r}")
+    unknown = sorted(set(params) - set(spec.params))
+    if unknown:
+        raise ConfigError(f"router {name}: unknown parameter(s) {', '.join(map(str, unknown))}; "
+                          f"expected {', '.join(spec.params) or 'none'}")
+    return {k: spec.params[k].check(name, k, v) for k, v in params.items()}
+
+
+def resolve_params(router_params: dict[str, dict], routers: list[str] | None = None) -> dict[str, dict]:
+    """Check every router's parameters and spread values of shared parameters (see ``Param.shared``)
+    to the other routers of ``routers`` (default: every registered router) that do not fix their own."""
+    if not isinstance(router_params, dict):
+        raise ConfigError(f"router_params must be a mapping ROUTER: {{NAME: VALUE}}, got {router_params!r}")
+    out = {name: check_params(name, p if p is not None else {}) for name, p in router_params.items()}
+    given: dict[str, Any] = {}
+    for name, p in out.items():
+        for k, v in p.items():
+            key = ROUTERS[name].params[k].shared
+            if key and key not in given:
+                given[key] = v
+    if given:
+        for spec in (get_spec(r) for r in (routers if routers is not None else list(ROUTERS))):
+            for k, prm in spec.params.items():
+                if prm.shared in given and k not in out.get(spec.name, {}):
+                    out.setdefault(spec.name, {})[k] = given[prm.shared]
+    return {k: v for k, v in out.items() if v}
+
+
+def make_router(name: str, **overrides: Any) -> Router:
+    spec = get_spec(name)
+    explicit = check_params(name, {k: v for k, v in overrides.items() if v is not None})
+    r = spec.factory(**{**spec.defaults, **explicit})
+    r.name, r.kind = name, spec.kind
+    return r
+
+
+def check_routers(names: list[str]) -> list[str]:
+    for n in names:
+        get_spec(n)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"router listed twice in {', '.join(names)}")
+    return names
+
+
+class Router:
+    """Base class. The constructor stores hyperparameters only; all work happens in ``fit``."""
+
+    name = ""
+    kind = "dynamic"
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+        self.hyperparams_: dict[str, Any] = {}
+
+    def fit(self, data: FitData) -> Router:
+        return self
+
+    def predict(self, X: np.ndarray, pool: Pool) -> np.ndarray:
+        raise NotImplementedError
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return {"params": self.params, "hyperparams": self.hyperparams_}, {}
+
+    def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> Router:
+        self.params = meta.get("params", self.params)
+        self.hyperparams_ = meta.get("hyperparams", {})
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# shared pieces
+# --------------------------------------------------------------------------------------------
+def masked_mean(E: np.ndarray, axis: int = 0, fallback: float | np.ndarray = 0.5) -> np.ndarray:
+    obs = ~np.isnan(E)
+    cnt = obs.sum(axis=axis)
+    tot = np.where(obs, E, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = tot / cnt
+    return np.where(cnt > 0, out, fallback)
+
+
+def overall_error(E_val: np.ndarray) -> np.ndarray:
+    """Each LLM's mean validation error (0.5 if it has no validation label at all)."""
+    return masked_mean(E_val, axis=0, fallback=0.5)
+
+
+SELECTION_ROWS = 20_000  # at most this many training prompts score hyperparameter candidates ...
+SELECTION_CELLS = 4_000_000  # ... and at most this many (prompt, LLM) cells (fewer prompts for huge pools)
+
+
+def subset(n: int, limit: int, seed: int) -> np.ndarray:
+    """All row indices if n <= limit, else a seeded random subset of ``limit`` rows (sorted)."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
+def selection_rows(n: int, m: int, seed: int) -> np.ndarray:
+    return subset(n, int(min(SELECTION_ROWS, max(2_000, SELECTION_CELLS // max(m, 1)))), seed)
+
+
+def selection_area(gamma: np.ndarray, E: np.ndarray, C: np.ndarray) -> float:
+    """Area of the deferral curve on the rows where every LLM has a label (selection criterion)."""
+    ok = ~np.isnan(E).any(axis=1)
+    if ok.sum() == 0:
+        return float("nan")
+    return area(deferral_curve(gamma[ok], 1.0 - E[ok], C[ok]))
+
+
+def candidates(value: Any, default: list) -> list:
+    """The candidate values of a hyperparameter: the default grid for "auto", else the given value(s)."""
+    if value == "auto" or value is None:
+        return list(default)
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]

@@ -1,0 +1,100 @@
+"""K-NN: gamma(x, h) = h's mean error on the k nearest validation prompts of x (cosine).
+
+The search is the project's own exact batched search rather than scikit-learn's
+``NearestNeighbors``: one sorted neighbour list serves every candidate k at once, and neighbour
+errors (with missing labels masked) are summed with a sparse indicator product, never a
+(query, k, LLM) array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import (
+    FitData,
+    Param,
+    Pool,
+    Router,
+    candidates,
+    overall_error,
+    register_router,
+    selection_area,
+    selection_rows,
+)
+
+KNN_GRID = [5, 10, 20, 40, 80, 160, 320]
+
+
+def knn_errors(Xq: np.ndarray, X_val: np.ndarray, E_val: np.ndarray, ks: list[int],
+               batch: int | None = None) -> dict[int, np.ndarray]:
+    """For each k: mean validation error of each query's k nearest validation prompts (cosine).
+
+    Exact search, batched over queries so the similarity block stays ~256 MB.
+    """
+    from scipy.sparse import csr_matrix
+
+    n_val, m = E_val.shape
+    kmax = min(max(ks), n_val)
+    obs = ~np.isnan(E_val)
+    E0 = np.where(obs, E_val, 0.0).astype(np.float32)
+    obs_f = obs.astype(np.float32)
+    fallback = overall_error(E_val)
+    out = {k: np.empty((len(Xq), m)) for k in ks}
+    Xv = np.asarray(X_val, dtype=np.float32)
+    batch = batch or int(max(256, min(8192, (1 << 26) // max(n_val, 1))))
+    for s in range(0, len(Xq), batch):
+        sim = np.asarray(Xq[s:s + batch], dtype=np.float32) @ Xv.T
+        b = len(sim)
+        if kmax < n_val:
+            top = np.argpartition(-sim, kmax - 1, axis=1)[:, :kmax]
+        else:
+            top = np.tile(np.arange(n_val), (b, 1))
+        order = np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        tot = np.zeros((b, m))
+        cnt = np.zeros((b, m))
+        done = 0
+        for k in sorted(ks):
+            kk = min(k, kmax)
+            if kk > done:
+                seg = top[:, done:kk]
+                W = csr_matrix((np.ones(seg.size, dtype=np.float32), seg.ravel(),
+                                np.arange(0, seg.size + 1, kk - done)), shape=(b, n_val))
+                tot += W @ E0
+                cnt += W @ obs_f
+                done = kk
+            with np.errstate(invalid="ignore", divide="ignore"):
+                v = tot / cnt
+            out[k][s:s + batch] = np.where(cnt > 0, v, fallback[None, :])
+    return out
+
+
+@register_router("knn", "dynamic", "K-NN: gamma = the LLM's mean error on the k nearest validation prompts",
+                 params={"k": Param(int, "auto", low=1, high=1_000_000, auto=True, grid=True,
+                                    help="neighbours")},
+                 needs_training_llms=False)
+class KNNRouter(Router):
+    def fit(self, data: FitData) -> KNNRouter:
+        ks = [k for k in candidates(self.params.get("k"), KNN_GRID) if k <= max(1, len(data.X_val) // 4)] or [1]
+        if len(ks) == 1:
+            self.k_ = ks[0]
+        else:
+            rows = selection_rows(len(data.X_train), data.E_train.shape[1], data.seed)
+            errs = knn_errors(data.X_train[rows], data.X_val, data.E_val, ks)
+            self.selection_ = {f"k={k}": selection_area(errs[k], data.E_train[rows], data.C_train[rows]) for k in ks}
+            self.k_ = max(ks, key=lambda k: (self.selection_[f"k={k}"], -k))
+        self.hyperparams_ = {"k": int(self.k_)}
+        return self
+
+    def predict(self, X: np.ndarray, pool: Pool) -> np.ndarray:
+        return knn_errors(X, pool.X_val, pool.E_val, [self.k_])[self.k_]
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta, _ = super().state()
+        meta["k"] = int(self.k_)
+        return meta, {}
+
+    def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> KNNRouter:
+        super().load_state(meta, arrays)
+        self.k_ = int(meta["k"])
+        return self
