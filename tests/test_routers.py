@@ -161,3 +161,53 @@ def test_missing_pairs_policy(tmp_path, small_tables):
     j = [ds.models[c] for c in trial.test_models].index(partial)
     expected = np.nanmean(1 - ds.scores[trial.val, ds.models.index(partial)])
     assert routers["zero"].predict(X[trial.test[:1]], pool)[0, j] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("router,params,message", [
+    ("uniroute-kmeans", {"K": 1.5}, "parameter K = 1.5; expected an integer >= 1"),
+    ("uniroute-kmeans", {"K": 0}, "parameter K = 0"),
+    ("uniroute-kmeans", {"K": -3}, "parameter K = -3"),
+    ("uniroute-kmeans", {"K": True}, "parameter K = True"),
+    ("uniroute-kmeans", {"alpha": -1}, "parameter alpha = -1; expected a number in [0, 1e+06]"),
+    ("uniroute-kmeans", {"K": []}, "parameter K = []"),
+    ("knn", {"k": -5}, "parameter k = -5"),
+    ("uniroute-learnedmap", {"maxiter": "1e12"}, "parameter maxiter = '1e12'; expected an integer in [1, 100000]"),
+    ("uniroute-learnedmap", {"beta": 0}, "expected a number in (0, 1e+06]"),
+    ("clairvoyant-mlp", {"hidden": 0}, "parameter hidden = 0"),
+    ("retrained-mlp", {"l2": float("nan")}, "parameter l2 = nan"),
+    ("zero", {"K": 3}, "router zero: unknown parameter(s) K; expected none"),
+])
+def test_declared_parameters_are_checked(router, params, message):
+    from unirouter_cli.errors import ConfigError
+    from unirouter_cli.routers import resolve_params
+
+    with pytest.raises(ConfigError) as e:
+        resolve_params({router: params})
+    assert message in str(e.value)
+
+
+def test_parameter_values_are_normalised_and_shared():
+    from unirouter_cli.errors import ConfigError
+    from unirouter_cli.routers import resolve_params
+
+    out = resolve_params({"uniroute-kmeans": {"K": 16.0, "alpha": [8, 2, 8]}},
+                         ["uniroute-kmeans", "uniroute-learnedmap", "zero"])
+    assert out["uniroute-kmeans"] == {"K": 16, "alpha": [2.0, 8.0]} and isinstance(out["uniroute-kmeans"]["K"], int)
+    assert out["uniroute-learnedmap"] == {"K": 16, "alpha": [2.0, 8.0]}  # shared: fixed for one, fixed for both
+    own = resolve_params({"uniroute-kmeans": {"K": 16}, "uniroute-learnedmap": {"K": 8}})
+    assert own["uniroute-learnedmap"]["K"] == 8  # a router's own value wins
+    with pytest.raises(ConfigError, match="parameters must be a mapping"):
+        resolve_params({"uniroute-kmeans": 5})
+    with pytest.raises(ConfigError, match="unknown router 'nope'"):
+        resolve_params({"nope": {}})
+
+
+def test_shared_k_reaches_learnedmap_in_a_trial(problem):
+    ds, X, trial = problem
+    from unirouter_cli.evaluate import fit_trial
+    from unirouter_cli.routers import resolve_params
+
+    params = resolve_params({"uniroute-kmeans": {"K": 4}}, ["uniroute-kmeans", "uniroute-learnedmap"])
+    params["uniroute-learnedmap"].update(maxiter=10, l2=1e-3)
+    fitted, _ = fit_trial(ds, X, trial, ["uniroute-kmeans", "uniroute-learnedmap"], params)
+    assert fitted["uniroute-kmeans"].hyperparams_["K"] == 4 == fitted["uniroute-learnedmap"].hyperparams_["K"]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .data import Dataset
 from .metrics import curve_metrics, deferral_curve, single_points
-from .routers import ROUTERS, FitData, Pool, Router, make_router
+from .routers import FitData, Pool, Router, get_spec, make_router
 from .split import Trial, complete_rows
 
 POOLS = ("unseen", "seen", "all")
@@ -40,7 +40,7 @@ def fit_trial(ds: Dataset, X: np.ndarray, trial: Trial, routers: list[str],
               params: dict[str, dict] | None = None) -> tuple[dict[str, Router], dict[str, float]]:
     """Fit each router on the trial; returns (routers, seconds per router)."""
     params = params or {}
-    needs_all = any(ROUTERS[r].kind == "reference" for r in routers)  # they train on every LLM's labels
+    needs_all = any(get_spec(r).kind == "reference" for r in routers)  # they train on every LLM's labels
     data = fit_data(ds, X, trial, needs_all)
     fitted, seconds = {}, {}
     for name in routers:

@@ -16,8 +16,9 @@ def register(root: typer.Typer) -> None:
 
         Example: unirouter routers
         """
-        from ..routers import ROUTERS
+        from ..routers import ROUTERS, load_plugins
 
+        load_plugins()
         t = Table(title="routers")
         for col in ("name", "kind", "defaults", "what it does"):
             t.add_column(col, overflow="fold")
