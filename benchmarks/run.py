@@ -126,7 +126,7 @@ def case_synthetic(n: int, m: int, router: str, val_size: int = 0) -> dict:
     routers, _ = fit_trial(ds, X, trial, [router])
     fit = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rows, _, _ = evaluate_trial(ds, X, trial, routers, "unseen")
+    rows, _, _, _ = evaluate_trial(ds, X, trial, routers, "unseen")
     ev = time.perf_counter() - t0
     return {"generate_s": gen, "fit_s": fit, "evaluate_s": ev, "area": rows[0]["area"],
             "hyper": routers[router].hyperparams_, "peak_mb": _peak_mb()}

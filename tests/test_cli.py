@@ -135,24 +135,41 @@ def test_second_writer_is_refused(runner, small_dataset, tmp_path):
     (["--param", "uniroute-kmeans.K=5000"], "validation prompts"),
     (["--param", "uniroute-kmeans.Q=3"], "unknown parameter"),
     (["--param", "badformat"], "ROUTER.NAME=VALUE"),
-    (["--trials", "0"], "at least 1"),
+    (["--trials", "0"], "'--trials' / '-n': Input should be greater than or equal to 1"),
     (["--val-size", "100000"], "empty part"),
+    (["--jobs", "0"], "'--jobs' / '-j': Input should be greater than or equal to 1"),
+    (["--seed", "-1"], "'--seed': Input should be greater than or equal to 0"),
+    (["--val-sizes", "0,abc"], "--val-sizes '0,abc': expected positive integers"),
+    (["--val-sizes", "60,60"], "lists a size twice"),
+    (["--coverage", "masked-ish"], "--coverage 'masked-ish': expected one of block, all-llms"),
+    (["--train-categories", "astrology"], "--train-categories astrology: not a prompt category"),
+    (["--param", "uniroute-kmeans.K=1.5"], "parameter K = 1.5; expected an integer >= 1"),
+    (["--param", "knn.k=-5"], "parameter k = -5"),
+    (["--no-such-option"], "No such option: --no-such-option"),
 ])
 def test_bad_options_one_line_exit_2(runner, small_dataset, tmp_path, extra, message):
     res = _fit(runner, small_dataset, tmp_path / "run", *extra)
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0], res.output
-    assert not (tmp_path / "run" / "config.yaml").exists()
+    assert not (tmp_path / "run").exists()  # a refused command leaves no run directory behind
 
 
-def test_all_unseen_is_refused(runner, small_dataset, tmp_path, small_tables):
-    models = small_tables[2]["model"].tolist()
+def test_every_llm_unseen_skips_routers_that_need_training_llms(runner, small_dataset, tmp_path, small_tables):
     args = []
-    for m in models:
+    for m in small_tables[2]["model"].tolist():
         args += ["--unseen", m]
-    res = _fit(runner, small_dataset, tmp_path / "run", *args)
-    assert res.exit_code == 2 and "at least one must stay" in res.output
+    run = tmp_path / "run"
+    res = _fit(runner, small_dataset, run, *args)
+    assert res.exit_code == 0, res.output
+    assert "skipped router uniroute-learnedmap: needs training LLMs" in res.output
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert "uniroute-learnedmap" in cfg["skipped_routers"] and "uniroute-learnedmap" not in cfg["routers"]
+    assert invoke(runner, "evaluate", "--run-dir", run).exit_code == 0
+    m = pd.read_csv(run / "metrics.csv")
+    assert set(m["router"]) == {"zero", "knn", "uniroute-kmeans", "oracle"} and (m["n_pool"] == 11).all()
+    res = invoke(runner, "evaluate", "--run-dir", run, "--pool", "seen")
+    assert res.exit_code == 2 and "pool is empty" in res.output and "Traceback" not in res.output
 
 
 def test_damaged_run_directories(runner, small_dataset, tmp_path):

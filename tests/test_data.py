@@ -168,5 +168,8 @@ def test_model_without_outcomes_is_refused(tmp_path, small_tables, runner):
     p, o, m = small_tables
     m = pd.concat([m, pd.DataFrame({"model": ["ghost-llm"], "cost": [1.0]})], ignore_index=True)
     folder = write_dataset(tmp_path / "ghost", p, o, m)
-    res = invoke(runner, "data", "info", folder)
-    assert res.exit_code == 2 and "ghost-llm" in res.output and "no outcome rows" in res.output
+    for cmd in (("data", "info", folder), ("data", "validate", folder),
+                ("fit", "--dataset", folder, "--run-dir", tmp_path / "run")):  # validate and fit agree
+        res = invoke(runner, *cmd)
+        assert res.exit_code == 2 and "ghost-llm" in res.output and "without any outcome row" in res.output
+        assert "line 13" in res.output  # models.csv: header + 11 models + the ghost

@@ -76,7 +76,7 @@ def test_zero_equals_kmeans_with_one_cluster(problem):
 def test_oracle_bounds_every_router(problem):
     ds, X, trial = problem
     routers = {n: make_router(n, **FAST.get(n, {})).fit(fit_data(ds, X, trial, True)) for n in ROUTERS}
-    rows, _, _ = evaluate_trial(ds, X, trial, routers, "unseen")
+    rows, _, _, _ = evaluate_trial(ds, X, trial, routers, "unseen")
     by = {r["router"]: r for r in rows}
     for name, r in by.items():
         assert by["oracle"]["area"] >= r["area"] - 1e-12, name
@@ -138,29 +138,6 @@ def test_grouped_selection_equals_row_level_selection():
     grouped = area(grouped_curve(psi[keep], np.broadcast_to(cost, (int(keep.sum()), m)), ssum[keep], cnt[keep],
                                  float(cost.max())))
     assert grouped == pytest.approx(selection_area(psi[assign], E, C), abs=1e-12)
-
-
-def test_missing_pairs_policy(tmp_path, small_tables):
-    """Unevaluated pairs are masked in training/validation and their test prompts are left out."""
-    from .conftest import write_dataset
-
-    p, o, m = small_tables
-    partial = m["model"].iloc[0]
-    drop = o[(o["model"] == partial)].sample(frac=0.3, random_state=0).index
-    ds = load_folder(write_dataset(tmp_path / "partial", p, o.drop(index=drop), m))
-    X = get_embeddings(ds, "tfidf")
-    trial = make_trial(ds, SplitConfig(unseen_models=(partial, m["model"].iloc[1])), seed=0, index=0)
-    data = fit_data(ds, X, trial, needs_all=False)
-    assert not np.isnan(data.E_train).any()  # the partial LLM is in the unseen pool, not in training
-    routers = {"zero": make_router("zero").fit(data), "oracle": make_router("oracle")}
-    rows, _, _ = evaluate_trial(ds, X, trial, routers, "unseen")
-    complete = (~np.isnan(ds.scores[np.ix_(trial.test, trial.test_models)])).all(axis=1).sum()
-    assert rows[0]["n_test"] == complete < len(trial.test)
-    # validation profile of the partial LLM uses only its evaluated prompts (masked mean)
-    pool = _pool(ds, X, trial, trial.test_models)
-    j = [ds.models[c] for c in trial.test_models].index(partial)
-    expected = np.nanmean(1 - ds.scores[trial.val, ds.models.index(partial)])
-    assert routers["zero"].predict(X[trial.test[:1]], pool)[0, j] == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("router,params,message", [

@@ -219,6 +219,14 @@ def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.Dat
             if prompt_set is not None:
                 unknown = ~outcomes["prompt_id"].astype(str).isin(prompt_set).to_numpy()
                 _report_rows(problems, p, unknown, "prompt_id not listed in prompts")
+            if models is not None and model_set is not None:
+                seen = set(outcomes["model"].astype(str))
+                silent = models["model"].notna().to_numpy() & ~models["model"].astype(str).isin(seen).to_numpy()
+                if silent.any():
+                    names = ", ".join(models["model"].astype(str)[silent].tolist()[:3])
+                    _report_rows(problems, paths["models"], silent,
+                                 f"model without any outcome row ({names}); every listed model needs at least "
+                                 "one evaluated prompt (remove it from models.csv or add its outcomes)")
     return problems, tables, card
 
 
@@ -302,11 +310,6 @@ def load_folder(folder: str | Path, name: str | None = None) -> Dataset:
     if "cost" in outcomes.columns and outcomes["cost"].notna().any():
         query_cost = np.full((n, m), np.nan, dtype=np.float64)
         query_cost[rows, cols] = pd.to_numeric(outcomes["cost"]).to_numpy(dtype=np.float64)
-    evaluated_per_model = (~np.isnan(scores)).sum(axis=0)
-    if (evaluated_per_model == 0).any():
-        bad = [model_names[j] for j in np.flatnonzero(evaluated_per_model == 0)[:3]]
-        raise DataError(f"{folder / 'models.csv'}: model(s) {', '.join(bad)} have no outcome rows "
-                        "(every listed model needs at least one evaluated prompt)")
     texts = prompts["text"].astype(str).to_numpy() if "text" in prompts.columns else None
     cats = (prompts["category"].fillna("").astype(str).to_numpy() if "category" in prompts.columns
             else np.full(n, "", dtype=object))

@@ -2,7 +2,13 @@
 
 ``fit_trial`` fits every requested router on one trial's training data. ``evaluate_trial`` profiles
 a pool of LLMs on the validation prompts, asks each router for gamma on the test prompts, and turns
-the answers into exact deferral curves and metrics (metrics.py).
+the answers into exact deferral curves and metrics (metrics.py), for the whole test set and for
+each prompt category.
+
+With no training LLMs (``--unseen-frac 1``) there is nothing to learn from but prompts and the
+pool's validation answers: routers that need training LLMs are left out of the run (rundir.py), and
+``FitData.E_val`` then holds the *pool's* validation errors, which the remaining routers use to
+choose their hyperparameters by cross-validation over the validation prompts (routers/base.py).
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ import numpy as np
 import pandas as pd
 
 from .data import Dataset
+from .errors import DataError
 from .metrics import curve_metrics, deferral_curve, single_points
 from .routers import FitData, Pool, Router, get_spec, make_router
-from .split import Trial, complete_rows
+from .split import Trial
 
 POOLS = ("unseen", "seen", "all")
+CATEGORY_COLUMNS = ["trial", "router", "kind", "pool", "category", "area", "area_50", "qnc", "qnc_reached",
+                    "best_single", "n_test"]
 
 
 def errors(ds: Dataset, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -27,9 +36,10 @@ def errors(ds: Dataset, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 def fit_data(ds: Dataset, X: np.ndarray, trial: Trial, needs_all: bool) -> FitData:
     tr, tm = trial.train, trial.train_models
+    vm = tm if len(tm) else trial.test_models  # no training LLMs: the pool's validation answers
     return FitData(
         X_train=X[tr], E_train=errors(ds, tr, tm), C_train=ds.cost_matrix(tr, tm),
-        X_val=X[trial.val], E_val=errors(ds, trial.val, tm),
+        X_val=X[trial.val], E_val=errors(ds, trial.val, vm), C_val=ds.cost_matrix(trial.val, vm),
         train_models=[ds.models[j] for j in tm], seed=trial.router_seed(),
         E_train_all=errors(ds, tr, np.arange(ds.n_models)) if needs_all else None,
         all_models=list(ds.models),
@@ -59,20 +69,25 @@ def pool_models(trial: Trial, pool: str) -> np.ndarray:
 
 
 def evaluate_trial(ds: Dataset, X: np.ndarray, trial: Trial, routers: dict[str, Router],
-                   pool: str) -> tuple[list[dict], pd.DataFrame, pd.DataFrame]:
-    """Metrics rows, exact curves and single-LLM points of every router on one trial and pool."""
+                   pool: str) -> tuple[list[dict], pd.DataFrame, pd.DataFrame, list[dict]]:
+    """Metrics rows, exact curves, single-LLM points and per-category rows of every router on one
+    trial and pool. The test prompts are the trial's, whatever the pool (the universe is complete)."""
     cols = pool_models(trial, pool)
-    rows = complete_rows(ds.scores, trial.test, cols)
-    if len(rows) == 0:
-        from .errors import DataError
-
-        raise DataError(f"trial {trial.index}: no test prompt was evaluated by every LLM of the {pool} pool")
+    if len(cols) == 0:
+        raise DataError(f"trial {trial.index}: the {pool} pool is empty (no training LLMs in this run); "
+                        "evaluate --pool unseen")
+    rows = trial.test
     S = ds.scores[np.ix_(rows, cols)].astype(np.float64)
+    if np.isnan(S).any():  # cannot happen inside a universe; never score a made-up answer
+        raise DataError(f"trial {trial.index}: a test prompt lacks an answer of a pool LLM")
     C = ds.cost_matrix(rows, cols)
+    cost_max = float(C.max(axis=1).mean())  # the normaliser: cost 1 on the curves, in the dataset's unit
     names = [ds.models[j] for j in cols]
     base = Pool(models=names, X_val=X[trial.val], E_val=errors(ds, trial.val, cols))
     Xt = X[rows]
-    metrics, curves = [], []
+    cats = ds.categories[rows]
+    groups = {c: np.flatnonzero(cats == c) for c in sorted(set(cats))} if len(set(cats)) > 1 else {}
+    metrics, curves, by_cat = [], [], []
     for name, router in routers.items():
         pool_obj = base
         if router.kind == "bound":
@@ -82,13 +97,18 @@ def evaluate_trial(ds: Dataset, X: np.ndarray, trial: Trial, routers: dict[str, 
         curve = deferral_curve(gamma, S, C)
         row = {"trial": trial.index, "router": name, "pool": pool, "kind": router.kind}
         row.update(curve_metrics(curve, S, C))
-        row.update({"n_test": int(len(rows)), "n_val": int(len(trial.val)), "n_train": int(len(trial.train)),
-                    "n_pool": int(len(cols)), "n_points": int(len(curve.cost)),
+        row.update({"cost_max": cost_max, "n_test": int(len(rows)), "n_val": int(len(trial.val)),
+                    "n_train": int(len(trial.train)), "n_pool": int(len(cols)), "n_points": int(len(curve.cost)),
                     "seconds_predict": time.perf_counter() - t0})
         metrics.append(row)
         curves.append(pd.DataFrame({"trial": trial.index, "router": name, "pool": pool,
                                     "cost": curve.cost.astype(np.float32),
                                     "quality": curve.quality.astype(np.float32)}))
+        for c, idx in groups.items():
+            cm = curve_metrics(deferral_curve(gamma[idx], S[idx], C[idx]), S[idx], C[idx])
+            by_cat.append({"trial": trial.index, "router": name, "kind": router.kind, "pool": pool, "category": c,
+                           **{k: cm[k] for k in ("area", "area_50", "qnc", "qnc_reached", "best_single")},
+                           "n_test": int(len(idx))})
     sc, sq = single_points(S, C)
     singles = pd.DataFrame({"trial": trial.index, "pool": pool, "model": names, "cost": sc, "quality": sq})
-    return metrics, pd.concat(curves, ignore_index=True), singles
+    return metrics, pd.concat(curves, ignore_index=True), singles, by_cat

@@ -15,6 +15,7 @@ import yaml
 
 from .errors import ConfigError, RunDirError
 from .io import write_csv, write_text
+from .split import universe_line
 
 METRICS = {  # name -> (higher is better, label)
     "area": (True, "Area"),
@@ -90,6 +91,29 @@ def summarise(metrics: pd.DataFrame, reference: str = "knn", alpha: float = 0.01
     return pd.DataFrame(rows)
 
 
+def split_line(config: dict) -> str:
+    """The run's split in words (no raw dicts, no None values)."""
+    sp = config.get("split") or {}
+    if sp.get("train_categories"):
+        prompts = (f"training prompts from categories {', '.join(sp['train_categories'])}; validation and test "
+                   f"prompts from the other categories ({sp.get('val_frac')} : {sp.get('test_frac')})")
+    else:
+        prompts = f"prompts {sp.get('train_frac')} / {sp.get('val_frac')} / {sp.get('test_frac')} train/val/test"
+    if sp.get("val_size"):
+        prompts += f", {sp['val_size']} validation prompts"
+    if config.get("val_sizes"):
+        prompts += f", validation sizes {', '.join(map(str, config['val_sizes']))}"
+    if sp.get("unseen_models"):
+        llms = f"fixed unseen pool: {', '.join(sp['unseen_models'])}"
+    elif sp.get("unseen_source"):
+        llms = f"unseen pool = LLMs with source {sp['unseen_source']}"
+    elif float(sp.get("unseen_frac") or 0) >= 1:
+        llms = "every LLM unseen (no training LLMs)"
+    else:
+        llms = f"{float(sp.get('unseen_frac', 1 / 3)):.3g} of the LLMs unseen"
+    return f"{prompts}; {llms}"
+
+
 def _fmt(metric: str, m: float, lo: float, hi: float) -> str:
     if not np.isfinite(m):
         return "n/a"
@@ -105,7 +129,9 @@ def render_markdown(summary: pd.DataFrame, metrics: pd.DataFrame, config: dict, 
     lines += [f"- dataset: `{config.get('dataset')}` (content hash `{config.get('dataset_hash')}`)",
               f"- encoder: `{config.get('encoder')}`; trials: {config.get('trials')}; seed: {config.get('seed')}; "
               f"unirouter {config.get('unirouter_version')}",
-              f"- split: {config.get('split')}",
+              f"- split: {split_line(config)}",
+              f"- {universe_line(config.get('universe') or {})}" if config.get("universe") else "- universe: n/a",
+              *[f"- skipped router `{r}`: {why}" for r, why in (config.get("skipped_routers") or {}).items()],
               f"- cells: mean [95% interval over trials]; `+`/`-`: better/worse than `{reference}` by a paired "
               f"two-sided sign test at alpha = {alpha} (W/L = trials won/lost against it)",
               "- kinds: `dynamic` routers see the unseen LLMs only through their validation answers; "

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +33,15 @@ from . import __version__
 from .data import Dataset, folder_hash, load_dataset, resolve
 from .embed import check_encoder, get_embeddings
 from .errors import ConfigError, RunDirError
-from .evaluate import POOLS, evaluate_trial, fit_trial
+from .evaluate import CATEGORY_COLUMNS, POOLS, evaluate_trial, fit_trial
 from .io import write_csv, write_json, write_npz, write_parquet, write_yaml
-from .routers import check_routers, make_router, resolve_params
-from .split import SplitConfig, Trial, make_trial
+from .routers import check_routers, get_spec, make_router, resolve_params
+from .split import SplitConfig, Trial, make_trial, universe_line
 
 CONFIG_VERSION = 1
 METRIC_COLUMNS = ["trial", "val_size", "router", "kind", "pool", "area", "area_50", "qnc", "qnc_reached", "aiq",
-                  "apgr", "best_single", "max_quality", "n_test", "n_val", "n_train", "n_pool", "n_points"]
+                  "apgr", "best_single", "max_quality", "cost_max", "n_test", "n_val", "n_train", "n_pool",
+                  "n_points"]
 
 
 @dataclass
@@ -52,10 +54,12 @@ class RunConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     val_sizes: list[int] = field(default_factory=list)
     router_params: dict[str, dict] = field(default_factory=dict)
-    # filled by resolve():
+    # filled by prepare():
     dataset_name: str = ""
     dataset_path: str = ""
     dataset_hash: str = ""
+    universe: dict = field(default_factory=dict)  # what the coverage policy kept and left out
+    skipped_routers: dict[str, str] = field(default_factory=dict)  # router -> why it is not in this run
 
     def tasks(self) -> list[tuple[int, int | None]]:
         sizes: list[int | None] = list(self.val_sizes) or [None]
@@ -69,12 +73,14 @@ class RunConfig:
             "dataset_hash": self.dataset_hash, "encoder": self.encoder, "routers": list(self.routers),
             "router_params": self.router_params, "trials": self.trials, "seed": self.seed,
             "split": self.split.to_dict(), "val_sizes": list(self.val_sizes),
+            "universe": self.universe, "skipped_routers": self.skipped_routers,
         }
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> RunConfig:
         known = {"config_version", "unirouter_version", "dataset", "dataset_name", "dataset_path", "dataset_hash",
-                 "encoder", "routers", "router_params", "trials", "seed", "split", "val_sizes"}
+                 "encoder", "routers", "router_params", "trials", "seed", "split", "val_sizes", "universe",
+                 "skipped_routers"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
@@ -87,12 +93,14 @@ class RunConfig:
             raise ConfigError(f"{where}: unknown split key(s) {', '.join(bad)}; "
                               f"expected {', '.join(sorted(split_keys))}")
         split["unseen_models"] = tuple(split.get("unseen_models") or ())
+        split["train_categories"] = tuple(split.get("train_categories") or ())
         try:
             return cls(dataset=str(d["dataset"]), routers=list(d["routers"]), trials=int(d.get("trials", 10)),
                        seed=int(d.get("seed", 0)), encoder=str(d.get("encoder", "tfidf")), split=SplitConfig(**split),
                        val_sizes=[int(v) for v in d.get("val_sizes") or []],
                        router_params=dict(d.get("router_params") or {}), dataset_name=d.get("dataset_name", ""),
-                       dataset_path=d.get("dataset_path", ""), dataset_hash=d.get("dataset_hash", ""))
+                       dataset_path=d.get("dataset_path", ""), dataset_hash=d.get("dataset_hash", ""),
+                       universe=dict(d.get("universe") or {}), skipped_routers=dict(d.get("skipped_routers") or {}))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: {e}") from e
 
@@ -113,11 +121,21 @@ def prepare(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
     if cfg.val_sizes:
         if any(v < 1 for v in cfg.val_sizes):
             raise ConfigError(f"--val-sizes must be positive, got {cfg.val_sizes}")
+        if len(set(cfg.val_sizes)) != len(cfg.val_sizes):
+            raise ConfigError(f"--val-sizes lists a size twice: {cfg.val_sizes}")
         cfg.split = SplitConfig(**{**cfg.split.__dict__, "val_reserve": max(cfg.val_sizes)})
         for v in cfg.val_sizes:
-            SplitConfig(**{**cfg.split.__dict__, "val_size": v}).check(ds)
+            u = SplitConfig(**{**cfg.split.__dict__, "val_size": v}).check(ds)
     else:
-        cfg.split.check(ds)
+        u = cfg.split.check(ds)
+    cfg.universe = u.summary()
+    if len(trial_for(ds, cfg, 0, cfg.val_sizes[0] if cfg.val_sizes else None).train_models) == 0:
+        cfg.skipped_routers = {r: "needs training LLMs; this run has none (every LLM is unseen)"
+                               for r in cfg.routers if get_spec(r).needs_training_llms}
+        cfg.routers = [r for r in cfg.routers if r not in cfg.skipped_routers]
+        if not cfg.routers:
+            raise ConfigError(f"every requested router needs training LLMs ({', '.join(cfg.skipped_routers)}) but "
+                              "this run has none; add zero, knn or uniroute-kmeans")
     for name in cfg.routers:
         K = cfg.router_params.get(name, {}).get("K")
         n_val = min(cfg.val_sizes) if cfg.val_sizes else (
@@ -258,13 +276,12 @@ def fit_task(run_path: str, t: int, v: int | None) -> dict:
 def evaluate_task(run_path: str, t: int, v: int | None, pool: str) -> None:
     rd, cfg, ds, X = _context(run_path)
     trial, routers = rd.load_fit(ds, cfg, t, v)
-    rows, curves, singles = evaluate_trial(ds, X, trial, routers, pool)
-    for r in rows:
-        r["val_size"] = -1 if v is None else v
-    curves["val_size"] = -1 if v is None else v
-    singles["val_size"] = -1 if v is None else v
-    table = pd.concat([pd.DataFrame(rows).assign(part="metrics"), curves.assign(part="curve"),
-                       singles.assign(part="single")], ignore_index=True)
+    rows, curves, singles, by_cat = evaluate_trial(ds, X, trial, routers, pool)
+    vs = -1 if v is None else v
+    parts = [pd.DataFrame(rows).assign(part="metrics"), curves.assign(part="curve"), singles.assign(part="single")]
+    if by_cat:
+        parts.append(pd.DataFrame(by_cat).assign(part="category"))
+    table = pd.concat(parts, ignore_index=True).assign(val_size=vs)
     write_parquet(rd.eval_file(pool, t, v), table)
 
 
@@ -331,10 +348,29 @@ def _indexed(i: int, fn: Callable, a: tuple) -> tuple[int, object]:
 # the two stages
 # --------------------------------------------------------------------------------------------
 def fit_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, jobs: int = 1, backend: str = "local",
-            scheduler: str | None = None, progress_factory: Callable | None = None) -> RunDir:
+            scheduler: str | None = None, progress_factory: Callable | None = None,
+            info: Callable[[str], None] | None = None) -> RunDir:
+    """Fit every task of ``cfg`` into ``run_dir``. Everything is checked before the directory is
+    created; a run refused before its config.yaml is written leaves no directory behind."""
     check_backend(backend, scheduler)
     cfg, ds = prepare(cfg)
     rd = RunDir(run_dir)
+    if info:
+        info(universe_line(cfg.universe))
+        for r, why in cfg.skipped_routers.items():
+            info(f"skipped router {r}: {why}")
+    fresh = not rd.path.exists()
+    try:
+        _fit_locked(cfg, ds, rd, resume, jobs, backend, scheduler, progress_factory)
+    except BaseException:
+        if fresh and rd.path.is_dir() and not rd.config_file.exists():
+            shutil.rmtree(rd.path, ignore_errors=True)
+        raise
+    return rd
+
+
+def _fit_locked(cfg: RunConfig, ds: Dataset, rd: RunDir, resume: bool, jobs: int, backend: str,
+                scheduler: str | None, progress_factory: Callable | None) -> None:
     with rd.lock():
         if rd.config_file.exists():
             old = rd.read_config().to_dict()
@@ -351,7 +387,6 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, jobs: int
         progress = progress_factory(len(todo), "fit") if progress_factory else None
         run_tasks(fit_task, todo, jobs, backend, scheduler, progress)
         write_hyperparams(rd, cfg)
-    return rd
 
 
 def write_hyperparams(rd: RunDir, cfg: RunConfig) -> None:
@@ -423,5 +458,10 @@ def merge(rd: RunDir, cfg: RunConfig, pools: list[str]) -> None:
     singles = singles.assign(_p=singles["pool"].map(pool_order)).sort_values(
         ["_p", "trial", "val_size", "model"], kind="stable").drop(columns="_p")
     write_csv(rd.path / "metrics.csv", metrics.reset_index(drop=True))
+    cats = table[table["part"] == "category"] if "category" in table else table.iloc[:0]
+    cat_cols = ["trial", "val_size"] + [c for c in CATEGORY_COLUMNS if c != "trial"]
+    cats = sort(cats, ["category"])[cat_cols] if len(cats) else pd.DataFrame(columns=cat_cols)
+    write_csv(rd.path / "by_category.csv", cats.astype({"trial": int, "val_size": int, "n_test": int,
+                                                        "qnc_reached": bool}).reset_index(drop=True))
     write_parquet(rd.path / "curves.parquet", curves.astype({"trial": int, "val_size": int}).reset_index(drop=True))
     write_parquet(rd.path / "singles.parquet", singles.astype({"trial": int, "val_size": int}).reset_index(drop=True))

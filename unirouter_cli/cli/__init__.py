@@ -7,10 +7,43 @@ missing file, a full disk) prints one line ``error: ...`` to stderr and exits wi
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 from . import common, data_cmd, info_cmd, results_cmd, run_cmd
+
+
+def _click_exceptions():  # noqa: ANN202 - typer >= 0.20 vendors click as typer._click
+    try:
+        from typer._click import exceptions
+    except ImportError:  # older typer: plain click
+        from click import exceptions
+    return exceptions
+
+
+class OneLineErrors(TyperGroup):
+    """The root command: a usage error (bad option value, unknown option, missing argument) prints
+    one line ``error: ...`` and exits with code 2, like every other user error."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        ex = _click_exceptions()
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except ex.NoArgsIsHelpError as e:
+            print(e.format_message())
+            sys.exit(0)
+        except ex.ClickException as e:
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            print(f"error: {' '.join(e.format_message().split())}{hint}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 app = typer.Typer(
     name="unirouter",
@@ -21,6 +54,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=OneLineErrors,
 )
 
 

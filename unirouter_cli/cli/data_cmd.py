@@ -50,28 +50,52 @@ def validate_cmd(
     typer.echo(f"ok: {path}: {n['prompts']} prompts, {n['models']} models, {n['outcomes']} outcomes")
 
 
+COVERAGE_SHADES = ((1.0, "█"), (0.75, "▓"), (0.25, "▒"), (1e-12, "░"), (0.0, "·"))
+
+
+def coverage_glyph(share: float) -> str:
+    """One character for a share of prompts answered: █ all, ▓ >= 75%, ▒ >= 25%, ░ some, · none."""
+    return next(g for t, g in COVERAGE_SHADES if share >= t - 1e-12)
+
+
 @app.command("info")
 @boundary
-def info_cmd(dataset: str = typer.Argument(..., help="Registered name or folder path.")) -> None:
-    """Summarise a dataset: sizes, missing pairs, per-LLM accuracy and cost.
+def info_cmd(
+    dataset: str = typer.Argument(..., help="Registered name or folder path."),
+    coverage: str = typer.Option("block", help="Coverage policy to preview: block or all-llms."),
+) -> None:
+    """Summarise a dataset: sizes, per-LLM accuracy, cost and coverage, a category x LLM coverage map,
+    and which LLMs and prompts the coverage policy keeps for trials.
 
-    Example: unirouter data info mmlu-pro
+    Example: unirouter data info routerbench-subset
     """
     import numpy as np
+
+    from ..split import universe
 
     ds = load_dataset(dataset)
     evaluated = ~np.isnan(ds.scores)
     console.print(f"[bold]{ds.name}[/] ({ds.path}) hash {ds.content_hash}")
     console.print(f"{ds.n_prompts} prompts, {ds.n_models} LLMs, {int(evaluated.sum())} outcomes, "
                   f"{int((~evaluated).sum())} pairs not evaluated; cost unit: {ds.card.get('cost_unit', '?')}")
-    t = Table()
-    for col in ("model", "accuracy", "evaluated", "cost", "source"):
-        t.add_column(col)
-    acc = np.nanmean(ds.scores, axis=0)
-    for j in np.argsort(ds.model_cost):
-        t.add_row(ds.models[j], f"{acc[j]:.3f}", str(int(evaluated[:, j].sum())), f"{ds.model_cost[j]:.4g}",
-                  str(ds.model_source[j]))
+    cats = sorted(set(ds.categories))
+    masks = [ds.categories == c for c in cats]
+    u = universe(ds, coverage)
+    kept = set(u.models.tolist())
+    t = Table(caption=f"coverage by category (columns in this order): {', '.join(cats)}; "
+                      "█ all prompts answered, ▓ >= 75%, ▒ >= 25%, ░ some, · none")
+    for col in ("model", "accuracy", "answered", "coverage", "cost", "by category", "trials"):
+        t.add_column(col, no_wrap=True)
+    acc = np.nanmean(np.where(evaluated, ds.scores, np.nan), axis=0)
+    for j in np.argsort(ds.model_cost, kind="stable"):
+        shades = "".join(coverage_glyph(float(evaluated[mk, j].mean())) for mk in masks)
+        t.add_row(ds.models[j], f"{acc[j]:.3f}", f"{int(evaluated[:, j].sum()):,}",
+                  f"{100 * evaluated[:, j].mean():.1f}%", f"{ds.model_cost[j]:.4g}", shades,
+                  "kept" if j in kept else "[red]left out[/]")
     console.print(t)
+    console.print(f"--coverage {coverage} keeps {len(u.models)} of {ds.n_models} LLMs and {len(u.prompts):,} of "
+                  f"{ds.n_prompts:,} prompts (every kept LLM answered every kept prompt); "
+                  f"left out: {len(u.dropped)} LLM(s), {u.n_prompts_out:,} prompt(s).")
 
 
 def register(root: typer.Typer) -> None:

@@ -48,10 +48,10 @@ def register(root: typer.Typer) -> None:
     def reproduce_cmd(
         configs: list[Path] | None = typer.Option(None, "--config", "-c", help="Preset YAML; repeat "
                                                   "[default: every configs/*.yaml, or the packaged presets]."),
-        trials: int | None = typer.Option(None, "--trials", "-n", help="Override every preset's trial count "
+        trials: int | None = typer.Option(None, "--trials", "-n", min=1, help="Override every preset's trial count "
                                           "(400 = the paper's protocol)."),
         out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/reproduce-<timestamp>]."),
-        jobs: int = typer.Option(2, "--jobs", "-j", help="Trials in parallel."),
+        jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Trials in parallel."),
     ) -> None:
         """Run the presets end to end (fit, evaluate, report, plot) and index them in REPORT.md.
 

@@ -26,6 +26,17 @@ def parse_params(items: list[str]) -> dict[str, dict]:
     return out
 
 
+def parse_int_list(option: str, text: str) -> list[int]:
+    """'100,200,400' -> [100, 200, 400]; one line naming the option for anything else."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise ConfigError(f"{option} {text!r}: expected positive integers separated by commas, e.g. 100,200,400")
+        out.append(int(part))
+    return out
+
+
 def load_config_file(path: Path) -> dict:
     try:
         d = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -43,18 +54,20 @@ def load_config_file(path: Path) -> dict:
 def build_config(config: Path | None, **cli: object) -> RunConfig:
     base: dict = load_config_file(config) if config else {}
     split = dict(base.pop("split", {}) or {})
-    for key in ("train_frac", "val_frac", "test_frac", "val_size", "unseen_frac", "unseen_source"):
+    for key in ("train_frac", "val_frac", "test_frac", "val_size", "unseen_frac", "unseen_source", "coverage"):
         if cli.get(key) is not None:
             split[key] = cli[key]
     if cli.get("unseen"):
         split["unseen_models"] = list(cli["unseen"])
+    if cli.get("train_categories"):
+        split["train_categories"] = [c.strip() for c in str(cli["train_categories"]).split(",") if c.strip()]
     for key in ("dataset", "trials", "seed", "encoder"):
         if cli.get(key) is not None:
             base[key] = cli[key]
     if cli.get("routers"):
         base["routers"] = list(cli["routers"])
     if cli.get("val_sizes"):
-        base["val_sizes"] = [int(v) for v in str(cli["val_sizes"]).split(",") if v.strip()]
+        base["val_sizes"] = parse_int_list("--val-sizes", str(cli["val_sizes"]))
     params = parse_params(list(cli.get("params") or []))
     rp = dict(base.get("router_params") or {})
     for r, p in params.items():
@@ -65,7 +78,7 @@ def build_config(config: Path | None, **cli: object) -> RunConfig:
     base["split"] = split
     where = str(config) if config else "command line"
     try:
-        SplitConfig(**{k: (tuple(v) if k == "unseen_models" else v) for k, v in split.items()})
+        SplitConfig(**{k: (tuple(v) if k in ("unseen_models", "train_categories") else v) for k, v in split.items()})
     except TypeError as e:
         raise ConfigError(f"{where}: {e}") from e
     return RunConfig.from_dict(base, where)
@@ -79,8 +92,9 @@ def register(root: typer.Typer) -> None:
                                            "[default: mmlu-pro]."),
         routers: list[str] | None = typer.Option(None, "--router", "-r", help="Router to fit; repeat for several "
                                                  "[default: zero, knn, uniroute-kmeans, uniroute-learnedmap, oracle]."),
-        trials: int | None = typer.Option(None, "--trials", "-n", help="Number of random trials [default: 10]."),
-        seed: int | None = typer.Option(None, "--seed", help="Seed that fixes every split and router [default: 0]."),
+        trials: int | None = typer.Option(None, "--trials", "-n", min=1, help="Number of random trials [default: 10]."),
+        seed: int | None = typer.Option(None, "--seed", min=0, help="Seed that fixes every split and router "
+                                        "[default: 0]."),
         encoder: str | None = typer.Option(None, "--encoder", "-e", help="Prompt encoder [default: tfidf]."),
         run_dir: Path = typer.Option(..., "--run-dir", "-o", help="Run directory to write."),
         config: Path | None = typer.Option(None, "--config", "-c", help="YAML experiment file (configs/*.yaml); "
@@ -90,12 +104,18 @@ def register(root: typer.Typer) -> None:
         test_frac: float | None = typer.Option(None, help="Test share of prompts [default: 0.3]."),
         val_size: int | None = typer.Option(None, help="Validation prompts (overrides --val-frac)."),
         val_sizes: str | None = typer.Option(None, help="Sweep of validation sizes, e.g. 100,200,300,400,500."),
-        unseen_frac: float | None = typer.Option(None, help="Share of LLMs in the unseen test pool [default: 1/3]."),
+        unseen_frac: float | None = typer.Option(None, help="Share of LLMs in the unseen test pool [default: 1/3]; "
+                                                 "1 = every LLM unseen (no training LLMs)."),
+        coverage: str | None = typer.Option(None, help="How the prompts and LLMs trials draw from are fixed on an "
+                                            "incomplete table: block (largest complete block) or all-llms "
+                                            "[default: block]."),
+        train_categories: str | None = typer.Option(None, help="Training prompts only from these prompt categories "
+                                                    "(comma-separated); validation and test from the others."),
         unseen: list[str] | None = typer.Option(None, "--unseen", help="An LLM of a fixed unseen pool; repeat."),
         unseen_source: str | None = typer.Option(None, help="Unseen pool = the LLMs whose models.csv source is this."),
         params: list[str] | None = typer.Option(None, "--param", "-p", help="Router hyperparameter, "
                                                 "ROUTER.NAME=VALUE (e.g. uniroute-kmeans.K=16); repeat."),
-        jobs: int = typer.Option(1, "--jobs", "-j", help="Trials in parallel on this machine (joblib)."),
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Trials in parallel on this machine (joblib)."),
         backend: str = typer.Option("local", help="local (joblib) or dask (extra 'dask')."),
         scheduler: str | None = typer.Option(None, help="Dask scheduler address for --backend dask."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --run-dir."),
@@ -107,9 +127,9 @@ def register(root: typer.Typer) -> None:
         cfg = build_config(config, dataset=dataset, routers=routers, trials=trials, seed=seed, encoder=encoder,
                            train_frac=train_frac, val_frac=val_frac, test_frac=test_frac, val_size=val_size,
                            val_sizes=val_sizes, unseen_frac=unseen_frac, unseen=unseen, unseen_source=unseen_source,
-                           params=params)
+                           coverage=coverage, train_categories=train_categories, params=params)
         rd = fit_run(cfg, run_dir, resume=resume, jobs=jobs, backend=backend, scheduler=scheduler,
-                     progress_factory=progress_factory())
+                     progress_factory=progress_factory(), info=info)
         info(f"fitted {len(cfg.tasks())} trial(s) x {len(cfg.routers)} router(s) into {rd.path}")
 
     @root.command("evaluate")
@@ -118,7 +138,7 @@ def register(root: typer.Typer) -> None:
         run_dir: Path = typer.Option(..., "--run-dir", "-o", help="Run directory written by `unirouter fit`."),
         pool: list[str] = typer.Option(["unseen"], "--pool", help="unseen (the paper's setting), seen or all; "
                                        "repeat for several."),
-        jobs: int = typer.Option(1, "--jobs", "-j", help="Trials in parallel on this machine (joblib)."),
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Trials in parallel on this machine (joblib)."),
         backend: str = typer.Option("local", help="local (joblib) or dask (extra 'dask')."),
         scheduler: str | None = typer.Option(None, help="Dask scheduler address for --backend dask."),
     ) -> None:

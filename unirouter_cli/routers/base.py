@@ -44,9 +44,10 @@ class FitData:
     E_train: np.ndarray  # (n_tr, m_tr) errors of the training LLMs, NaN = not evaluated
     C_train: np.ndarray  # (n_tr, m_tr) per-query costs of the training LLMs
     X_val: np.ndarray  # (n_val, D)
-    E_val: np.ndarray  # (n_val, m_tr)
+    E_val: np.ndarray  # (n_val, m_tr); with no training LLMs: the pool's validation errors (see pool_labels)
     train_models: list[str]
     seed: int
+    C_val: np.ndarray | None = None  # (n_val, m) per-query costs of the E_val columns
     E_train_all: np.ndarray | None = None  # (n_tr, M): every LLM, for reference routers only
     all_models: list[str] = field(default_factory=list)
     cache: dict = field(default_factory=dict)  # results shared by routers of one trial (e.g. K-means)
@@ -54,6 +55,12 @@ class FitData:
     @property
     def n_train_models(self) -> int:
         return int(self.E_train.shape[1])
+
+    @property
+    def pool_labels(self) -> bool:
+        """True when there are no training LLMs: E_val then holds the pool's validation errors, and
+        hyperparameters are chosen by two-fold cross-validation over the validation prompts."""
+        return self.n_train_models == 0
 
 
 @dataclass
@@ -309,6 +316,13 @@ def selection_area(gamma: np.ndarray, E: np.ndarray, C: np.ndarray) -> float:
     if ok.sum() == 0:
         return float("nan")
     return area(deferral_curve(gamma[ok], 1.0 - E[ok], C[ok]))
+
+
+def validation_folds(n_val: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Two seeded halves of the validation prompts as (profile, score) pairs, each way round."""
+    perm = np.random.default_rng([seed, 7]).permutation(n_val)
+    a, b = np.sort(perm[: n_val // 2]), np.sort(perm[n_val // 2:])
+    return [(a, b), (b, a)]
 
 
 def candidates(value: Any, default: list) -> list:

@@ -24,6 +24,7 @@ from .base import (
     selection_area,
     selection_rows,
     subset,
+    validation_folds,
 )
 from .optim import Labels, bce_from_prob, lbfgs, softmax
 
@@ -148,15 +149,34 @@ def nested_kmeans(X: np.ndarray, ks: list[int], seed: int,
 # --------------------------------------------------------------------------------------------
 @register_router("uniroute-kmeans", "dynamic",
                  "UniRoute (K-means): gamma = the LLM's validation error on the prompt's cluster",
-                 params={"K": K_PARAM, "alpha": ALPHA_PARAM})
+                 params={"K": K_PARAM, "alpha": ALPHA_PARAM}, needs_training_llms=False)
 class KMeansRouter(Router):
     def _candidates(self, data: FitData) -> tuple[list[int], list[float]]:
         n_val = len(data.X_val)
         ks = [k for k in candidates(self.params.get("K"), K_GRID) if k == 1 or k <= max(1, n_val // 4)] or [1]
         return ks, candidates(self.params.get("alpha"), ALPHA_GRID)
 
+    def _select_on_validation(self, data: FitData, ks: list[int], alphas: list[float]) -> tuple[int, float, dict]:
+        """No training LLMs: the (K, alpha) with the largest mean Area over two validation folds
+        (the pool profiled on one half of the validation prompts, scored on the other)."""
+        clusterings = nested_kmeans(data.X_train, ks, data.seed)
+        best, scores = (-np.inf, ks[0], alphas[0]), {}
+        for K in ks:
+            a_val = nearest(data.X_val, clusterings[K][0])
+            for alpha in alphas:
+                s = float(np.mean([selection_area(cluster_profile(data.E_val[p], a_val[p], K, alpha)[a_val[q]],
+                                                  data.E_val[q], data.C_val[q])
+                                   for p, q in validation_folds(len(data.X_val), data.seed)]))
+                scores[f"K={K},alpha={alpha:g}"] = s
+                if s > best[0] + 1e-9:
+                    best = (s, K, alpha)
+        return best[1], best[2], scores
+
     def _select(self, data: FitData, ks: list[int], alphas: list[float]) -> tuple[int, float, dict]:
         """The (K, alpha) with the largest Area of the training LLMs on the training prompts."""
+        if data.pool_labels:
+            return self._select_on_validation(data, [k for k in ks if k <= max(1, len(data.X_val) // 8)] or [1],
+                                              alphas)
         best = (-np.inf, ks[0], alphas[0])
         scores: dict[str, float] = {}
         rows = selection_rows(len(data.X_train), data.E_train.shape[1], data.seed)
@@ -197,6 +217,8 @@ class KMeansRouter(Router):
         self.centroids_ = np.asarray(C, dtype=np.float32)
         self.alpha_ = float(alpha)
         self.hyperparams_ = {"K": int(len(self.centroids_)), "alpha": self.alpha_}
+        if data.pool_labels and scores:
+            self.hyperparams_["selected_on"] = "validation-2fold"
         self.selection_ = scores
         data.cache[key] = (self.centroids_, self.alpha_, self.hyperparams_, self.selection_)
         return self

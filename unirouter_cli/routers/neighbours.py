@@ -20,6 +20,7 @@ from .base import (
     register_router,
     selection_area,
     selection_rows,
+    validation_folds,
 )
 
 KNN_GRID = [5, 10, 20, 40, 80, 160, 320]
@@ -76,14 +77,25 @@ def knn_errors(Xq: np.ndarray, X_val: np.ndarray, E_val: np.ndarray, ks: list[in
 class KNNRouter(Router):
     def fit(self, data: FitData) -> KNNRouter:
         ks = [k for k in candidates(self.params.get("k"), KNN_GRID) if k <= max(1, len(data.X_val) // 4)] or [1]
+        if data.pool_labels:  # no training LLMs: neighbours of one validation half among the other
+            ks = [k for k in ks if k <= max(1, len(data.X_val) // 8)] or [1]
         if len(ks) == 1:
             self.k_ = ks[0]
+        elif data.pool_labels:
+            folds = validation_folds(len(data.X_val), data.seed)
+            errs = [knn_errors(data.X_val[q], data.X_val[p], data.E_val[p], ks) for p, q in folds]
+            self.selection_ = {f"k={k}": float(np.mean([selection_area(e[k], data.E_val[q], data.C_val[q])
+                                                        for e, (_, q) in zip(errs, folds, strict=True)]))
+                               for k in ks}
+            self.k_ = max(ks, key=lambda k: (self.selection_[f"k={k}"], -k))
         else:
             rows = selection_rows(len(data.X_train), data.E_train.shape[1], data.seed)
             errs = knn_errors(data.X_train[rows], data.X_val, data.E_val, ks)
             self.selection_ = {f"k={k}": selection_area(errs[k], data.E_train[rows], data.C_train[rows]) for k in ks}
             self.k_ = max(ks, key=lambda k: (self.selection_[f"k={k}"], -k))
         self.hyperparams_ = {"k": int(self.k_)}
+        if data.pool_labels and len(ks) > 1:
+            self.hyperparams_["selected_on"] = "validation-2fold"
         return self
 
     def predict(self, X: np.ndarray, pool: Pool) -> np.ndarray:
