@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +35,14 @@ from .embed import check_encoder, get_embeddings
 from .errors import ConfigError, RunDirError
 from .evaluate import CATEGORY_COLUMNS, POOLS, evaluate_trial, fit_trial
 from .io import write_csv, write_json, write_npz, write_parquet, write_yaml
+from .probes import check_strategy
 from .routers import check_routers, get_spec, make_router, resolve_params
 from .split import SplitConfig, Trial, make_trial, universe_line
 
 CONFIG_VERSION = 1
-METRIC_COLUMNS = ["trial", "val_size", "router", "kind", "pool", "area", "area_50", "qnc", "qnc_reached", "aiq",
-                  "apgr", "best_single", "max_quality", "cost_max", "n_test", "n_val", "n_train", "n_pool",
-                  "n_points"]
+METRIC_COLUMNS = ["trial", "val_size", "probe_strategy", "router", "kind", "pool", "area", "area_50", "qnc",
+                  "qnc_reached", "aiq", "apgr", "best_single", "max_quality", "cost_max", "n_test", "n_val",
+                  "n_train", "n_pool", "n_points"]
 
 
 @dataclass
@@ -53,6 +54,7 @@ class RunConfig:
     encoder: str = "tfidf"
     split: SplitConfig = field(default_factory=SplitConfig)
     val_sizes: list[int] = field(default_factory=list)
+    probe_strategies: list[str] = field(default_factory=list)  # a sweep over probe strategies
     router_params: dict[str, dict] = field(default_factory=dict)
     # filled by prepare():
     dataset_name: str = ""
@@ -61,9 +63,10 @@ class RunConfig:
     universe: dict = field(default_factory=dict)  # what the coverage policy kept and left out
     skipped_routers: dict[str, str] = field(default_factory=dict)  # router -> why it is not in this run
 
-    def tasks(self) -> list[tuple[int, int | None]]:
+    def tasks(self) -> list[Task]:
         sizes: list[int | None] = list(self.val_sizes) or [None]
-        return [(t, v) for t in range(self.trials) for v in sizes]
+        strategies: list[str | None] = list(self.probe_strategies) or [None]
+        return [Task(t, v, s) for t in range(self.trials) for v in sizes for s in strategies]
 
     def to_dict(self) -> dict:
         return {
@@ -73,14 +76,15 @@ class RunConfig:
             "dataset_hash": self.dataset_hash, "encoder": self.encoder, "routers": list(self.routers),
             "router_params": self.router_params, "trials": self.trials, "seed": self.seed,
             "split": self.split.to_dict(), "val_sizes": list(self.val_sizes),
+            "probe_strategies": list(self.probe_strategies),
             "universe": self.universe, "skipped_routers": self.skipped_routers,
         }
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> RunConfig:
         known = {"config_version", "unirouter_version", "dataset", "dataset_name", "dataset_path", "dataset_hash",
-                 "encoder", "routers", "router_params", "trials", "seed", "split", "val_sizes", "universe",
-                 "skipped_routers"}
+                 "encoder", "routers", "router_params", "trials", "seed", "split", "val_sizes", "probe_strategies",
+                 "universe", "skipped_routers"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
@@ -98,6 +102,7 @@ class RunConfig:
             return cls(dataset=str(d["dataset"]), routers=list(d["routers"]), trials=int(d.get("trials", 10)),
                        seed=int(d.get("seed", 0)), encoder=str(d.get("encoder", "tfidf")), split=SplitConfig(**split),
                        val_sizes=[int(v) for v in d.get("val_sizes") or []],
+                       probe_strategies=[str(v) for v in d.get("probe_strategies") or []],
                        router_params=dict(d.get("router_params") or {}), dataset_name=d.get("dataset_name", ""),
                        dataset_path=d.get("dataset_path", ""), dataset_hash=d.get("dataset_hash", ""),
                        universe=dict(d.get("universe") or {}), skipped_routers=dict(d.get("skipped_routers") or {}))
@@ -105,8 +110,22 @@ class RunConfig:
             raise ConfigError(f"{where}: {e}") from e
 
 
-def task_name(t: int, v: int | None) -> str:
-    return f"trial-{t:04d}" if v is None else f"trial-{t:04d}-val{v:05d}"
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: a trial, and in sweeps a validation size and a probe strategy."""
+
+    trial: int
+    val_size: int | None = None
+    strategy: str | None = None
+
+    @property
+    def name(self) -> str:
+        return (f"trial-{self.trial:04d}" + ("" if self.val_size is None else f"-val{self.val_size:05d}")
+                + ("" if self.strategy is None else f"-{self.strategy}"))
+
+    @property
+    def val_size_column(self) -> int:
+        return -1 if self.val_size is None else self.val_size
 
 
 def prepare(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
@@ -128,8 +147,12 @@ def prepare(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
             u = SplitConfig(**{**cfg.split.__dict__, "val_size": v}).check(ds)
     else:
         u = cfg.split.check(ds)
+    if len(set(cfg.probe_strategies)) != len(cfg.probe_strategies):
+        raise ConfigError(f"--probe-strategies lists a strategy twice: {', '.join(cfg.probe_strategies)}")
+    for s in cfg.probe_strategies:
+        check_strategy(s)
     cfg.universe = u.summary()
-    if len(trial_for(ds, cfg, 0, cfg.val_sizes[0] if cfg.val_sizes else None).train_models) == 0:
+    if len(make_trial(ds, cfg.split, cfg.seed, 0).train_models) == 0:
         cfg.skipped_routers = {r: "needs training LLMs; this run has none (every LLM is unseen)"
                                for r in cfg.routers if get_spec(r).needs_training_llms}
         cfg.routers = [r for r in cfg.routers if r not in cfg.skipped_routers]
@@ -146,9 +169,13 @@ def prepare(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
     return cfg, ds
 
 
-def trial_for(ds: Dataset, cfg: RunConfig, t: int, v: int | None) -> Trial:
-    split = cfg.split if v is None else SplitConfig(**{**cfg.split.__dict__, "val_size": v})
-    return make_trial(ds, split, cfg.seed, t)
+def trial_for(ds: Dataset, cfg: RunConfig, task: Task, X: np.ndarray | None = None) -> Trial:
+    split = cfg.split
+    if task.val_size is not None:
+        split = replace(split, val_size=task.val_size)
+    if task.strategy is not None:
+        split = replace(split, probe_strategy=task.strategy)
+    return make_trial(ds, split, cfg.seed, task.trial, X)
 
 
 class RunDir:
@@ -159,8 +186,8 @@ class RunDir:
     def config_file(self) -> Path:
         return self.path / "config.yaml"
 
-    def task_dir(self, t: int, v: int | None) -> Path:
-        return self.path / "trials" / task_name(t, v)
+    def task_dir(self, task: Task) -> Path:
+        return self.path / "trials" / task.name
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -201,8 +228,8 @@ class RunDir:
         return RunConfig.from_dict(d, str(self.config_file))
 
     # ---- per-task state -------------------------------------------------------------------
-    def save_fit(self, t: int, v: int | None, trial: Trial, routers: dict, seconds: dict) -> None:
-        d = self.task_dir(t, v)
+    def save_fit(self, task: Task, trial: Trial, routers: dict, seconds: dict) -> None:
+        d = self.task_dir(task)
         write_npz(d / "split.npz", train=trial.train, val=trial.val, test=trial.test,
                   train_models=trial.train_models, test_models=trial.test_models)
         hyper = {}
@@ -213,8 +240,8 @@ class RunDir:
             hyper[name] = r.hyperparams_
         write_json(d / "fit.json", {"routers": list(routers), "seconds": seconds, "hyperparams": hyper})
 
-    def is_fitted(self, t: int, v: int | None, routers: list[str]) -> bool:
-        f = self.task_dir(t, v) / "fit.json"
+    def is_fitted(self, task: Task, routers: list[str]) -> bool:
+        f = self.task_dir(task) / "fit.json"
         if not f.exists():
             return False
         try:
@@ -222,11 +249,11 @@ class RunDir:
         except (json.JSONDecodeError, KeyError):
             return False
 
-    def load_fit(self, ds: Dataset, cfg: RunConfig, t: int, v: int | None) -> tuple[Trial, dict]:
-        d = self.task_dir(t, v)
+    def load_fit(self, ds: Dataset, cfg: RunConfig, task: Task, X: np.ndarray) -> tuple[Trial, dict]:
+        d = self.task_dir(task)
         if not (d / "fit.json").exists():
             raise RunDirError(f"{d}: not fitted (fit.json missing); run `unirouter fit --resume --run-dir {self.path}`")
-        trial = trial_for(ds, cfg, t, v)
+        trial = trial_for(ds, cfg, task, X)
         try:
             with np.load(d / "split.npz") as z:
                 same = all(np.array_equal(z[k], getattr(trial, k)) for k in
@@ -247,8 +274,8 @@ class RunDir:
             routers[name] = make_router(name).load_state(meta, arrays)
         return trial, routers
 
-    def eval_file(self, pool: str, t: int, v: int | None) -> Path:
-        return self.path / "eval" / pool / f"{task_name(t, v)}.parquet"
+    def eval_file(self, pool: str, task: Task) -> Path:
+        return self.path / "eval" / pool / f"{task.name}.parquet"
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,24 +292,24 @@ def _context(run_path: str) -> tuple[RunDir, RunConfig, Dataset, np.ndarray]:
     return rd, cfg, ds, X
 
 
-def fit_task(run_path: str, t: int, v: int | None) -> dict:
+def fit_task(run_path: str, task: Task) -> dict:
     rd, cfg, ds, X = _context(run_path)
-    trial = trial_for(ds, cfg, t, v)
+    trial = trial_for(ds, cfg, task, X)
     routers, seconds = fit_trial(ds, X, trial, cfg.routers, cfg.router_params)
-    rd.save_fit(t, v, trial, routers, seconds)
+    rd.save_fit(task, trial, routers, seconds)
     return seconds
 
 
-def evaluate_task(run_path: str, t: int, v: int | None, pool: str) -> None:
+def evaluate_task(run_path: str, task: Task, pool: str) -> None:
     rd, cfg, ds, X = _context(run_path)
-    trial, routers = rd.load_fit(ds, cfg, t, v)
+    trial, routers = rd.load_fit(ds, cfg, task, X)
     rows, curves, singles, by_cat = evaluate_trial(ds, X, trial, routers, pool)
-    vs = -1 if v is None else v
     parts = [pd.DataFrame(rows).assign(part="metrics"), curves.assign(part="curve"), singles.assign(part="single")]
     if by_cat:
         parts.append(pd.DataFrame(by_cat).assign(part="category"))
-    table = pd.concat(parts, ignore_index=True).assign(val_size=vs)
-    write_parquet(rd.eval_file(pool, t, v), table)
+    table = pd.concat(parts, ignore_index=True).assign(
+        val_size=task.val_size_column, probe_strategy=task.strategy or cfg.split.probe_strategy)
+    write_parquet(rd.eval_file(pool, task), table)
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,7 +410,7 @@ def _fit_locked(cfg: RunConfig, ds: Dataset, rd: RunDir, resume: bool, jobs: int
                 raise RunDirError(f"{rd.path} already holds a run; add --resume to continue it or use a new --run-dir")
         get_embeddings(ds, cfg.encoder)  # compute + cache once, before workers start
         write_yaml(rd.config_file, cfg.to_dict())
-        todo = [(str(rd.path), t, v) for t, v in cfg.tasks() if not rd.is_fitted(t, v, cfg.routers)]
+        todo = [(str(rd.path), task) for task in cfg.tasks() if not rd.is_fitted(task, cfg.routers)]
         progress = progress_factory(len(todo), "fit") if progress_factory else None
         run_tasks(fit_task, todo, jobs, backend, scheduler, progress)
         write_hyperparams(rd, cfg)
@@ -391,20 +418,23 @@ def _fit_locked(cfg: RunConfig, ds: Dataset, rd: RunDir, resume: bool, jobs: int
 
 def write_hyperparams(rd: RunDir, cfg: RunConfig) -> None:
     rows, times = [], []
-    for t, v in cfg.tasks():
-        f = rd.task_dir(t, v) / "fit.json"
+    for task in cfg.tasks():
+        f = rd.task_dir(task) / "fit.json"
         if not f.exists():
             continue
         info = json.loads(f.read_text())
         for name, hp in info["hyperparams"].items():
             for k, val in hp.items():
-                rows.append({"trial": t, "val_size": -1 if v is None else v, "router": name, "name": k,
+                rows.append({"trial": task.trial, "val_size": task.val_size_column,
+                             "probe_strategy": task.strategy or cfg.split.probe_strategy, "router": name, "name": k,
                              "value": val})
         for name, s in info["seconds"].items():
-            times.append({"trial": t, "val_size": -1 if v is None else v, "router": name, "stage": "fit",
+            times.append({"trial": task.trial, "val_size": task.val_size_column,
+                          "probe_strategy": task.strategy or cfg.split.probe_strategy, "router": name, "stage": "fit",
                           "seconds": s})
-    write_csv(rd.path / "hyperparams.csv", pd.DataFrame(rows, columns=["trial", "val_size", "router", "name", "value"]))
-    write_csv(rd.path / "timings.csv", pd.DataFrame(times, columns=["trial", "val_size", "router", "stage", "seconds"]))
+    keys = ["trial", "val_size", "probe_strategy", "router"]
+    write_csv(rd.path / "hyperparams.csv", pd.DataFrame(rows, columns=keys + ["name", "value"]))
+    write_csv(rd.path / "timings.csv", pd.DataFrame(times, columns=keys + ["stage", "seconds"]))
 
 
 def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: str = "local",
@@ -421,11 +451,11 @@ def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: 
         if h != cfg.dataset_hash:
             raise RunDirError(f"dataset {folder} changed since the run was fitted (content hash {h}, "
                               f"run recorded {cfg.dataset_hash}); refit into a new --run-dir")
-        missing = [task_name(t, v) for t, v in cfg.tasks() if not rd.is_fitted(t, v, cfg.routers)]
+        missing = [task.name for task in cfg.tasks() if not rd.is_fitted(task, cfg.routers)]
         if missing:
             raise RunDirError(f"{rd.path}: {len(missing)} trial(s) not fitted (first: {missing[0]}); "
                               f"run `unirouter fit --resume` with the same options")
-        todo = [(str(rd.path), t, v, p) for p in pools for t, v in cfg.tasks() if not rd.eval_file(p, t, v).exists()]
+        todo = [(str(rd.path), task, p) for p in pools for task in cfg.tasks() if not rd.eval_file(p, task).exists()]
         progress = progress_factory(len(todo), "evaluate") if progress_factory else None
         run_tasks(evaluate_task, todo, jobs, backend, scheduler, progress)
         merge(rd, cfg, pools)
@@ -436,8 +466,8 @@ def merge(rd: RunDir, cfg: RunConfig, pools: list[str]) -> None:
     """Collect per-task evaluation files into metrics.csv, curves.parquet, singles.parquet."""
     parts = []
     for p in pools:
-        for t, v in cfg.tasks():
-            f = rd.eval_file(p, t, v)
+        for task in cfg.tasks():
+            f = rd.eval_file(p, task)
             try:
                 parts.append(pd.read_parquet(f))
             except (OSError, ValueError) as e:
@@ -445,21 +475,26 @@ def merge(rd: RunDir, cfg: RunConfig, pools: list[str]) -> None:
     table = pd.concat(parts, ignore_index=True)
     order = {r: i for i, r in enumerate(cfg.routers)}
     pool_order = {p: i for i, p in enumerate(POOLS)}
+    strategy_order = {s: i for i, s in enumerate(cfg.probe_strategies or [cfg.split.probe_strategy])}
 
     def sort(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-        df = df.assign(_r=df["router"].map(order) if "router" in df else 0, _p=df["pool"].map(pool_order))
-        return df.sort_values(["_p", "trial", "val_size", "_r"] + cols, kind="stable").drop(columns=["_r", "_p"])
+        df = df.assign(_r=df["router"].map(order) if "router" in df else 0, _p=df["pool"].map(pool_order),
+                       _s=df["probe_strategy"].map(strategy_order))
+        return df.sort_values(["_p", "trial", "val_size", "_s", "_r"] + cols, kind="stable").drop(
+            columns=["_r", "_p", "_s"])
 
     metrics = sort(table[table["part"] == "metrics"], [])[METRIC_COLUMNS]
     metrics = metrics.astype({"trial": int, "val_size": int, "n_test": int, "n_val": int, "n_train": int,
                               "n_pool": int, "n_points": int, "qnc_reached": bool})
-    curves = sort(table[table["part"] == "curve"], [])[["trial", "val_size", "router", "pool", "cost", "quality"]]
-    singles = table[table["part"] == "single"][["trial", "val_size", "pool", "model", "cost", "quality"]]
-    singles = singles.assign(_p=singles["pool"].map(pool_order)).sort_values(
-        ["_p", "trial", "val_size", "model"], kind="stable").drop(columns="_p")
+    curves = sort(table[table["part"] == "curve"], [])[["trial", "val_size", "probe_strategy", "router", "pool", "cost",
+                                                      "quality"]]
+    singles = table[table["part"] == "single"][["trial", "val_size", "probe_strategy", "pool", "model", "cost",
+                                                "quality"]]
+    singles = singles.assign(_p=singles["pool"].map(pool_order), _s=singles["probe_strategy"].map(strategy_order))
+    singles = singles.sort_values(["_p", "trial", "val_size", "_s", "model"], kind="stable").drop(columns=["_p", "_s"])
     write_csv(rd.path / "metrics.csv", metrics.reset_index(drop=True))
     cats = table[table["part"] == "category"] if "category" in table else table.iloc[:0]
-    cat_cols = ["trial", "val_size"] + [c for c in CATEGORY_COLUMNS if c != "trial"]
+    cat_cols = ["trial", "val_size", "probe_strategy"] + [c for c in CATEGORY_COLUMNS if c != "trial"]
     cats = sort(cats, ["category"])[cat_cols] if len(cats) else pd.DataFrame(columns=cat_cols)
     write_csv(rd.path / "by_category.csv", cats.astype({"trial": int, "val_size": int, "n_test": int,
                                                         "qnc_reached": bool}).reset_index(drop=True))

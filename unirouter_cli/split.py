@@ -146,17 +146,17 @@ class SplitConfig:
     unseen_source: str | None = None  # models whose models.csv source equals this are the unseen pool
     coverage: str = "block"  # how the universe is fixed (COVERAGE_POLICIES)
     train_categories: tuple[str, ...] = ()  # training prompts only from these categories
+    probe_strategy: str = "random"  # how a new LLM's val_size probes are picked from the reserve (probes.py)
 
     def _sizes(self, n: int) -> tuple[int, int, int]:
-        """(test, validation, validation reserve) prompt counts out of ``n`` candidates."""
+        """(test, validation, validation reserve) prompt counts out of ``n`` candidates. The reserve is
+        the val_frac share (at least val_size and val_reserve); a new LLM answers val_size probes of it."""
         if self.train_categories:  # everything outside the training categories is validation or test
-            n_val = self.val_size if self.val_size is not None else int(
-                round(self.val_frac / (self.val_frac + self.test_frac) * n))
-            reserve = max(n_val, self.val_reserve or 0)
-            return n - reserve, n_val, reserve
-        n_test = int(round(self.test_frac * n))
-        n_val = self.val_size if self.val_size is not None else int(round(self.val_frac * n))
-        return n_test, n_val, max(n_val, self.val_reserve or 0)
+            share = int(round(self.val_frac / (self.val_frac + self.test_frac) * n))
+            reserve = max(share, self.val_size or 0, self.val_reserve or 0)
+            return n - reserve, self.val_size or reserve, reserve
+        reserve = max(int(round(self.val_frac * n)), self.val_size or 0, self.val_reserve or 0)
+        return int(round(self.test_frac * n)), self.val_size or reserve, reserve
 
     def check(self, ds: Dataset) -> Universe:
         fr = (self.train_frac, self.val_frac, self.test_frac)
@@ -165,6 +165,9 @@ class SplitConfig:
         if self.val_size is None and not self.train_categories and abs(sum(fr) - 1) > 1e-6:
             raise ConfigError(f"split fractions must sum to 1, got {self.train_frac} + {self.val_frac} + "
                               f"{self.test_frac} = {sum(fr):g}")
+        from .probes import check_strategy
+
+        check_strategy(self.probe_strategy)
         u = universe(ds, self.coverage)
         names = [ds.models[j] for j in u.models]
         if self.train_categories:
@@ -227,8 +230,15 @@ class Trial:
         return int(self.rng(salt).integers(0, 2**31 - 1))
 
 
-def make_trial(ds: Dataset, cfg: SplitConfig, seed: int, index: int) -> Trial:
-    """Split the universe's prompts and LLMs for trial ``index``; identical (seed, index) -> identical split."""
+def make_trial(ds: Dataset, cfg: SplitConfig, seed: int, index: int, X: np.ndarray | None = None) -> Trial:
+    """Split the universe's prompts and LLMs for trial ``index``; identical (seed, index) -> identical split.
+
+    The validation prompts are ``val_size`` probes picked from the trial's validation reserve by
+    ``cfg.probe_strategy`` (probes.py), from the embeddings ``X`` and the *training* LLMs' answers on
+    the reserve only; ``random`` takes a seeded prefix, so smaller sizes nest in larger ones.
+    """
+    from .probes import ProbeContext, select_probes
+
     u = universe(ds, cfg.coverage)
     rng = np.random.default_rng([seed, index])
     P = u.prompts
@@ -236,19 +246,18 @@ def make_trial(ds: Dataset, cfg: SplitConfig, seed: int, index: int) -> Trial:
         in_train = np.isin(ds.categories[P], cfg.train_categories)
         train, other = P[in_train], P[~in_train]
         perm = other[rng.permutation(len(other))]
-        n_test, n_val, _ = cfg._sizes(len(other))
-        test, val = np.sort(perm[:n_test]), np.sort(perm[n_test:n_test + n_val])
+        n_test, n_val, reserve = cfg._sizes(len(other))
     else:
         n = len(P)
         perm = P[rng.permutation(n)]
         n_test, n_val, reserve = cfg._sizes(n)
-        test = np.sort(perm[:n_test])
-        val = np.sort(perm[n_test:n_test + n_val])
         rest = perm[n_test + reserve:]
         if cfg.val_size is None and abs(cfg.train_frac + cfg.val_frac + cfg.test_frac - 1) < 1e-6:
-            train = np.sort(rest)
+            train = rest
         else:
-            train = np.sort(rest[: max(1, int(round(cfg.train_frac * n)))])
+            train = rest[: max(1, int(round(cfg.train_frac * n)))]
+    test = np.sort(perm[:n_test])
+    cand = np.sort(perm[n_test:n_test + reserve])
     M = u.models
     m = len(M)
     names = np.asarray(ds.models)[M]
@@ -260,5 +269,15 @@ def make_trial(ds: Dataset, cfg: SplitConfig, seed: int, index: int) -> Trial:
         k = m if cfg.unseen_frac >= 1 else min(m - 1, max(1, int(round(cfg.unseen_frac * m))))
         is_test = np.zeros(m, dtype=bool)
         is_test[rng.permutation(m)[:k]] = True
-    return Trial(index=index, seed=seed, train=np.sort(train), val=val, test=test,
-                 train_models=M[~is_test], test_models=M[is_test])
+    train_models = M[~is_test]
+    if n_val < len(cand):
+        if cfg.probe_strategy != "random" and X is None:
+            raise ValueError("make_trial needs the embeddings X for probe strategy " + cfg.probe_strategy)
+        ctx = ProbeContext(X=None if X is None else X[cand],
+                           E_train=1.0 - ds.scores[np.ix_(cand, train_models)].astype(np.float32),
+                           seed=int(np.random.default_rng([seed, index, 3]).integers(2**31 - 1)))
+        val = cand[select_probes(cfg.probe_strategy, n_val, ctx)]
+    else:
+        val = cand
+    return Trial(index=index, seed=seed, train=np.sort(train), val=val, test=test, train_models=train_models,
+                 test_models=M[is_test], info={"reserve": int(len(cand))})

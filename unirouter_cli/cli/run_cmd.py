@@ -54,7 +54,8 @@ def load_config_file(path: Path) -> dict:
 def build_config(config: Path | None, **cli: object) -> RunConfig:
     base: dict = load_config_file(config) if config else {}
     split = dict(base.pop("split", {}) or {})
-    for key in ("train_frac", "val_frac", "test_frac", "val_size", "unseen_frac", "unseen_source", "coverage"):
+    for key in ("train_frac", "val_frac", "test_frac", "val_size", "unseen_frac", "unseen_source", "coverage",
+                "probe_strategy"):
         if cli.get(key) is not None:
             split[key] = cli[key]
     if cli.get("unseen"):
@@ -68,6 +69,8 @@ def build_config(config: Path | None, **cli: object) -> RunConfig:
         base["routers"] = list(cli["routers"])
     if cli.get("val_sizes"):
         base["val_sizes"] = parse_int_list("--val-sizes", str(cli["val_sizes"]))
+    if cli.get("probe_strategies"):
+        base["probe_strategies"] = [x.strip() for x in str(cli["probe_strategies"]).split(",") if x.strip()]
     params = parse_params(list(cli.get("params") or []))
     rp = dict(base.get("router_params") or {})
     for r, p in params.items():
@@ -104,6 +107,11 @@ def register(root: typer.Typer) -> None:
         test_frac: float | None = typer.Option(None, help="Test share of prompts [default: 0.3]."),
         val_size: int | None = typer.Option(None, help="Validation prompts (overrides --val-frac)."),
         val_sizes: str | None = typer.Option(None, help="Sweep of validation sizes, e.g. 100,200,300,400,500."),
+        probe_strategy: str | None = typer.Option(None, help="How a new LLM's validation (probe) prompts are picked "
+                                                  "from the validation reserve: random, ... (see `unirouter probes`) "
+                                                  "[default: random]."),
+        probe_strategies: str | None = typer.Option(None, help="Sweep of probe strategies, e.g. "
+                                                    "random,stratified (with --val-sizes: the profiling-cost curve)."),
         unseen_frac: float | None = typer.Option(None, help="Share of LLMs in the unseen test pool [default: 1/3]; "
                                                  "1 = every LLM unseen (no training LLMs)."),
         coverage: str | None = typer.Option(None, help="How the prompts and LLMs trials draw from are fixed on an "
@@ -127,7 +135,8 @@ def register(root: typer.Typer) -> None:
         cfg = build_config(config, dataset=dataset, routers=routers, trials=trials, seed=seed, encoder=encoder,
                            train_frac=train_frac, val_frac=val_frac, test_frac=test_frac, val_size=val_size,
                            val_sizes=val_sizes, unseen_frac=unseen_frac, unseen=unseen, unseen_source=unseen_source,
-                           coverage=coverage, train_categories=train_categories, params=params)
+                           coverage=coverage, train_categories=train_categories, probe_strategy=probe_strategy,
+                           probe_strategies=probe_strategies, params=params)
         rd = fit_run(cfg, run_dir, resume=resume, jobs=jobs, backend=backend, scheduler=scheduler,
                      progress_factory=progress_factory(), info=info)
         info(f"fitted {len(cfg.tasks())} trial(s) x {len(cfg.routers)} router(s) into {rd.path}")
