@@ -86,6 +86,7 @@ def evaluate_trial(ds: Dataset, X: np.ndarray, trial: Trial, routers: dict[str, 
     base = Pool(models=names, X_val=X[trial.val], E_val=errors(ds, trial.val, cols))
     Xt = X[rows]
     cats = ds.categories[rows]
+    test_categories = ";".join(sorted(set(cats)))
     groups = {c: np.flatnonzero(cats == c) for c in sorted(set(cats))} if len(set(cats)) > 1 else {}
     metrics, curves, by_cat = [], [], []
     for name, router in routers.items():
@@ -97,8 +98,9 @@ def evaluate_trial(ds: Dataset, X: np.ndarray, trial: Trial, routers: dict[str, 
         curve = deferral_curve(gamma, S, C)
         row = {"trial": trial.index, "router": name, "pool": pool, "kind": router.kind}
         row.update(curve_metrics(curve, S, C))
-        row.update({"cost_max": cost_max, "n_test": int(len(rows)), "n_val": int(len(trial.val)),
-                    "n_train": int(len(trial.train)), "n_pool": int(len(cols)), "n_points": int(len(curve.cost)),
+        row.update({"cost_max": cost_max, "test_categories": test_categories, "n_test": int(len(rows)),
+                    "n_val": int(len(trial.val)), "n_train": int(len(trial.train)), "n_pool": int(len(cols)),
+                    "n_points": int(len(curve.cost)),
                     "seconds_predict": time.perf_counter() - t0})
         metrics.append(row)
         curves.append(pd.DataFrame({"trial": trial.index, "router": name, "pool": pool,

@@ -139,6 +139,10 @@ def render_markdown(summary: pd.DataFrame, metrics: pd.DataFrame, config: dict, 
               "and are an upper reference, not a fair competitor; `bound` is the oracle.",
               "- QNC: share of the largest pool cost needed to match the best single test LLM "
               "(1.0 when never reached; `reached` = share of trials that reached it).", ""]
+    if "test_categories" in metrics and (config.get("split") or {}).get("train_categories"):
+        tested = sorted({c for v in metrics["test_categories"].dropna() for c in str(v).split(";")})
+        lines.insert(5, f"- trained on categories {', '.join(config['split']['train_categories'])}; "
+                        f"tested on {', '.join(tested)}")
     for (pool, vs), grp in summary.groupby(["pool", "val_size"], sort=False):
         m = metrics[(metrics["pool"] == pool) & (metrics["val_size"] == vs)]
         title = f"## pool: {pool}" + ("" if vs < 0 else f", validation size {vs}")

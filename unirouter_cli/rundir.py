@@ -41,8 +41,8 @@ from .split import SplitConfig, Trial, make_trial, universe_line
 
 CONFIG_VERSION = 1
 METRIC_COLUMNS = ["trial", "val_size", "probe_strategy", "router", "kind", "pool", "area", "area_50", "qnc",
-                  "qnc_reached", "aiq", "apgr", "best_single", "max_quality", "cost_max", "n_test", "n_val",
-                  "n_train", "n_pool", "n_points"]
+                  "qnc_reached", "aiq", "apgr", "best_single", "max_quality", "cost_max", "test_categories", "n_test",
+                  "n_val", "n_train", "n_pool", "n_points"]
 
 
 @dataclass

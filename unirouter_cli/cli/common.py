@@ -47,7 +47,7 @@ def boundary(fn: Callable) -> Callable:
 
 def info(msg: str) -> None:
     if not STATE.quiet:
-        err_console.print(msg)
+        err_console.print(msg, soft_wrap=True)
 
 
 def progress_factory() -> Callable[[int, str], Callable[[int], None]] | None:
