@@ -39,6 +39,9 @@ def test_fit_evaluate_report_plot_on_a_user_folder(runner, small_dataset, tmp_pa
     for col in ("trial", "router", "pool", "area", "area_50", "qnc"):
         assert col in m.columns
     assert len(m) == 2 * len(ROUTERS) * 2 and set(m["pool"]) == {"unseen", "seen"}
+    assert invoke(runner, "evaluate", "--run-dir", run, "--pool", "all").exit_code == 0  # a later pool adds to it
+    m = pd.read_csv(run / "metrics.csv")
+    assert set(m["pool"]) == {"unseen", "seen", "all"} and len(m) == 3 * len(ROUTERS) * 2
     assert m[["area", "qnc", "aiq"]].apply(lambda s: s.between(0, 1).all()).all()
     curves = pd.read_parquet(run / "curves.parquet")
     assert list(curves.columns[:1]) == ["trial"] and {"cost", "quality", "router", "pool"} <= set(curves.columns)

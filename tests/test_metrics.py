@@ -113,3 +113,20 @@ def test_upper_hull_is_concave_and_non_decreasing():
     slopes = np.diff(hy) / np.diff(hx)
     assert np.all(np.diff(slopes) <= 1e-12)
     assert aiq(Curve(x, y, x)) >= area(Curve(x, y, x))
+
+
+def test_extreme_costs_are_scaled_before_arithmetic():
+    """Costs near the float64 limit give the same curve as the same costs scaled down."""
+    from unirouter_cli.metrics import curve_metrics, deferral_curve
+
+    rng = np.random.default_rng(3)
+    gamma = rng.random((50, 4))
+    score = (rng.random((50, 4)) < 0.6).astype(float)
+    cost = np.broadcast_to(np.array([1.0, 2.0, 5.0, 9.0]), (50, 4))
+    big = cost * 1e307  # 9e307: sums of such numbers overflow
+    a, b = deferral_curve(gamma, score, cost), deferral_curve(gamma, score, big)
+    np.testing.assert_allclose(a.cost, b.cost)
+    np.testing.assert_allclose(a.quality, b.quality)
+    ma, mb = curve_metrics(a, score, cost), curve_metrics(b, score, big)
+    assert np.isfinite(mb["qnc"]) and mb["qnc"] == pytest.approx(ma["qnc"])
+    assert mb["area"] == pytest.approx(ma["area"])

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .data import Dataset
 from .errors import DataError
-from .metrics import curve_metrics, deferral_curve, single_points
+from .metrics import cost_norm, curve_metrics, deferral_curve, single_points
 from .routers import FitData, Pool, Router, get_spec, make_router
 from .split import Trial
 
@@ -81,7 +81,7 @@ def evaluate_trial(ds: Dataset, X: np.ndarray, trial: Trial, routers: dict[str, 
     if np.isnan(S).any():  # cannot happen inside a universe; never score a made-up answer
         raise DataError(f"trial {trial.index}: a test prompt lacks an answer of a pool LLM")
     C = ds.cost_matrix(rows, cols)
-    cost_max = float(C.max(axis=1).mean())  # the normaliser: cost 1 on the curves, in the dataset's unit
+    cost_max = cost_norm(C)  # the normaliser: cost 1 on the curves, in the dataset's unit
     names = [ds.models[j] for j in cols]
     base = Pool(models=names, X_val=X[trial.val], E_val=errors(ds, trial.val, cols))
     Xt = X[rows]

@@ -36,7 +36,7 @@ _TOL = 1e-12
 class Curve:
     cost: np.ndarray  # normalised, strictly increasing
     quality: np.ndarray
-    lambdas: np.ndarray  # lambda at which each point starts (inf for the first)
+    lambdas: np.ndarray  # lambda at which each point starts (inf for the first), per unit of normalised cost
 
 
 CHUNK_CELLS = 1 << 24  # (prompt, LLM) cells per block: bounds the hull stacks to ~64 MB
@@ -161,9 +161,9 @@ def deferral_curve(gamma: np.ndarray, score: np.ndarray, cost: np.ndarray) -> Cu
         raise ValueError("deferral curve needs at least one prompt")
     if not np.isfinite(gamma).all():
         raise ValueError("router returned a non-finite error estimate")
-    norm = float(cost.max(axis=1).mean())
+    cost = cost / cost_norm(cost)  # scale before any arithmetic: huge costs (1e308) never overflow
     g, c, s, w = _group_rows(gamma, score, cost)
-    return grouped_curve(g, c, s, w, norm)
+    return grouped_curve(g, c, s, w, 1.0)
 
 
 def grouped_curve(gamma: np.ndarray, cost: np.ndarray, score_sum: np.ndarray, count: np.ndarray,
@@ -238,10 +238,19 @@ def aiq(curve: Curve) -> float:
     return area(Curve(hx, hy, np.zeros_like(hx)))
 
 
+def cost_norm(cost: np.ndarray) -> float:
+    """The cost that maps to 1: the mean over prompts of the largest cost in the pool, computed
+    after scaling by the table's largest cost so that extreme values (1e308) cannot overflow."""
+    cost = np.asarray(cost, dtype=np.float64)
+    top = float(cost.max())
+    if not np.isfinite(top) or top <= 0:
+        raise ValueError("costs must be positive and finite")
+    return float((cost.max(axis=1) / top).mean()) * top
+
+
 def single_points(score: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(normalised cost, accuracy) of always using each single LLM of the pool."""
-    norm = float(cost.max(axis=1).mean())
-    return cost.mean(axis=0) / norm, score.mean(axis=0)
+    return (np.asarray(cost, dtype=np.float64) / cost_norm(cost)).mean(axis=0), score.mean(axis=0)
 
 
 def curve_metrics(curve: Curve, score: np.ndarray, cost: np.ndarray) -> dict[str, float]:

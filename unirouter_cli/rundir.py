@@ -463,7 +463,9 @@ def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: 
 
 
 def merge(rd: RunDir, cfg: RunConfig, pools: list[str]) -> None:
-    """Collect per-task evaluation files into metrics.csv, curves.parquet, singles.parquet."""
+    """Collect per-task evaluation files into metrics.csv, curves.parquet, singles.parquet and
+    by_category.csv: the pools of this call plus every pool evaluated earlier (all its files present)."""
+    pools = [p for p in POOLS if p in pools or all(rd.eval_file(p, task).exists() for task in cfg.tasks())]
     parts = []
     for p in pools:
         for task in cfg.tasks():
