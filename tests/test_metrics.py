@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from unirouter_cli.metrics import Curve, aiq, area, curve_metrics, deferral_curve, qnc, upper_hull
+from unirouter_cli.metrics import Curve, aiq, area, cost_norm, curve_metrics, deferral_curve, qnc, upper_hull
 
 
 def _brute(gamma, score, cost, lam):
@@ -41,8 +41,9 @@ def test_curve_matches_brute_force_lambda_sweep(seed, n, m, per_query):
     probes += [(a + b) / 2 for a, b in zip(lams[:-1], lams[1:], strict=True)]
     probes += [lams[-1] / 2] if len(lams) else []
     assert len(probes) == len(curve.cost)
+    unit = cost / cost_norm(cost)  # curve lambdas are per unit of normalised cost
     for k, lam in enumerate(probes):
-        c, q = _brute(gamma, score, cost, lam)
+        c, q = _brute(gamma, score, unit, lam)
         assert curve.cost[k] == pytest.approx(c, abs=1e-9)
         assert curve.quality[k] == pytest.approx(q, abs=1e-9)
 
@@ -81,7 +82,7 @@ def test_grouped_rows_equal_ungrouped():
     assert len(ungrouped.cost) >= 1
     # exactness of the grouped path against brute force
     for k, lam in enumerate([1e9] + [(x + y) / 2 for x, y in zip(a.lambdas[1:-1], a.lambdas[2:], strict=True)]):
-        c, q = _brute(gamma, score, cost, lam)
+        c, q = _brute(gamma, score, cost / cost_norm(cost), lam)
         assert a.cost[k] == pytest.approx(c) and a.quality[k] == pytest.approx(q)
 
 
