@@ -19,6 +19,17 @@ from unirouter_cli.safepickle import safe_load
 from .conftest import FIXTURES, SHARED, invoke, needs_shared
 
 
+def upstream_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with text in object columns, as pandas 2.x (which wrote the upstream pickles) stores it.
+
+    pandas 3 stores text in Arrow-backed columns, which the restricted unpickler refuses."""
+    out = df.astype({c: object for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])})
+    out.columns = pd.Index(list(df.columns), dtype=object)
+    if not pd.api.types.is_numeric_dtype(out.index):
+        out.index = pd.Index(list(out.index), dtype=object)
+    return out
+
+
 def _tiger_accuracy(zpath: Path) -> tuple[int, float]:
     with zipfile.ZipFile(zpath) as z:
         rows = json.loads(z.read(z.namelist()[0]))
@@ -55,7 +66,7 @@ def test_download_routerbench_from_pickle_built_from_raw_sample(tmp_path, runner
     df = pd.read_csv(SHARED / "raw-samples" / "routerbench" / "routerbench_0shot_rows.csv", index_col=0)
     src = tmp_path / "upstream"
     src.mkdir()
-    df.to_pickle(src / "routerbench_0shot.pkl")
+    upstream_frame(df).to_pickle(src / "routerbench_0shot.pkl")
     res = invoke(runner, "download", "routerbench", "--from", src, "--dest", tmp_path / "rb")
     assert res.exit_code == 0, res.output
     ds = load_folder(tmp_path / "rb")
@@ -155,13 +166,41 @@ def test_safe_unpickler_refuses_code(tmp_path):
 
 
 def test_safe_unpickler_loads_dataframes_and_arrays(tmp_path):
-    df = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]}, index=[3, 7])
+    df = upstream_frame(pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"], "c": [1, 2]}, index=[3, 7]))
     p = tmp_path / "df.pkl"
-    df.to_pickle(p)
-    pd.testing.assert_frame_equal(safe_load(p), df)
+    for protocol in (2, 4, 5):
+        p.write_bytes(pickle.dumps(df, protocol=protocol))
+        pd.testing.assert_frame_equal(safe_load(p), df)
     p2 = tmp_path / "arr.pkl"
-    p2.write_bytes(pickle.dumps({"t": {"correctness": np.eye(3), "models": ["a", "b", "c"]}}))
-    np.testing.assert_array_equal(safe_load(p2)["t"]["correctness"], np.eye(3))
+    arrays = {"correctness": np.eye(3), "ints": np.arange(6, dtype=">i4").reshape(2, 3, order="F"),
+              "text": np.array(["ab", "c"]), "flags": np.array([True, False]), "models": ["a", "b", "c"],
+              "scalar": np.float32(1.5), "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3))}
+    for protocol in (2, 4, 5):
+        p2.write_bytes(pickle.dumps({"t": arrays}, protocol=protocol))
+        got = safe_load(p2)["t"]
+        for k, v in arrays.items():
+            np.testing.assert_array_equal(got[k], v)
+            assert np.asarray(got[k]).dtype == np.asarray(v).dtype, k
+
+
+def test_safe_unpickler_reads_a_pandas_2_routerbench_pickle(tmp_path):
+    """A pickle written by pandas 2.2.3 / numpy 1.26 (the upstream file's generation) converts."""
+    src = FIXTURES / "routerbench-pickle"
+    df = safe_load(src / "routerbench_0shot.pkl")
+    rows = pd.read_csv(FIXTURES / "routerbench" / "routerbench_0shot_rows.csv", index_col=0).head(12)
+    assert df.shape == rows.shape and list(df.columns) == list(rows.columns)
+    assert list(df.index) == list(rows.index) and df["prompt"].tolist() == rows["prompt"].tolist()
+    np.testing.assert_array_equal(df["gpt-4-1106-preview"].to_numpy(), rows["gpt-4-1106-preview"].to_numpy())
+    dest, summary = convert_to_folder("routerbench", src, tmp_path / "rb")
+    assert (summary["prompts"], summary["models"]) == (12, 11)
+
+
+def test_safe_unpickler_refuses_arrow_backed_frames(tmp_path):
+    """pandas 3 stores text in Arrow arrays, whose buffers and offsets pyarrow would trust: refused."""
+    p = tmp_path / "routerbench_0shot.pkl"
+    pd.DataFrame({"prompt": ["a", "b"], "x": [1.0, 0.0]}).to_pickle(p)
+    with pytest.raises(DownloadError, match="refusing to unpickle .*Arrow"):
+        safe_load(p)
 
 
 def test_truncated_zip_and_html_page(tmp_path, runner):
