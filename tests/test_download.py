@@ -291,7 +291,10 @@ def test_download_over_loopback_http(tmp_path, monkeypatch):
             (base + "model_outputs_Llama-2-7b-hf_5shots.zip", "model_outputs_Llama-2-7b-hf_5shots.zip"),
             (base + "model_outputs_Nope_5shots.zip", "model_outputs_Nope_5shots.zip"),
             (base + "new_leaderboard_processed_20241205.pickle", "new_leaderboard_processed_20241205.pickle")))
-        folder, summary = dl.download("mmlu-pro")
+        with pytest.raises(DownloadError, match="fewer than the bundled copy"):
+            dl.download("mmlu-pro")  # 60 prompts x 4 LLMs would hide the bundled 12,032 x 49 table
+        assert not (dl.unirouter_home() / "datasets" / "mmlu-pro").exists()
+        folder, summary = dl.download("mmlu-pro", replace_bundled=True)
         assert summary["not_found"] == ["model_outputs_Nope_5shots.zip"]
         ds = load_folder(folder)
         assert "Llama-2-7b-hf" in ds.models and len(ds.models) == 4 and ds.n_prompts == 60

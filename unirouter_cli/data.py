@@ -63,7 +63,10 @@ def _row_label(path: Path, i: int) -> str:
 
 
 def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
+    from .io import check_regular
+
     try:
+        check_regular(path, "table")  # a FIFO would block the reader forever
         if path.suffix == ".csv":
             return pd.read_csv(path, dtype={"prompt_id": str, "model": str}, keep_default_na=True,
                                encoding="utf-8")
@@ -72,6 +75,8 @@ def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
         problems.append(Problem(path.name, f"byte {e.start}", "is not valid UTF-8 text"))
     except pd.errors.EmptyDataError:
         problems.append(Problem(path.name, "", "is empty (expected a header and at least one row)"))
+    except DataError as e:  # a FIFO, a directory, a device
+        problems.append(Problem(path.name, "", str(e).split(": ", 1)[-1]))
     except Exception as e:  # noqa: BLE001 - any parser failure is a data problem
         problems.append(Problem(path.name, "", f"cannot be read ({type(e).__name__}: {str(e)[:120]})"))
     return None

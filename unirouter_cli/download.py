@@ -351,7 +351,7 @@ def routerbench_frame_to_folder(df: pd.DataFrame, where: str) -> Converted:
     ids = [f"routerbench/{i}" for i in df.index]
     dup = np.flatnonzero(pd.Index(ids).duplicated())
     if len(dup):
-        raise DownloadError(f"{where}: row {int(dup[0])}: index {df.index[int(dup[0])]!r} appears twice "
+        raise DownloadError(f"{where}: row {int(dup[0])}: index {str(df.index[int(dup[0])])!r} appears twice "
                             "(each row is one prompt)")
     for i, p in enumerate(df["prompt"]):
         if not (isinstance(p, str) or (isinstance(p, list | tuple) and all(isinstance(t, str) for t in p))):

@@ -179,10 +179,14 @@ def load_yaml(path: str | Path) -> Any:
 
 def yaml_problem(e: BaseException) -> str:
     """A short description of a YAML failure: 'line N: what' where PyYAML gives a position."""
+    from .errors import UnirouterError
+
     if isinstance(e, YAMLLimitError):
         return str(e)
     if isinstance(e, UnicodeDecodeError):
         return "not valid UTF-8 text"
+    if isinstance(e, UnirouterError):  # "PATH: is a FIFO, expected ..." -> "is a FIFO, expected ..."
+        return str(e).split(": ", 1)[-1]
     mark = getattr(e, "problem_mark", None)
     problem = getattr(e, "problem", None) or type(e).__name__
     return f"line {mark.line + 1}: {problem}" if mark else str(problem)

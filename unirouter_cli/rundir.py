@@ -153,7 +153,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise ValueError("not an .npz archive")
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, DataError, zipfile.BadZipFile, zlib.error) as e:
+    except DataError as e:  # a FIFO, a directory
+        raise RunDirError(f"{e}; refit this run") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise RunDirError(f"{path}: missing or unreadable ({_why(e)}); refit this run") from e
 
 
@@ -330,7 +332,9 @@ class RunDir:
             jf = d / f"{name}.json"
             try:
                 meta = json.loads(check_regular(jf, "JSON file").read_text(encoding="utf-8"))
-            except (OSError, ValueError, DataError) as e:
+            except DataError as e:
+                raise RunDirError(f"{e}; refit this run") from None
+            except (OSError, ValueError) as e:
                 raise RunDirError(f"{jf}: missing or unreadable ({_why(e)}); refit this run") from e
             if not isinstance(meta, dict):
                 raise RunDirError(f"{jf}: expected a JSON object (router parameters); refit this run")

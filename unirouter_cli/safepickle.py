@@ -19,7 +19,8 @@ sub-array dtypes) whose byte count equals shape x item size, at most ``MAX_ITEMS
 pandas DataFrames (pandas 1.x-3.x layouts: ``BlockManager`` of 2-D numpy blocks with slice or
 integer placements) rebuilt column by column after checking that every block has the index's
 length and every column is placed exactly once; ``Index``/``RangeIndex`` of such arrays;
-``slice`` of integers; ``bytearray`` of bytes. Nothing else resolves: Arrow arrays
+``slice`` of integers; ``bytearray`` of bytes (and ``_codecs.encode(str, 'latin1')``, protocol
+2's spelling of bytes). Nothing else resolves: Arrow arrays
 (``pyarrow.lib._restore_array``, pandas ``ArrowStringArray``) are refused because their buffers
 and offsets cannot be checked before pyarrow uses them; so are builtins such as ``list``,
 ``range`` and ``functools.partial`` (``list(range(10**12))`` is 40 bytes of pickle), and
@@ -28,6 +29,7 @@ everything that runs code (``os.system``, ``eval``, ...). Each refusal is one ``
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import math
 import pickle
@@ -129,6 +131,12 @@ def _bytearray(*args: Any) -> bytearray:
     return bytearray(*args)
 
 
+def _encode(text: Any, encoding: Any = "utf-8") -> bytes:  # protocol 2 stores bytes as encode(str, 'latin1')
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused("_codecs.encode other than of a string to latin1")
+    return text.encode("latin1")
+
+
 _NP = ("numpy.core", "numpy._core")
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy", "dtype"): _DType,
@@ -138,6 +146,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     **{(f"{p}.numeric", "_frombuffer"): _FromBuffer for p in _NP},
     ("builtins", "slice"): _slice,
     ("builtins", "bytearray"): _bytearray,
+    ("_codecs", "encode"): _encode,
     ("pandas", "DataFrame"): _Frame,
     ("pandas.core.frame", "DataFrame"): _Frame,
     ("pandas.core.internals.managers", "BlockManager"): _Manager,
@@ -157,6 +166,9 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset(_ALLOWED)
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        # protocols 0-2 spell Python 3 names the Python 2 way (__builtin__.slice)
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
