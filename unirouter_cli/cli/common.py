@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 
@@ -25,6 +24,21 @@ class _State:
 STATE = _State()
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+
+def _click_flow() -> tuple[type[BaseException], ...]:
+    """Click's own control-flow exceptions (typer >= 0.20 vendors click as typer._click)."""
+    out: list[type[BaseException]] = [getattr(typer, n) for n in ("Exit", "Abort") if hasattr(typer, n)]
+    for mod in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            ex = __import__(mod, fromlist=["ClickException"])
+        except ImportError:
+            continue
+        out += [getattr(ex, n) for n in ("ClickException", "Abort", "Exit") if hasattr(ex, n)]
+    return tuple(out)
+
+
+_CLICK_FLOW = _click_flow()
 
 
 def boundary(fn: Callable) -> Callable:
@@ -44,7 +58,7 @@ def boundary(fn: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        except _CLICK_FLOW:  # usage errors and exits: the root command prints them
             raise
         except (UnirouterError, OSError, MemoryError) as e:
             if os.environ.get("UNIROUTER_DEBUG"):
