@@ -225,6 +225,17 @@ def _frame_pickle(block_values: np.ndarray, placement: object, items: list[str],
     return pickle.dumps(df, protocol=4)
 
 
+def _wide_frame_pickle(n_cols: int) -> bytes:
+    """A few hundred bytes asking for a frame of ``n_cols`` empty columns."""
+    from pandas._libs.internals import _unpickle_block
+    from pandas.core.internals.managers import BlockManager
+
+    values = R(_np_fn("_frombuffer"), (bytearray(), np.dtype("f8"), (n_cols, 0), "C"))
+    blk = R(_unpickle_block, (values, slice(0, n_cols, 1), 2))
+    mgr = R(BlockManager, ((blk,), [pd.RangeIndex(n_cols), pd.RangeIndex(0)]))
+    return pickle.dumps(R(pd.DataFrame, (), {"_mgr": mgr}), protocol=5)
+
+
 def _rb_frame() -> pd.DataFrame:
     """A small RouterBench-format frame with text in object columns (what upstream pickles hold)."""
     df = pd.read_csv(FIXTURES / "routerbench" / "routerbench_0shot_rows.csv", index_col=0).head(20)
@@ -289,6 +300,13 @@ def _pickle_src(name: str, data: bytes | Callable[[Path], bytes]) -> Callable[[P
         return ["download", "routerbench", "--from", t / "src", "--dest", t / "out"]
 
     return build
+
+
+def _pickle_dev_zero(t: Path) -> list[str]:
+    """routerbench_0shot.pkl is a link to /dev/zero: reading it would never end."""
+    (t / "src").mkdir()
+    (t / "src" / "routerbench_0shot.pkl").symlink_to("/dev/zero")
+    return ["download", "routerbench", "--from", t / "src", "--dest", t / "out"]
 
 
 def _carrot_src(data: bytes) -> Callable[[Path], list[str]]:
@@ -563,6 +581,13 @@ RUNDIR_ATTACKS = [
     Attack("curves-empty-plot", _rd(_rw("curves.parquet", b""), "plot"), "curves.parquet"),
     Attack("singles-wrong-columns-plot", _rd(lambda run, t: pd.DataFrame({"a": [1]}).to_parquet(
         run / "singles.parquet"), "plot"), "missing column"),
+    Attack("trials-dir-symlink", _rd(lambda run, t: (shutil.rmtree(run / "trials"),
+                                                      (run / "trials").symlink_to(t / "sentinel"))), "symbolic link"),
+    Attack("plots-dir-symlink", _rd(lambda run, t: (run / "plots").symlink_to(t / "sentinel"), "plot"),
+           "symbolic link"),
+    Attack("router-npz-inflates-past-cap", _rd(lambda run, t: None, fresh_eval=True), "inflates",
+           setup=lambda mp, t: mp.setattr("unirouter_cli.rundir.MAX_NPZ_MEMBER", 64)),
+    Attack("config-trials-infinite", _rd(_cfg(lambda d: d.update(trials=float("inf")))), "config.yaml"),
     Attack("hyperparams-corrupt-report", _rd(_rw("hyperparams.csv", b"\x00\xff\x00"), "report"), "hyperparams.csv"),
 ]
 
@@ -603,6 +628,7 @@ OPTION_ATTACKS = [  # typed router parameters and bounded options (the lead's pa
                                           "-r", "knn", "-p", "knn.k=-5", "--trials", "1"]),
     Attack("seed-negative", lambda t: ["fit", "--dataset", make_dataset(t / "ds"), "--run-dir", t / "run",
                                        "--seed", "-1", *FIT[:-2]]),
+    Attack("config-file-trials-infinite", _config_file("dataset: mmlu-pro\ntrials: .inf\n"), "trials"),
     Attack("val-sizes-garbage", lambda t: ["fit", "--dataset", make_dataset(t / "ds"), "--run-dir", t / "run",
                                            "--val-sizes", "0,abc", *FIT]),
 ]
@@ -692,6 +718,10 @@ PICKLE_ATTACKS = [
         lambda d: d.set_axis([0] * len(d), axis=0))), "appears twice"),
     Attack("rb-no-model-columns", _pickle_src("x", lambda t: _rb_pickle(lambda d: d[["prompt", "eval_name"]])),
            "2+ models"),
+    Attack("pickle-hash-flood", _pickle_src("x", pickle.dumps({k * (2**61 - 1): 0 for k in range(1, 1500)})),
+           "hash-flooding"),
+    Attack("pickle-million-empty-columns", _pickle_src("x", lambda t: _wide_frame_pickle(10**6)), "columns"),
+    Attack("pickle-dev-zero", _pickle_dev_zero, "device"),
     Attack("carrot-string-correctness", _carrot_src(_carrot(np.array([["1"] * 60] * 3), ["a/b", "c/d", "e/f"])),
            "numeric array"),
     Attack("carrot-correctness-out-of-range", _carrot_src(_carrot(np.full((3, 60), 2.0), ["a/b", "c/d", "e/f"])),
@@ -728,6 +758,10 @@ def _put(key: str, value: object, i: int = 5) -> Callable[[list[dict]], None]:
 ZIP_ATTACKS = [
     Attack("zip-bomb-1GiB", _zip_src(lambda s: (s / "model_outputs_Bomb_5shots.zip").write_bytes(
         _zip_bomb("model_outputs_Bomb_5shots.json"))), "limit"),
+    Attack("zip-fifo", _zip_src(lambda s: os.mkfifo(s / "model_outputs_F_5shots.zip")), "FIFO"),
+    Attack("zip-member-name-terminal-escape", _zip_src(lambda s: _tiger_zip(s, None, b"[1]",
+                                                                            member="\x1b[2J\x1b[31mok.json")),
+           "\\x1b[2J"),
     Attack("zip-truncated", _zip_src(lambda s: (s / "model_outputs_T_5shots.zip").write_bytes(
         (FIXTURES / "tiger" / "model_outputs_Llama-2-7b-hf_5shots.zip").read_bytes()[:4000])), "not a valid zip"),
     Attack("zip-garbage", _zip_src(lambda s: (s / "model_outputs_G_5shots.zip").write_bytes(b"PK" + os.urandom(300))),

@@ -75,6 +75,9 @@ def read_zip_member(path: Path, suffix: str, limit: int = MAX_ZIP_MEMBER) -> tup
     """
     import zlib
 
+    from .io import check_regular
+
+    check_regular(path, "zip file")  # a FIFO would block, /dev/zero never ends
     try:
         with zipfile.ZipFile(path) as zf:
             infos = [i for i in zf.infolist() if i.filename.endswith(suffix) and not i.is_dir()]
@@ -102,6 +105,9 @@ def read_zip_member(path: Path, suffix: str, limit: int = MAX_ZIP_MEMBER) -> tup
 
 def _read_upstream_table(path: Path) -> pd.DataFrame:
     """A CSV, parquet or JSON-lines file from upstream; an unreadable one is one DownloadError."""
+    from .io import check_regular
+
+    check_regular(path, "table")
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
@@ -193,6 +199,9 @@ def _openllm_name(hub_name: str) -> str:
 
 
 def _read_item_map(path: Path) -> pd.DataFrame:
+    from .io import check_regular
+
+    check_regular(path, "CSV file")
     try:
         df = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
@@ -396,7 +405,9 @@ def convert_routerbench(src: Path) -> Converted:
     csvs = sorted(src.glob("routerbench_0shot*.csv"))
     if csvs:
         try:
-            df = pd.read_csv(csvs[0], index_col=0)
+            from .io import check_regular
+
+            df = pd.read_csv(check_regular(csvs[0], "CSV file"), index_col=0)
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
             raise DownloadError(f"{csvs[0]}: unreadable ({_short(e)})") from e
         return routerbench_frame_to_folder(df, str(csvs[0]))

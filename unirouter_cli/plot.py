@@ -206,6 +206,8 @@ def plot_run(run_dir: str | Path, fmt: str = "png", reference: str = "knn") -> l
     except Exception:  # noqa: BLE001 - the plot does not need the dataset; the unit is a label
         pass
     outdir = run_dir / "plots"
+    if outdir.is_symlink():  # fixed file names would replace files wherever the link points
+        raise RunDirError(f"{outdir}: is a symbolic link; unirouter writes plots only inside the run directory")
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
     name = config.get("dataset_name", "")

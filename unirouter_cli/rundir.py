@@ -116,7 +116,7 @@ class RunConfig:
                        router_params=dict(d.get("router_params") or {}), dataset_name=d.get("dataset_name", ""),
                        dataset_path=d.get("dataset_path", ""), dataset_hash=d.get("dataset_hash", ""),
                        universe=dict(d.get("universe") or {}), skipped_routers=dict(d.get("skipped_routers") or {}))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise ConfigError(f"{where}: {e}") from e
 
 
@@ -143,8 +143,12 @@ def _why(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
+MAX_NPZ_MEMBER = 4 << 30  # bytes of one array in a router state (a 10 MB .npz could inflate to 10 GB)
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of a run directory's .npz (no pickles); a corrupt file is one RunDirError."""
+    """Every array of a run directory's .npz (no pickles, each at most ``MAX_NPZ_MEMBER`` bytes
+    inflated); a corrupt file is one RunDirError naming it."""
     import zipfile
     import zlib
 
@@ -152,6 +156,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(check_regular(path, ".npz file"), allow_pickle=False) as z:
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise ValueError("not an .npz archive")
+            big = [i.filename for i in z.zip.infolist() if i.file_size > MAX_NPZ_MEMBER]
+            if big:
+                raise RunDirError(f"{path}: member {big[0]} inflates to more than {MAX_NPZ_MEMBER:,} bytes; "
+                                  "refit this run")
             return {k: z[k] for k in z.files}
     except DataError as e:  # a FIFO, a directory
         raise RunDirError(f"{e}; refit this run") from None
@@ -249,6 +257,10 @@ class RunDir:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         self.path.mkdir(parents=True, exist_ok=True)
+        for sub in ("trials", "eval", "plots"):  # we write fixed names in them: never through a link
+            if (self.path / sub).is_symlink():
+                raise RunDirError(f"{self.path / sub}: is a symbolic link; unirouter writes only inside the run "
+                                  "directory (remove the link)")
         fh = open_lock_file(self.path / ".lock")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -286,7 +298,7 @@ class RunDir:
             return RunConfig.from_dict(d, str(self.config_file))
         except ConfigError as e:
             raise RunDirError(str(e)) from None
-        except (TypeError, ValueError, AttributeError, KeyError) as e:
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as e:
             raise RunDirError(f"{self.config_file}: malformed ({_why(e)})") from e
 
     # ---- per-task state -------------------------------------------------------------------

@@ -46,6 +46,8 @@ MAX_BYTES = 4 << 30  # a pickle larger than this is refused before it is read
 MAX_OPS = 200_000_000  # opcodes in one pickle
 MAX_ITEMS = 200_000_000  # elements in one array, rows or columns in one frame
 MAX_DEPTH = 64  # nesting of containers
+MAX_COLUMNS = 100_000  # columns of one DataFrame (a tiny pickle could otherwise ask for 10**8 empty ones)
+MAX_COLLISIONS = 1_000  # distinct numbers sharing one hash (a dict of them is built in quadratic time)
 
 
 class _Refused(Exception):
@@ -189,9 +191,18 @@ _PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
 
 def _scan(data: bytes) -> None:
     memo = 0
+    seen: dict[int, tuple[object, int]] = {}  # hash -> (first number, distinct others with that hash)
     for n, (op, arg, _pos) in enumerate(pickletools.genops(io.BytesIO(data))):
         if n >= MAX_OPS:
             raise _Refused(f"more than {MAX_OPS:,} opcodes")
+        if isinstance(arg, int | float) and not isinstance(arg, bool):
+            first, others = seen.get(hash(arg), (arg, 0))
+            if arg != first:
+                others += 1
+                if others > MAX_COLLISIONS:
+                    raise _Refused(f"more than {MAX_COLLISIONS:,} numbers share one hash value (a hash-flooding "
+                                   "payload)")
+            seen[hash(arg)] = (first, others)
         if op.name in _PUT:
             if not isinstance(arg, int) or arg > memo:
                 raise _Refused(f"memo index {arg} out of sequence (a forged index makes the unpickler allocate)")
@@ -384,6 +395,7 @@ class _Builder:
             raise _Refused("DataFrame state without a BlockManager")
         items, rows, blocks = self._manager(st["_mgr"], d)
         n_rows, n_cols = len(rows), len(items)
+        _int(n_cols, "number of DataFrame columns", 0, MAX_COLUMNS)
         columns: list[np.ndarray | None] = [None] * n_cols
         for values, placement in blocks:
             if not isinstance(values, np.ndarray) or values.ndim != 2:
@@ -470,7 +482,9 @@ def _from_bytes(raw: Any, dt: np.dtype, shape: tuple[int, ...], order: str) -> n
 # --------------------------------------------------------------------------------------------
 def safe_load(path: str | Path) -> Any:
     """Unpickle ``path`` allowing only checked plain data (see the module docstring)."""
-    path = Path(path)
+    from .io import check_regular
+
+    path = check_regular(path, "pickle file")  # /dev/zero or a FIFO would be read forever
     size = path.stat().st_size
     if size > MAX_BYTES:
         raise DownloadError(f"{path}: {size:,} bytes, larger than the {MAX_BYTES:,}-byte limit for a pickle")

@@ -80,12 +80,16 @@ def boundary(fn: Callable) -> Callable:
 
 
 def _one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line, control characters (newlines, terminal escapes) made visible."""
     if isinstance(e, OSError) and e.filename is not None and e.strerror:
         target = f" -> {e.filename2}" if e.filename2 is not None else ""
-        return f"{e.filename}{target}: {e.strerror}"
-    if isinstance(e, MemoryError):
-        return f"out of memory{(': ' + str(e)) if str(e) else ''}"
-    return " ".join(str(e).split()) or type(e).__name__
+        msg = f"{e.filename}{target}: {e.strerror}"
+    elif isinstance(e, MemoryError):
+        msg = f"out of memory{(': ' + str(e)) if str(e) else ''}"
+    else:
+        msg = str(e) or type(e).__name__
+    msg = " ".join(msg.split())
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in msg)
 
 
 def _save_traceback(e: BaseException) -> str:
