@@ -306,3 +306,66 @@ def test_download_over_loopback_http(tmp_path, monkeypatch):
         assert not (tmp_path / "x.pkl").exists()
     finally:
         server.shutdown()
+
+
+def test_bundled_dataset_is_not_hidden_by_a_smaller_download_unless_asked(runner):
+    """Two zips + CARROT give 60 prompts x 5 LLMs: refused over the bundled 12,032 x 49 table; with
+    --replace-bundled it is used, `data list` shows what is really there, `data remove` restores the bundle."""
+    from unirouter_cli.data import resolve
+
+    res = invoke(runner, "download", "mmlu-pro", "--from", FIXTURES / "tiger")
+    assert res.exit_code == 2 and "--replace-bundled" in res.output
+    assert resolve("mmlu-pro")[1].parent.name == "bundled"
+    res = invoke(runner, "download", "mmlu-pro", "--from", FIXTURES / "tiger", "--replace-bundled")
+    assert res.exit_code == 0, res.output
+    assert resolve("mmlu-pro")[1].parent.name == "datasets"
+    row = next(ln for ln in invoke(runner, "data", "list").output.splitlines() if "mmlu-pro" in ln)
+    assert "60" in row and "12,032" not in row and "hides bundled" in row
+    res = invoke(runner, "data", "remove", "mmlu-pro")
+    assert res.exit_code == 0 and "bundled copy" in res.output
+    assert resolve("mmlu-pro")[1].parent.name == "bundled"
+    row = next(ln for ln in invoke(runner, "data", "list").output.splitlines() if "mmlu-pro" in ln)
+    assert "12,032" in row and "bundled" in row
+    res = invoke(runner, "data", "remove", "mmlu-pro")
+    assert res.exit_code == 2 and "bundled" in res.output
+
+
+def test_data_list_counts_come_from_the_folder_not_the_registry(runner):
+    row = lambda: next(ln for ln in invoke(runner, "data", "list").output.splitlines()  # noqa: E731
+                       if ln.split("│")[1:2] and ln.split("│")[1].strip() == "routerbench")
+    assert "(36,497)" in row() and "downloadable" in row()
+    assert invoke(runner, "download", "routerbench", "--from", FIXTURES / "routerbench").exit_code == 0
+    assert " 60 " in row() and "36,497" not in row() and "downloaded" in row()
+
+
+def test_data_list_keeps_numbers_whole_at_80_columns(monkeypatch):
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("COLUMNS", "80")
+    out = CliRunner().invoke(__import__("unirouter_cli.cli", fromlist=["app"]).app, ["data", "list"]).output
+    assert max(len(ln) for ln in out.splitlines()) <= 80
+    assert "12,032" in out and "3,178" in out and "(36,497)" in out
+
+
+def test_dest_replaces_only_a_dataset_folder(tmp_path, runner):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    res = invoke(runner, "download", "routerbench", "--from", FIXTURES / "routerbench", "--dest", mine)
+    assert res.exit_code == 2 and (mine / "notes.txt").read_text() == "keep" and len(list(mine.iterdir())) == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert invoke(runner, "download", "routerbench", "--from", FIXTURES / "routerbench", "--dest", empty).exit_code == 0
+    assert (empty / "dataset.yaml").exists()
+    before = set(p.name for p in tmp_path.iterdir())
+    assert invoke(runner, "download", "routerbench", "--from", FIXTURES / "routerbench", "--dest", empty).exit_code == 0
+    assert set(p.name for p in tmp_path.iterdir()) == before  # no .old / staging folders left beside it
+
+
+def test_data_validate_names_each_path_once(tmp_path, runner):
+    res = invoke(runner, "data", "validate", tmp_path / "nope")
+    first = res.output.splitlines()[0]
+    assert res.exit_code == 2 and first.count(str(tmp_path / "nope")) == 1
+    (tmp_path / "empty").mkdir()
+    res = invoke(runner, "data", "validate", tmp_path / "empty")
+    assert all(ln.count(str(tmp_path / "empty")) == 1 for ln in res.output.splitlines())

@@ -831,6 +831,26 @@ def _remove_link(t: Path) -> list[str]:
     return ["data", "remove", "routerbench"]
 
 
+def _home_dataset(mutate: Callable[[Path], None], args: list[str]) -> Callable[[Path], list[str]]:
+    """Lay out $UNIROUTER_HOME/datasets/routerbench with ``mutate`` and run ``args``."""
+    def build(t: Path) -> list[str]:
+        folder = Path(os.environ["UNIROUTER_HOME"]) / "datasets" / "routerbench"
+        folder.mkdir(parents=True)
+        mutate(folder)
+        return args
+
+    return build
+
+
+def _cached_fifo(folder: Path) -> None:
+    make_dataset(folder.parent / "tmp")
+    for f in (folder.parent / "tmp").iterdir():
+        f.rename(folder / f.name)
+    (folder.parent / "tmp").rmdir()
+    (folder / "prompts.parquet").unlink()
+    os.mkfifo(folder / "prompts.parquet")
+
+
 DOWNLOAD_ATTACKS = [
     Attack("dest-dot", _dest(lambda t: "."), "current folder", setup=_chdir),
     Attack("dest-non-dataset-folder", _dest(_nonempty), "neither empty nor a unirouter dataset folder"),
@@ -842,6 +862,9 @@ DOWNLOAD_ATTACKS = [
     Attack("dest-dataset-replaced", _dest(_dest_dataset), "ok:", codes=(0,)),
     Attack("download-would-hide-bundled", lambda t: ["download", "mmlu-pro", "--from", FIXTURES / "tiger"],
            "--replace-bundled"),
+    Attack("download-over-non-dataset-cache", _home_dataset(lambda f: (f / "notes.txt").write_text("mine"), [
+        "download", "routerbench", "--from", FIXTURES / "routerbench"]), "download folder"),
+    Attack("data-list-with-fifo-in-cache", _home_dataset(_cached_fifo, ["data", "list"]), "?", codes=(0,)),
     Attack("remove-path-traversal", lambda t: ["data", "remove", "../../sentinel"], "unknown dataset"),
     Attack("remove-bundled", lambda t: ["data", "remove", "mmlu-pro"], "bundled"),
     Attack("remove-symlinked-copy", _remove_link, "removed", codes=(0,), home_may_change=True),

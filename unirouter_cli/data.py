@@ -441,9 +441,12 @@ def availability(name: str) -> str:
 def folder_counts(folder: Path) -> tuple[int, int]:
     """(prompts, LLMs) actually in a dataset folder: parquet row counts from the file footer, CSV rows
     otherwise, models.csv rows. Cheap: no table is loaded."""
+    from .io import check_regular
+
     def rows(p: Path | None) -> int:
         if p is None:
             return 0
+        check_regular(p, "table")
         if p.suffix == ".parquet":
             import pyarrow.parquet as pq
 

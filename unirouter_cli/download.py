@@ -612,14 +612,14 @@ def fetch(url: str, dest: Path, name: str, timeout: float = 30.0) -> Path:
     return dest
 
 
-def check_dest(dest: Path, src: Path | None = None) -> Path:
+def check_dest(dest: Path, src: Path | None = None, label: str = "--dest") -> Path:
     """``dest`` as an absolute path if a download may write there, else one DownloadError (nothing touched).
 
     Allowed: a path that does not exist yet, an empty folder, or a unirouter dataset folder (it has a
     dataset.yaml), which is replaced. Refused: a symbolic link, a file, any other non-empty folder, the
     current folder or one of its parents, unirouter's bundled data, and a folder that holds ``--from``.
     """
-    where = f"--dest {dest}"
+    where = f"{label} {dest}"
     if dest.is_symlink():
         raise DownloadError(f"{where}: is a symbolic link; give the folder itself")
     target = Path(os.path.abspath(dest))
@@ -658,14 +658,15 @@ def _bundled_guard(name: str, dest: Path, n_prompts: int, n_models: int, replace
                             "was changed: add --replace-bundled to use it anyway, or --dest DIR to keep it elsewhere")
 
 
-def convert_to_folder(name: str, src: Path, dest: Path, replace_bundled: bool = False) -> tuple[Path, dict]:
+def convert_to_folder(name: str, src: Path, dest: Path, replace_bundled: bool = False,
+                      label: str = "--dest") -> tuple[Path, dict]:
     """Convert upstream files in ``src`` into a validated dataset folder at ``dest`` (atomic swap)."""
     if name not in SOURCES:
         raise DownloadError(f"no downloader for {name!r}: expected one of {', '.join(sorted(SOURCES))}")
     src = Path(src)
     if not src.is_dir():
         raise DownloadError(f"--from {src}: not a directory")
-    dest = check_dest(Path(dest), src)
+    dest = check_dest(Path(dest), src, label)
     try:
         card, prompts, outcomes, models = SOURCES[name].convert(src)
     except (DownloadError, DataError):
@@ -682,7 +683,7 @@ def convert_to_folder(name: str, src: Path, dest: Path, replace_bundled: bool = 
         if problems:
             raise DownloadError(f"converted {name} failed validation: {problems[0]}")
         if dest.exists():
-            check_dest(dest, src)  # still a dataset folder or empty
+            check_dest(dest, src, label)  # still a dataset folder or empty
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
             old.rmdir()
             dest.replace(old)
@@ -701,10 +702,11 @@ def download(name: str, from_dir: Path | None = None, dest: Path | None = None,
              progress: Callable[[str], None] | None = None, replace_bundled: bool = False) -> tuple[Path, dict]:
     if name not in REGISTRY or name not in SOURCES:
         raise DownloadError(f"unknown dataset {name!r}: expected one of {', '.join(sorted(SOURCES))}")
+    label = "--dest" if dest else "download folder"
     dest = dest or (unirouter_home() / "datasets" / name)
-    check_dest(Path(dest), from_dir)
+    check_dest(Path(dest), from_dir, label)
     if from_dir is not None:
-        return convert_to_folder(name, Path(from_dir), dest, replace_bundled)
+        return convert_to_folder(name, Path(from_dir), dest, replace_bundled, label)
     raw = unirouter_home() / "raw" / name
     raw.mkdir(parents=True, exist_ok=True)
     source = SOURCES[name]
@@ -720,7 +722,7 @@ def download(name: str, from_dir: Path | None = None, dest: Path | None = None,
                 if not source.skip_missing:
                     raise
                 missing.append(fname)
-    folder, summary = convert_to_folder(name, raw, dest, replace_bundled)
+    folder, summary = convert_to_folder(name, raw, dest, replace_bundled, label)
     summary["not_found"] = missing
     return folder, summary
 
