@@ -195,6 +195,15 @@ def test_safe_unpickler_reads_a_pandas_2_routerbench_pickle(tmp_path):
     assert (summary["prompts"], summary["models"]) == (12, 11)
 
 
+def test_safe_unpickler_reads_a_pandas_1_5_pickle():
+    df = safe_load(FIXTURES / "routerbench-pickle" / "pandas-1.5.3-rows.pkl")
+    rows = pd.read_csv(FIXTURES / "routerbench" / "routerbench_0shot_rows.csv", index_col=0).head(6)
+    assert list(df.index) == list(rows.index) and df.shape == (6, 7)
+    assert df["prompt"].tolist() == rows["prompt"].str.slice(0, 80).tolist()
+    col = "claude-v2|total_cost"  # CSV parsing differs in the last bit between pandas versions
+    np.testing.assert_allclose(df[col].to_numpy(), rows[col].to_numpy(), rtol=1e-12)
+
+
 def test_safe_unpickler_refuses_arrow_backed_frames(tmp_path):
     """pandas 3 stores text in Arrow arrays, whose buffers and offsets pyarrow would trust: refused."""
     p = tmp_path / "routerbench_0shot.pkl"

@@ -16,8 +16,8 @@ The placeholders are then turned into real objects through public constructors, 
 every field: numpy arrays (``_reconstruct`` + state, ``_frombuffer``, ``scalar``) of plain dtypes
 (bool, integer, float, complex, bytes, unicode, object; byte order given; no structured, void or
 sub-array dtypes) whose byte count equals shape x item size, at most ``MAX_ITEMS`` elements each;
-pandas DataFrames (pandas 1.x-3.x layouts: ``BlockManager`` of 2-D numpy blocks with slice or
-integer placements) rebuilt column by column after checking that every block has the index's
+pandas DataFrames (the pandas 1.5-3.x layout: ``BlockManager(blocks, axes)`` of 2-D numpy blocks
+with slice or integer placements) rebuilt column by column after checking that every block has the index's
 length and every column is placed exactly once; ``Index``/``RangeIndex`` of such arrays;
 ``slice`` of integers; ``bytearray`` of bytes (and ``_codecs.encode(str, 'latin1')``, protocol
 2's spelling of bytes). Nothing else resolves: Arrow arrays
@@ -419,29 +419,18 @@ class _Builder:
     def _manager(self, m: _Manager, d: int) -> tuple[Any, Any, list[tuple[Any, Any]]]:
         import pandas as pd
 
-        if m.args and m.state is None:  # pandas >= 2: BlockManager(blocks, axes)
-            if len(m.args) < 2:
-                raise _Refused("BlockManager needs (blocks, axes)")
-            raw_blocks, axes = m.args[0], m.args[1]
-            if not isinstance(raw_blocks, tuple | list) or not all(isinstance(b, _Block) for b in raw_blocks):
-                raise _Refused("BlockManager blocks must be pandas blocks")
-            blocks = []
-            for b in raw_blocks:
-                if len(b.args) < 2:
-                    raise _Refused("a pandas block needs (values, placement, ndim)")
-                blocks.append((self(b.args[0], d), self(b.args[1], d)))
-        elif isinstance(m.state, tuple) and len(m.state) == 4 and isinstance(m.state[3], dict):  # pandas < 2
-            st = m.state[3].get("0.14.1")
-            if not isinstance(st, dict) or not isinstance(st.get("blocks"), list):
-                raise _Refused("BlockManager state of an unknown pandas version")
-            axes = st.get("axes")
-            blocks = []
-            for b in st["blocks"]:
-                if not isinstance(b, dict):
-                    raise _Refused("BlockManager block state is not a mapping")
-                blocks.append((self(b.get("values"), d), self(b.get("mgr_locs"), d)))
-        else:
-            raise _Refused("BlockManager state of an unknown pandas version")
+        # pandas 1.5-3.x pickle a BlockManager as BlockManager(blocks, axes), each block as
+        # _unpickle_block(values, placement, ndim); older layouts are refused
+        if not m.args or m.state is not None or len(m.args) < 2:
+            raise _Refused("BlockManager in a layout other than pandas 1.5-3.x's (blocks, axes)")
+        raw_blocks, axes = m.args[0], m.args[1]
+        if not isinstance(raw_blocks, tuple | list) or not all(isinstance(b, _Block) for b in raw_blocks):
+            raise _Refused("BlockManager blocks must be pandas blocks")
+        blocks = []
+        for b in raw_blocks:
+            if len(b.args) < 2:
+                raise _Refused("a pandas block needs (values, placement, ndim)")
+            blocks.append((self(b.args[0], d), self(b.args[1], d)))
         axes = self(axes, d)
         if not isinstance(axes, list | tuple) or len(axes) != 2 or not all(isinstance(a, pd.Index) for a in axes):
             raise _Refused("a DataFrame needs two axes (columns, index)")
