@@ -718,6 +718,10 @@ PICKLE_ATTACKS = [
         lambda d: d.set_axis([0] * len(d), axis=0))), "appears twice"),
     Attack("rb-no-model-columns", _pickle_src("x", lambda t: _rb_pickle(lambda d: d[["prompt", "eval_name"]])),
            "2+ models"),
+    Attack("pickle-state-on-allowed-function", _pickle_src("x", _op_pickle(
+        _global("builtins", "slice") + b"}(X\x01\x00\x00\x00aK\x01ub")), "state for a function"),
+    Attack("pickle-state-on-class-name", _pickle_src("x", _op_pickle(
+        _global("numpy", "ndarray") + b"}(X\x01\x00\x00\x00aK\x01ub")), "state for the class name"),
     Attack("pickle-hash-flood", _pickle_src("x", pickle.dumps({k * (2**61 - 1): 0 for k in range(1, 1500)})),
            "hash-flooding"),
     Attack("pickle-million-empty-columns", _pickle_src("x", lambda t: _wide_frame_pickle(10**6)), "columns"),

@@ -104,10 +104,32 @@ class _NewIndex(_Placeholder):  # pandas _new_Index(cls, dict)
 
 
 class _Marker:
-    """A class name the pickle may pass as an argument (``numpy.ndarray``, an Index class)."""
+    """A class name the pickle may pass as an argument (``numpy.ndarray``, an Index class).
+
+    Shared by every load, so it takes no state: ``BUILD`` on it is refused (no ``__dict__``)."""
+
+    __slots__ = ("name",)
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+    def __setstate__(self, state: Any) -> None:
+        raise _Refused(f"state for the class name {self.name}")
+
+
+class _Fn:
+    """An allow-listed function: callable, but shared and stateless like ``_Marker``."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+    def __setstate__(self, state: Any) -> None:
+        raise _Refused("state for a function")
 
 
 _NDARRAY = _Marker("ndarray")
@@ -143,12 +165,12 @@ _NP = ("numpy.core", "numpy._core")
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy", "dtype"): _DType,
     ("numpy", "ndarray"): _NDARRAY,
-    **{(f"{p}.multiarray", "_reconstruct"): _reconstruct for p in _NP},
+    **{(f"{p}.multiarray", "_reconstruct"): _Fn(_reconstruct) for p in _NP},
     **{(f"{p}.multiarray", "scalar"): _Scalar for p in _NP},
     **{(f"{p}.numeric", "_frombuffer"): _FromBuffer for p in _NP},
-    ("builtins", "slice"): _slice,
-    ("builtins", "bytearray"): _bytearray,
-    ("_codecs", "encode"): _encode,
+    ("builtins", "slice"): _Fn(_slice),
+    ("builtins", "bytearray"): _Fn(_bytearray),
+    ("_codecs", "encode"): _Fn(_encode),
     ("pandas", "DataFrame"): _Frame,
     ("pandas.core.frame", "DataFrame"): _Frame,
     ("pandas.core.internals.managers", "BlockManager"): _Manager,
