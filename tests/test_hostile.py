@@ -996,3 +996,22 @@ def test_pickle_memo_scan_keeps_real_pickles(tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(got["c"], obj["c"])
         assert got["b"] == obj["b"]
 
+
+
+def test_atomic_write_replaces_a_planted_link_instead_of_following_it(tmp_path: Path) -> None:
+    """A run-directory file that someone replaced by a link to a user's file: the write replaces the
+    link, the user's file keeps its bytes; the temporary file lives in a private (0700) folder."""
+    from unirouter_cli.io import atomic_path, write_text
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("important\n")
+    target = tmp_path / "run" / "metrics.csv"
+    target.parent.mkdir()
+    target.symlink_to(victim)
+    write_text(target, "trial,area\n")
+    assert victim.read_text() == "important\n"
+    assert not target.is_symlink() and target.read_text() == "trial,area\n"
+    with atomic_path(tmp_path / "run" / "x.csv") as tmp:
+        assert stat.S_IMODE(tmp.parent.stat().st_mode) == 0o700 and tmp.parent.parent == tmp_path / "run"
+        tmp.write_text("x")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["metrics.csv", "x.csv"]  # no leftovers
