@@ -19,6 +19,17 @@ from unirouter_cli.safepickle import safe_load
 from .conftest import FIXTURES, SHARED, invoke, needs_shared
 
 
+def upstream_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with text in object columns, as pandas 2.x (which wrote the upstream pickles) stores it.
+
+    pandas 3 stores text in Arrow-backed columns, which the restricted unpickler refuses."""
+    out = df.astype({c: object for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])})
+    out.columns = pd.Index(list(df.columns), dtype=object)
+    if not pd.api.types.is_numeric_dtype(out.index):
+        out.index = pd.Index(list(out.index), dtype=object)
+    return out
+
+
 def _tiger_accuracy(zpath: Path) -> tuple[int, float]:
     with zipfile.ZipFile(zpath) as z:
         rows = json.loads(z.read(z.namelist()[0]))
@@ -55,7 +66,7 @@ def test_download_routerbench_from_pickle_built_from_raw_sample(tmp_path, runner
     df = pd.read_csv(SHARED / "raw-samples" / "routerbench" / "routerbench_0shot_rows.csv", index_col=0)
     src = tmp_path / "upstream"
     src.mkdir()
-    df.to_pickle(src / "routerbench_0shot.pkl")
+    upstream_frame(df).to_pickle(src / "routerbench_0shot.pkl")
     res = invoke(runner, "download", "routerbench", "--from", src, "--dest", tmp_path / "rb")
     assert res.exit_code == 0, res.output
     ds = load_folder(tmp_path / "rb")
@@ -155,13 +166,50 @@ def test_safe_unpickler_refuses_code(tmp_path):
 
 
 def test_safe_unpickler_loads_dataframes_and_arrays(tmp_path):
-    df = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]}, index=[3, 7])
+    df = upstream_frame(pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"], "c": [1, 2]}, index=[3, 7]))
     p = tmp_path / "df.pkl"
-    df.to_pickle(p)
-    pd.testing.assert_frame_equal(safe_load(p), df)
+    for protocol in (2, 4, 5):
+        p.write_bytes(pickle.dumps(df, protocol=protocol))
+        pd.testing.assert_frame_equal(safe_load(p), df)
     p2 = tmp_path / "arr.pkl"
-    p2.write_bytes(pickle.dumps({"t": {"correctness": np.eye(3), "models": ["a", "b", "c"]}}))
-    np.testing.assert_array_equal(safe_load(p2)["t"]["correctness"], np.eye(3))
+    arrays = {"correctness": np.eye(3), "ints": np.arange(6, dtype=">i4").reshape(2, 3, order="F"),
+              "text": np.array(["ab", "c"]), "flags": np.array([True, False]), "models": ["a", "b", "c"],
+              "scalar": np.float32(1.5), "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3))}
+    for protocol in (2, 4, 5):
+        p2.write_bytes(pickle.dumps({"t": arrays}, protocol=protocol))
+        got = safe_load(p2)["t"]
+        for k, v in arrays.items():
+            np.testing.assert_array_equal(got[k], v)
+            assert np.asarray(got[k]).dtype == np.asarray(v).dtype, k
+
+
+def test_safe_unpickler_reads_a_pandas_2_routerbench_pickle(tmp_path):
+    """A pickle written by pandas 2.2.3 / numpy 1.26 (the upstream file's generation) converts."""
+    src = FIXTURES / "routerbench-pickle"
+    df = safe_load(src / "routerbench_0shot.pkl")
+    rows = pd.read_csv(FIXTURES / "routerbench" / "routerbench_0shot_rows.csv", index_col=0).head(12)
+    assert df.shape == rows.shape and list(df.columns) == list(rows.columns)
+    assert list(df.index) == list(rows.index) and df["prompt"].tolist() == rows["prompt"].tolist()
+    np.testing.assert_array_equal(df["gpt-4-1106-preview"].to_numpy(), rows["gpt-4-1106-preview"].to_numpy())
+    dest, summary = convert_to_folder("routerbench", src, tmp_path / "rb")
+    assert (summary["prompts"], summary["models"]) == (12, 11)
+
+
+def test_safe_unpickler_reads_a_pandas_1_5_pickle():
+    df = safe_load(FIXTURES / "routerbench-pickle" / "pandas-1.5.3-rows.pkl")
+    rows = pd.read_csv(FIXTURES / "routerbench" / "routerbench_0shot_rows.csv", index_col=0).head(6)
+    assert list(df.index) == list(rows.index) and df.shape == (6, 7)
+    assert df["prompt"].tolist() == rows["prompt"].str.slice(0, 80).tolist()
+    col = "claude-v2|total_cost"  # CSV parsing differs in the last bit between pandas versions
+    np.testing.assert_allclose(df[col].to_numpy(), rows[col].to_numpy(), rtol=1e-12)
+
+
+def test_safe_unpickler_refuses_arrow_backed_frames(tmp_path):
+    """pandas 3 stores text in Arrow arrays, whose buffers and offsets pyarrow would trust: refused."""
+    p = tmp_path / "routerbench_0shot.pkl"
+    pd.DataFrame({"prompt": ["a", "b"], "x": [1.0, 0.0]}).to_pickle(p)
+    with pytest.raises(DownloadError, match="refusing to unpickle .*Arrow"):
+        safe_load(p)
 
 
 def test_truncated_zip_and_html_page(tmp_path, runner):
@@ -252,7 +300,10 @@ def test_download_over_loopback_http(tmp_path, monkeypatch):
             (base + "model_outputs_Llama-2-7b-hf_5shots.zip", "model_outputs_Llama-2-7b-hf_5shots.zip"),
             (base + "model_outputs_Nope_5shots.zip", "model_outputs_Nope_5shots.zip"),
             (base + "new_leaderboard_processed_20241205.pickle", "new_leaderboard_processed_20241205.pickle")))
-        folder, summary = dl.download("mmlu-pro")
+        with pytest.raises(DownloadError, match="fewer than the bundled copy"):
+            dl.download("mmlu-pro")  # 60 prompts x 4 LLMs would hide the bundled 12,032 x 49 table
+        assert not (dl.unirouter_home() / "datasets" / "mmlu-pro").exists()
+        folder, summary = dl.download("mmlu-pro", replace_bundled=True)
         assert summary["not_found"] == ["model_outputs_Nope_5shots.zip"]
         ds = load_folder(folder)
         assert "Llama-2-7b-hf" in ds.models and len(ds.models) == 4 and ds.n_prompts == 60
@@ -264,3 +315,66 @@ def test_download_over_loopback_http(tmp_path, monkeypatch):
         assert not (tmp_path / "x.pkl").exists()
     finally:
         server.shutdown()
+
+
+def test_bundled_dataset_is_not_hidden_by_a_smaller_download_unless_asked(runner):
+    """Two zips + CARROT give 60 prompts x 5 LLMs: refused over the bundled 12,032 x 49 table; with
+    --replace-bundled it is used, `data list` shows what is really there, `data remove` restores the bundle."""
+    from unirouter_cli.data import resolve
+
+    res = invoke(runner, "download", "mmlu-pro", "--from", FIXTURES / "tiger")
+    assert res.exit_code == 2 and "--replace-bundled" in res.output
+    assert resolve("mmlu-pro")[1].parent.name == "bundled"
+    res = invoke(runner, "download", "mmlu-pro", "--from", FIXTURES / "tiger", "--replace-bundled")
+    assert res.exit_code == 0, res.output
+    assert resolve("mmlu-pro")[1].parent.name == "datasets"
+    row = next(ln for ln in invoke(runner, "data", "list").output.splitlines() if "mmlu-pro" in ln)
+    assert "60" in row and "12,032" not in row and "hides bundled" in row
+    res = invoke(runner, "data", "remove", "mmlu-pro")
+    assert res.exit_code == 0 and "bundled copy" in res.output
+    assert resolve("mmlu-pro")[1].parent.name == "bundled"
+    row = next(ln for ln in invoke(runner, "data", "list").output.splitlines() if "mmlu-pro" in ln)
+    assert "12,032" in row and "bundled" in row
+    res = invoke(runner, "data", "remove", "mmlu-pro")
+    assert res.exit_code == 2 and "bundled" in res.output
+
+
+def test_data_list_counts_come_from_the_folder_not_the_registry(runner):
+    row = lambda: next(ln for ln in invoke(runner, "data", "list").output.splitlines()  # noqa: E731
+                       if ln.split("│")[1:2] and ln.split("│")[1].strip() == "routerbench")
+    assert "(36,497)" in row() and "downloadable" in row()
+    assert invoke(runner, "download", "routerbench", "--from", FIXTURES / "routerbench").exit_code == 0
+    assert " 60 " in row() and "36,497" not in row() and "downloaded" in row()
+
+
+def test_data_list_keeps_numbers_whole_at_80_columns(monkeypatch):
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("COLUMNS", "80")
+    out = CliRunner().invoke(__import__("unirouter_cli.cli", fromlist=["app"]).app, ["data", "list"]).output
+    assert max(len(ln) for ln in out.splitlines()) <= 80
+    assert "12,032" in out and "3,178" in out and "(36,497)" in out
+
+
+def test_dest_replaces_only_a_dataset_folder(tmp_path, runner):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    res = invoke(runner, "download", "routerbench", "--from", FIXTURES / "routerbench", "--dest", mine)
+    assert res.exit_code == 2 and (mine / "notes.txt").read_text() == "keep" and len(list(mine.iterdir())) == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert invoke(runner, "download", "routerbench", "--from", FIXTURES / "routerbench", "--dest", empty).exit_code == 0
+    assert (empty / "dataset.yaml").exists()
+    before = set(p.name for p in tmp_path.iterdir())
+    assert invoke(runner, "download", "routerbench", "--from", FIXTURES / "routerbench", "--dest", empty).exit_code == 0
+    assert set(p.name for p in tmp_path.iterdir()) == before  # no .old / staging folders left beside it
+
+
+def test_data_validate_names_each_path_once(tmp_path, runner):
+    res = invoke(runner, "data", "validate", tmp_path / "nope")
+    first = res.output.splitlines()[0]
+    assert res.exit_code == 2 and first.count(str(tmp_path / "nope")) == 1
+    (tmp_path / "empty").mkdir()
+    res = invoke(runner, "data", "validate", tmp_path / "empty")
+    assert all(ln.count(str(tmp_path / "empty")) == 1 for ln in res.output.splitlines())

@@ -63,7 +63,10 @@ def _row_label(path: Path, i: int) -> str:
 
 
 def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
+    from .io import check_regular
+
     try:
+        check_regular(path, "table")  # a FIFO would block the reader forever
         if path.suffix == ".csv":
             return pd.read_csv(path, dtype={"prompt_id": str, "model": str}, keep_default_na=True,
                                encoding="utf-8")
@@ -72,6 +75,8 @@ def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
         problems.append(Problem(path.name, f"byte {e.start}", "is not valid UTF-8 text"))
     except pd.errors.EmptyDataError:
         problems.append(Problem(path.name, "", "is empty (expected a header and at least one row)"))
+    except DataError as e:  # a FIFO, a directory, a device
+        problems.append(Problem(path.name, "", str(e).split(": ", 1)[-1]))
     except Exception as e:  # noqa: BLE001 - any parser failure is a data problem
         problems.append(Problem(path.name, "", f"cannot be read ({type(e).__name__}: {str(e)[:120]})"))
     return None
@@ -114,12 +119,20 @@ def _numeric(df: pd.DataFrame, col: str, path: Path, problems: list[Problem]) ->
 def read_card(folder: Path, problems: list[Problem]) -> dict:
     path = folder / CARD
     if not path.exists():
-        problems.append(Problem(CARD, "", f"missing in {folder} (expected the dataset card)"))
+        problems.append(Problem(CARD, "", "missing (expected the dataset card)"))
         return {}
+    from .io import YAMLLimitError, load_yaml
+
     try:
-        card = yaml.safe_load(path.read_text(encoding="utf-8"))
+        card = load_yaml(path)
     except UnicodeDecodeError:
         problems.append(Problem(CARD, "", "is not valid UTF-8 text"))
+        return {}
+    except DataError as e:  # a FIFO, a directory
+        problems.append(Problem(CARD, "", str(e).split(": ", 1)[-1]))
+        return {}
+    except YAMLLimitError as e:
+        problems.append(Problem(CARD, "", str(e)))
         return {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -148,14 +161,14 @@ def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.Dat
         p = _find_table(folder, stem)
         if p is None:
             problems.append(Problem(f"{stem}.parquet", "",
-                                    f"missing in {folder} (expected {stem}.parquet or {stem}.csv)"))
+                                    f"missing (expected {stem}.parquet or {stem}.csv)"))
             continue
         paths[stem] = p
     mp = folder / "models.csv"
     if mp.exists():
         paths["models"] = mp
     else:
-        problems.append(Problem("models.csv", "", f"missing in {folder} (expected columns model, cost)"))
+        problems.append(Problem("models.csv", "", "missing (expected columns model, cost)"))
     for stem, p in paths.items():
         df = _read_table(p, problems)
         if df is not None:
@@ -277,7 +290,11 @@ class Dataset:
 
 
 def folder_hash(folder: Path) -> str:
-    """Content hash of the dataset's table files and card (order-independent of mtime)."""
+    """Content hash of the dataset's card, table files and shipped embeddings (``embeddings/*``).
+
+    Independent of mtimes; a changed embedding file changes the hash, so ``evaluate`` refuses a run
+    fitted on other embeddings.
+    """
     from .io import sha256_file
 
     h = hashlib.sha256()
@@ -286,6 +303,13 @@ def folder_hash(folder: Path) -> str:
         if p.is_file() and (name == CARD or name == "models.csv" or name.startswith(("prompts.", "outcomes."))):
             h.update(name.encode())
             h.update(sha256_file(p).encode())
+    emb = folder / "embeddings"
+    if emb.is_dir():
+        for name in sorted(os.listdir(emb)):
+            p = emb / name
+            if p.is_file() and not name.startswith("."):
+                h.update(f"embeddings/{name}".encode())
+                h.update(sha256_file(p).encode())
     return h.hexdigest()[:16]
 
 
@@ -403,14 +427,34 @@ def cached_path(name: str) -> Path | None:
 
 
 def availability(name: str) -> str:
-    parts = []
-    if bundled_path(name):
-        parts.append("bundled")
-    if cached_path(name):
-        parts.append("cached")
-    if REGISTRY[name].downloadable:
-        parts.append("downloadable")
-    return ", ".join(parts)
+    """Where ``name`` comes from on this machine: the folder used first, then what it hides."""
+    cached, bundled = cached_path(name), bundled_path(name)
+    if cached and bundled:
+        return "downloaded (hides bundled)"
+    if cached:
+        return "downloaded"
+    if bundled:
+        return "bundled"
+    return "downloadable" if REGISTRY[name].downloadable else "missing"
+
+
+def folder_counts(folder: Path) -> tuple[int, int]:
+    """(prompts, LLMs) actually in a dataset folder: parquet row counts from the file footer, CSV rows
+    otherwise, models.csv rows. Cheap: no table is loaded."""
+    from .io import check_regular
+
+    def rows(p: Path | None) -> int:
+        if p is None:
+            return 0
+        check_regular(p, "table")
+        if p.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(p).metadata.num_rows)
+        return int(len(pd.read_csv(p, usecols=[0])))
+
+    return rows(_find_table(folder, "prompts")), rows(folder / "models.csv" if (folder / "models.csv").exists()
+                                                       else None)
 
 
 def resolve(spec: str) -> tuple[str, Path]:

@@ -20,6 +20,7 @@ import yaml
 
 from .data import Dataset, unirouter_home
 from .errors import ConfigError, DataError
+from .io import check_regular, load_yaml, yaml_problem
 
 ENCODERS: dict[str, Callable[..., np.ndarray]] = {}
 ENCODER_HELP: dict[str, str] = {}
@@ -103,14 +104,39 @@ def _shipped(ds: Dataset, encoder: str) -> np.ndarray | None:
         return None
     index_file = folder / "index.yaml"
     if index_file.exists():
-        index = yaml.safe_load(index_file.read_text()) or {}
-        entry = index.get(encoder, {})
+        try:
+            index = load_yaml(index_file) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise DataError(f"{index_file}: not valid YAML ({yaml_problem(e)})") from e
+        entry = index.get(encoder, {}) if isinstance(index, dict) else None
+        if not isinstance(entry, dict):
+            raise DataError(f"{index_file}: expected a mapping of encoder -> {{prompt_ids_sha256: ...}}")
         if entry.get("prompt_ids_sha256") not in (None, ids_hash(ds.prompt_ids)):
             raise DataError(f"{f}: embeddings were made for other prompts than {ds.path} lists "
                             "(prompt id hash differs); delete them or re-embed")
-    arr = np.load(f, mmap_mode="r")
-    if arr.ndim != 2 or arr.shape[0] != ds.n_prompts:
-        raise DataError(f"{f}: shape {arr.shape}, expected ({ds.n_prompts}, dim)")
+    return load_embedding_file(f, ds.n_prompts, "delete it or re-embed")
+
+
+def load_embedding_file(f: Path, n_rows: int, hint: str) -> np.ndarray:
+    """A checked (n_rows, dim) float embedding file, memory-mapped.
+
+    Refused with one ``DataError`` naming the file: not a regular file, not a .npy file, truncated,
+    object / text / non-float arrays (no pickles are ever loaded), a wrong shape, NaN or infinity.
+    """
+    check_regular(f, ".npy file")
+    try:
+        arr = np.load(f, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        msg = " ".join(str(e).split())[:80]
+        raise DataError(f"{f}: not a readable .npy array ({type(e).__name__}: {msg}); {hint}") from e
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+        kind = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise DataError(f"{f}: embeddings must be a float array, got {kind}; {hint}")
+    if arr.ndim != 2 or arr.shape[0] != n_rows or arr.shape[1] < 1:
+        raise DataError(f"{f}: shape {arr.shape}, expected ({n_rows}, dim); {hint}")
+    finite = all(np.isfinite(arr[i:i + 65536]).all() for i in range(0, n_rows, 65536))
+    if not finite:
+        raise DataError(f"{f}: embeddings contain NaN or infinite values; {hint}")
     return arr
 
 
@@ -138,8 +164,8 @@ def get_embeddings(ds: Dataset, encoder: str, dtype: type = np.float32) -> np.nd
     arr = _shipped(ds, encoder)
     if arr is None:
         f = cache_file(ds, encoder)
-        if f.exists():
-            arr = np.load(f, mmap_mode="r")
+        if f.exists() or f.is_symlink():
+            arr = load_embedding_file(f, ds.n_prompts, "delete it to recompute")
         else:
             z = compute(ds, encoder)
             from .io import write_npy

@@ -1,8 +1,16 @@
-"""Atomic file writes and small file helpers shared by every stage.
+"""Atomic file writes, safe reads and small file helpers shared by every stage.
 
 Every file unirouter writes goes through ``atomic_write``: the data lands in a temporary file in
 the same directory, is flushed and fsynced, then renamed over the target. A process killed at any
-point leaves either the old file or the new one, never a half-written one.
+point leaves either the old file or the new one, never a half-written one. The temporary file sits
+in a private (mode 0700) directory made for it, so another user who can write the target's
+directory (a shared run directory) cannot swap it for a symbolic link; the final rename replaces
+a link at the target instead of following it.
+
+Reading: ``load_yaml`` parses YAML without aliases (a 1 KB "billion laughs" file expands to
+gigabytes), with a size and a nesting limit; ``check_regular`` refuses FIFOs, devices and
+directories where a data file is expected (reading a FIFO blocks forever); ``read_table`` reads a
+run directory's CSV/parquet file and checks its columns, turning every failure into one line.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,21 +31,27 @@ import yaml
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``."""
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    The temporary file is created (O_EXCL, never through a symbolic link) inside a fresh private
+    directory beside ``path``, so nobody else can replace it between our writes and the rename.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp_path = tmp_dir / path.name
     try:
+        os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())
+        fd = os.open(tmp_path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+            os.fchmod(fd, 0o666 & ~_umask())
+        finally:
+            os.close(fd)
         os.replace(tmp_path, path)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -101,6 +117,114 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def check_regular(path: str | Path, what: str = "file") -> Path:
+    """``path`` if it is a regular file (symbolic links followed); else an error naming it.
+
+    Raises FileNotFoundError for a missing file (callers keep their own "missing" message) and
+    UnirouterError subclass ``DataError`` for a FIFO, device, socket or directory.
+    """
+    from .errors import DataError
+
+    path = Path(path)
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise DataError(f"{path}: is {kind}, expected a {what}")
+    return path
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """A YAML file that uses aliases, is too large or is nested too deeply."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (``*name``, merge keys): nothing can expand."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            mark = event.start_mark
+            raise YAMLLimitError(f"line {mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed "
+                                 "in unirouter files")
+        return super().compose_node(parent, index)
+
+
+YAML_MAX_BYTES = 4 << 20
+
+
+def loads_yaml(text: str) -> Any:
+    """Parse YAML text: safe types only, no aliases, at most ``YAML_MAX_BYTES`` characters."""
+    if len(text) > YAML_MAX_BYTES:
+        raise YAMLLimitError(f"{len(text):,} characters, more than the {YAML_MAX_BYTES:,} unirouter reads")
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise YAMLLimitError("nested too deeply") from None
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read and parse a YAML file a user or a run directory supplies (see ``loads_yaml``).
+
+    Raises OSError (missing file), UnicodeDecodeError, ``DataError`` (a FIFO or directory) or
+    ``yaml.YAMLError`` (including ``YAMLLimitError``), as ``yaml.safe_load(path.read_text())`` would.
+    """
+    path = check_regular(path, "YAML file")
+    if path.stat().st_size > YAML_MAX_BYTES:
+        raise YAMLLimitError(f"{path.stat().st_size:,} bytes, more than the {YAML_MAX_BYTES:,} unirouter reads")
+    return loads_yaml(path.read_text(encoding="utf-8"))
+
+
+def yaml_problem(e: BaseException) -> str:
+    """A short description of a YAML failure: 'line N: what' where PyYAML gives a position."""
+    from .errors import UnirouterError
+
+    if isinstance(e, YAMLLimitError):
+        return str(e)
+    if isinstance(e, UnicodeDecodeError):
+        return "not valid UTF-8 text"
+    if isinstance(e, UnirouterError):  # "PATH: is a FIFO, expected ..." -> "is a FIFO, expected ..."
+        return str(e).split(": ", 1)[-1]
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or type(e).__name__
+    return f"line {mark.line + 1}: {problem}" if mark else str(problem)
+
+
+def read_table(path: str | Path, required: tuple[str, ...] | list[str] = (), numeric: tuple[str, ...] = (),
+               hint: str = "") -> Any:
+    """Read a CSV or parquet file unirouter wrote into a run directory, checking its columns.
+
+    Every failure (missing, empty, truncated, not a table, a missing column, a non-numeric value in
+    a numeric column) is one ``RunDirError`` naming the file; ``hint`` says how to recreate it.
+    """
+    import pandas as pd
+
+    from .errors import DataError, RunDirError
+
+    path = Path(path)
+    tail = f"; {hint}" if hint else ""
+    try:
+        check_regular(path, "table")
+        if path.stat().st_size == 0:
+            raise RunDirError(f"{path}: empty file{tail}")
+        df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: missing{tail}") from None
+    except DataError as e:
+        raise RunDirError(f"{e}{tail}") from None
+    except RunDirError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any parser failure: truncated, corrupt, not a table
+        raise RunDirError(f"{path}: unreadable ({type(e).__name__}: {' '.join(str(e).split())[:80]}){tail}") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise RunDirError(f"{path}: missing column(s) {', '.join(missing)}{tail}")
+    for c in numeric:
+        if c in df.columns and not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])):
+            raise RunDirError(f"{path}: column {c} is not numeric{tail}")
+    return df
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

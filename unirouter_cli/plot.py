@@ -180,7 +180,8 @@ def plot_valsize(metrics: pd.DataFrame, out: Path, title: str) -> Path:
 
 
 def plot_run(run_dir: str | Path, fmt: str = "png", reference: str = "knn") -> list[Path]:
-    import yaml
+    from .io import read_table
+    from .report import read_metrics, read_run_config
 
     run_dir = Path(run_dir)
     if fmt not in ("png", "svg", "pdf"):
@@ -190,10 +191,13 @@ def plot_run(run_dir: str | Path, fmt: str = "png", reference: str = "knn") -> l
     for f in files.values():
         if not f.exists():
             raise RunDirError(f"{f}: missing; run `unirouter evaluate --run-dir {run_dir}` first")
-    metrics = pd.read_csv(files["metrics"])
-    curves = pd.read_parquet(files["curves"])
-    singles = pd.read_parquet(files["singles"])
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    hint = f"rerun `unirouter evaluate --run-dir {run_dir}` to rewrite it"
+    metrics = read_metrics(run_dir)
+    curves = read_table(files["curves"], ("trial", "val_size", "router", "pool", "cost", "quality"),
+                        ("trial", "val_size", "cost", "quality"), hint)
+    singles = read_table(files["singles"], ("trial", "val_size", "pool", "model", "cost", "quality"),
+                         ("trial", "val_size", "cost", "quality"), hint)
+    config = read_run_config(run_dir)
     cost_unit = "?"
     try:
         from .data import load_dataset
@@ -202,6 +206,8 @@ def plot_run(run_dir: str | Path, fmt: str = "png", reference: str = "knn") -> l
     except Exception:  # noqa: BLE001 - the plot does not need the dataset; the unit is a label
         pass
     outdir = run_dir / "plots"
+    if outdir.is_symlink():  # fixed file names would replace files wherever the link points
+        raise RunDirError(f"{outdir}: is a symbolic link; unirouter writes plots only inside the run directory")
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
     name = config.get("dataset_name", "")

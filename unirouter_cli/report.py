@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .errors import ConfigError, RunDirError
-from .io import write_csv, write_text
+from .errors import ConfigError, DataError, RunDirError
+from .io import load_yaml, read_table, write_csv, write_text, yaml_problem
 from .split import universe_line
 
 METRICS = {  # name -> (higher is better, label)
@@ -196,23 +196,45 @@ def _fmt_value(v: object) -> str:
         return str(v)
 
 
-def report_run(run_dir: str | Path, reference: str = "knn", alpha: float = 0.01) -> tuple[Path, Path]:
-    run_dir = Path(run_dir)
+METRIC_NEED = ("trial", "router", "pool", "val_size", "kind", *METRICS, "qnc_reached", "n_pool", "n_test", "n_val",
+               "best_single")
+
+
+def read_metrics(run_dir: Path) -> pd.DataFrame:
+    """metrics.csv of an evaluated run, checked (one RunDirError naming the file otherwise)."""
     mfile = run_dir / "metrics.csv"
     if not mfile.exists():
         raise RunDirError(f"{mfile}: missing; run `unirouter evaluate --run-dir {run_dir}` first")
+    hint = f"rerun `unirouter evaluate --run-dir {run_dir}` to rewrite it"
+    metrics = read_table(mfile, METRIC_NEED, ("trial", "val_size", *METRICS, "n_pool", "n_test", "n_val",
+                                                "best_single"), hint)
+    if metrics.empty:
+        raise RunDirError(f"{mfile}: no rows; {hint}")
+    return metrics
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """config.yaml as a mapping for labels ({} if absent); a corrupt file is one RunDirError."""
+    f = run_dir / "config.yaml"
+    if not f.exists():
+        return {}
     try:
-        metrics = pd.read_csv(mfile)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise RunDirError(f"{mfile}: unreadable ({type(e).__name__})") from e
-    need = {"trial", "router", "pool", "val_size", "kind", *METRICS, "qnc_reached", "n_pool", "n_test", "n_val",
-            "best_single"}
-    missing = sorted(need - set(metrics.columns))
-    if missing:
-        raise RunDirError(f"{mfile}: missing column(s) {', '.join(missing)}; written by another unirouter version?")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+        d = load_yaml(f)
+    except (yaml.YAMLError, UnicodeDecodeError, DataError) as e:
+        raise RunDirError(f"{f}: not valid YAML ({yaml_problem(e)})") from e
+    if not isinstance(d, dict):
+        raise RunDirError(f"{f}: expected a mapping")
+    return d
+
+
+def report_run(run_dir: str | Path, reference: str = "knn", alpha: float = 0.01) -> tuple[Path, Path]:
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    config = read_run_config(run_dir)
     hfile = run_dir / "hyperparams.csv"
-    hyper = pd.read_csv(hfile) if hfile.exists() and hfile.stat().st_size > 0 else None
+    hyper = (read_table(hfile, ("trial", "val_size", "router", "name", "value"), ("trial", "val_size"),
+                        "delete it or refit into a new --run-dir") if hfile.exists() and hfile.stat().st_size > 0
+             else None)
     summary = summarise(metrics, reference, alpha)
     sfile = write_csv(run_dir / "summary.csv", summary)
     rfile = write_text(run_dir / "report.md", render_markdown(summary, metrics, config, hyper, alpha, reference))

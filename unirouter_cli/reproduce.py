@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 
 from .errors import ConfigError
-from .io import write_text
+from .io import load_yaml, write_text, yaml_problem
 from .plot import plot_run
 from .report import report_run
 from .rundir import RunConfig, evaluate_run, fit_run
@@ -32,11 +32,11 @@ def find_presets(configs: list[Path] | None) -> list[Path]:
 
 def load_preset(path: Path) -> tuple[dict, RunConfig]:
     try:
-        d = yaml.safe_load(path.read_text(encoding="utf-8"))
+        d = load_yaml(path)
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: preset not found") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML") from e
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(e)})") from e
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: expected a mapping")
     if d.get("version") != 1:

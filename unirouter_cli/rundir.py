@@ -32,9 +32,19 @@ import yaml
 from . import __version__
 from .data import Dataset, folder_hash, load_dataset, resolve
 from .embed import check_encoder, get_embeddings
-from .errors import ConfigError, RunDirError
+from .errors import ConfigError, DataError, RunDirError
 from .evaluate import CATEGORY_COLUMNS, POOLS, evaluate_trial, fit_trial
-from .io import write_csv, write_json, write_npz, write_parquet, write_yaml
+from .io import (
+    check_regular,
+    load_yaml,
+    read_table,
+    write_csv,
+    write_json,
+    write_npz,
+    write_parquet,
+    write_yaml,
+    yaml_problem,
+)
 from .probes import check_strategy
 from .routers import check_routers, get_spec, make_router, resolve_params
 from .split import SplitConfig, Trial, make_trial, universe_line
@@ -106,7 +116,7 @@ class RunConfig:
                        router_params=dict(d.get("router_params") or {}), dataset_name=d.get("dataset_name", ""),
                        dataset_path=d.get("dataset_path", ""), dataset_hash=d.get("dataset_hash", ""),
                        universe=dict(d.get("universe") or {}), skipped_routers=dict(d.get("skipped_routers") or {}))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise ConfigError(f"{where}: {e}") from e
 
 
@@ -126,6 +136,61 @@ class Task:
     @property
     def val_size_column(self) -> int:
         return -1 if self.val_size is None else self.val_size
+
+
+def _why(e: BaseException) -> str:
+    msg = " ".join(str(e).split())[:80]
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+MAX_NPZ_MEMBER = 4 << 30  # bytes of one array in a router state (a 10 MB .npz could inflate to 10 GB)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a run directory's .npz (no pickles, each at most ``MAX_NPZ_MEMBER`` bytes
+    inflated); a corrupt file is one RunDirError naming it."""
+    import zipfile
+    import zlib
+
+    try:
+        with np.load(check_regular(path, ".npz file"), allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            big = [i.filename for i in z.zip.infolist() if i.file_size > MAX_NPZ_MEMBER]
+            if big:
+                raise RunDirError(f"{path}: member {big[0]} inflates to more than {MAX_NPZ_MEMBER:,} bytes; "
+                                  "refit this run")
+            return {k: z[k] for k in z.files}
+    except DataError as e:  # a FIFO, a directory
+        raise RunDirError(f"{e}; refit this run") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise RunDirError(f"{path}: missing or unreadable ({_why(e)}); refit this run") from e
+
+
+def open_lock_file(path: Path):  # noqa: ANN201 - a text file object
+    """Open (create) a run directory's lock file without following a symbolic link at ``path``.
+
+    A lock file that is a link, a FIFO, a directory or has other hard links is refused: truncating
+    it would write through to a file someone else chose.
+    """
+    import errno
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RunDirError(f"{path}: is a symbolic link; unirouter does not follow it (remove it if you "
+                              "did not put it there)") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"has {st.st_nlink} hard links"
+        raise RunDirError(f"{path}: {what}; unirouter does not write through it (remove it if you did not put it "
+                          "there)")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a+")
 
 
 def prepare(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
@@ -192,7 +257,11 @@ class RunDir:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         self.path.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path / ".lock", "a+")
+        for sub in ("trials", "eval", "plots"):  # we write fixed names in them: never through a link
+            if (self.path / sub).is_symlink():
+                raise RunDirError(f"{self.path / sub}: is a symbolic link; unirouter writes only inside the run "
+                                  "directory (remove the link)")
+        fh = open_lock_file(self.path / ".lock")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -217,15 +286,20 @@ class RunDir:
         if not self.config_file.exists():
             raise RunDirError(f"{self.config_file}: missing; run `unirouter fit --run-dir {self.path}` first")
         try:
-            d = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise RunDirError(f"{self.config_file}: not valid YAML ({type(e).__name__})") from e
+            d = load_yaml(self.config_file)
+        except (yaml.YAMLError, UnicodeDecodeError, DataError) as e:
+            raise RunDirError(f"{self.config_file}: not valid YAML ({yaml_problem(e)})") from e
         if not isinstance(d, dict):
             raise RunDirError(f"{self.config_file}: expected a mapping")
         if d.get("config_version") != CONFIG_VERSION:
             raise RunDirError(f"{self.config_file}: config_version {d.get('config_version')!r}, this unirouter "
                               f"reads version {CONFIG_VERSION}; refit with this version")
-        return RunConfig.from_dict(d, str(self.config_file))
+        try:
+            return RunConfig.from_dict(d, str(self.config_file))
+        except ConfigError as e:
+            raise RunDirError(str(e)) from None
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as e:
+            raise RunDirError(f"{self.config_file}: malformed ({_why(e)})") from e
 
     # ---- per-task state -------------------------------------------------------------------
     def save_fit(self, task: Task, trial: Trial, routers: dict, seconds: dict) -> None:
@@ -241,37 +315,47 @@ class RunDir:
         write_json(d / "fit.json", {"routers": list(routers), "seconds": seconds, "hyperparams": hyper})
 
     def is_fitted(self, task: Task, routers: list[str]) -> bool:
+        """True if the task's fit.json is complete for ``routers`` (a corrupt one means: fit again)."""
         f = self.task_dir(task) / "fit.json"
         if not f.exists():
             return False
         try:
-            return json.loads(f.read_text())["routers"] == list(routers)
-        except (json.JSONDecodeError, KeyError):
+            info = json.loads(check_regular(f, "JSON file").read_text(encoding="utf-8"))
+        except (OSError, ValueError, DataError):
             return False
+        return (isinstance(info, dict) and info.get("routers") == list(routers)
+                and isinstance(info.get("seconds"), dict) and isinstance(info.get("hyperparams"), dict)
+                and all(isinstance(h, dict) for h in info["hyperparams"].values()))
 
     def load_fit(self, ds: Dataset, cfg: RunConfig, task: Task, X: np.ndarray) -> tuple[Trial, dict]:
         d = self.task_dir(task)
         if not (d / "fit.json").exists():
             raise RunDirError(f"{d}: not fitted (fit.json missing); run `unirouter fit --resume --run-dir {self.path}`")
         trial = trial_for(ds, cfg, task, X)
-        try:
-            with np.load(d / "split.npz") as z:
-                same = all(np.array_equal(z[k], getattr(trial, k)) for k in
-                           ("train", "val", "test", "train_models", "test_models"))
-        except (OSError, ValueError, KeyError) as e:
-            raise RunDirError(f"{d / 'split.npz'}: unreadable ({type(e).__name__})") from e
-        if not same:
+        split = _read_npz(d / "split.npz")
+        keys = ("train", "val", "test", "train_models", "test_models")
+        if any(k not in split for k in keys):
+            raise RunDirError(f"{d / 'split.npz'}: lacks array(s) {', '.join(k for k in keys if k not in split)}; "
+                              "refit this run")
+        if not all(np.array_equal(split[k], getattr(trial, k)) for k in keys):
             raise RunDirError(f"{d / 'split.npz'}: recorded split differs from the one the config gives")
         routers = {}
         for name in cfg.routers:
+            jf = d / f"{name}.json"
             try:
-                meta = json.loads((d / f"{name}.json").read_text())
-                with np.load(d / f"{name}.npz", allow_pickle=False) as z:
-                    arrays = {k: z[k] for k in z.files}
-            except (OSError, ValueError, json.JSONDecodeError) as e:
-                raise RunDirError(f"{d / name}.npz/.json: missing or unreadable ({type(e).__name__}); "
+                meta = json.loads(check_regular(jf, "JSON file").read_text(encoding="utf-8"))
+            except DataError as e:
+                raise RunDirError(f"{e}; refit this run") from None
+            except (OSError, ValueError) as e:
+                raise RunDirError(f"{jf}: missing or unreadable ({_why(e)}); refit this run") from e
+            if not isinstance(meta, dict):
+                raise RunDirError(f"{jf}: expected a JSON object (router parameters); refit this run")
+            arrays = _read_npz(d / f"{name}.npz")
+            try:
+                routers[name] = make_router(name).load_state(meta, arrays)
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+                raise RunDirError(f"{d / name}.npz/.json: router state does not fit {name} ({_why(e)}); "
                                   "refit this run") from e
-            routers[name] = make_router(name).load_state(meta, arrays)
         return trial, routers
 
     def eval_file(self, pool: str, task: Task) -> Path:
@@ -462,6 +546,41 @@ def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: 
     return rd
 
 
+_EVAL_PARTS = {"metrics": METRIC_COLUMNS,
+               "curve": ["trial", "val_size", "probe_strategy", "router", "pool", "cost", "quality"],
+               "single": ["trial", "val_size", "probe_strategy", "pool", "model", "cost", "quality"],
+               "category": CATEGORY_COLUMNS}
+_EVAL_NUMERIC = ("trial", "val_size", "area", "area_50", "qnc", "aiq", "apgr", "best_single", "max_quality", "n_test",
+                 "n_val", "n_train", "n_pool", "n_points", "cost", "quality")
+
+
+def read_eval_file(f: Path, cfg: RunConfig, pool: str, task: Task) -> pd.DataFrame:
+    """One task's evaluation file, checked: every part and column, this task's trial, validation size,
+    probe strategy and pool, one metrics row per router of the run. Anything else is one RunDirError
+    naming the file (a valid parquet with other content must not silently drop a trial)."""
+    hint = "delete it and rerun evaluate"
+    cols = sorted({"part", *(c for k, cs in _EVAL_PARTS.items() if k != "category" for c in cs)})
+    df = read_table(f, cols, tuple(c for c in _EVAL_NUMERIC if c in cols), hint)
+    parts = set(df["part"].astype(str))
+    if not parts <= set(_EVAL_PARTS) or "metrics" not in parts:
+        raise RunDirError(f"{f}: not an evaluation file of this unirouter (parts {', '.join(sorted(parts))}); {hint}")
+    if "category" in parts and (missing := [c for c in CATEGORY_COLUMNS if c not in df.columns]):
+        raise RunDirError(f"{f}: missing column(s) {', '.join(missing)}; {hint}")
+    m = df[df["part"] == "metrics"]
+    strategy = task.strategy or cfg.split.probe_strategy
+    for col, want in (("trial", task.trial), ("val_size", task.val_size_column), ("probe_strategy", strategy),
+                      ("pool", pool)):
+        if not (df[col] == want).all():
+            raise RunDirError(f"{f}: holds rows of another task (column {col} is not {want}); {hint}")
+    if sorted(m["router"].astype(str)) != sorted(cfg.routers):
+        raise RunDirError(f"{f}: metrics for router(s) {', '.join(map(str, m['router']))}, expected "
+                          f"{', '.join(cfg.routers)}; {hint}")
+    for c in ("n_test", "n_val", "n_train", "n_pool", "n_points"):
+        if not np.isfinite(m[c].to_numpy(dtype=float)).all():
+            raise RunDirError(f"{f}: column {c} has missing values; {hint}")
+    return df
+
+
 def merge(rd: RunDir, cfg: RunConfig, pools: list[str]) -> None:
     """Collect per-task evaluation files into metrics.csv, curves.parquet, singles.parquet and
     by_category.csv: the pools of this call plus every pool evaluated earlier (all its files present)."""
@@ -469,11 +588,7 @@ def merge(rd: RunDir, cfg: RunConfig, pools: list[str]) -> None:
     parts = []
     for p in pools:
         for task in cfg.tasks():
-            f = rd.eval_file(p, task)
-            try:
-                parts.append(pd.read_parquet(f))
-            except (OSError, ValueError) as e:
-                raise RunDirError(f"{f}: unreadable ({type(e).__name__}); delete it and rerun evaluate") from e
+            parts.append(read_eval_file(rd.eval_file(p, task), cfg, p, task))
     table = pd.concat(parts, ignore_index=True)
     order = {r: i for i, r in enumerate(cfg.routers)}
     pool_order = {p: i for i, p in enumerate(POOLS)}

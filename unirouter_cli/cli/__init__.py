@@ -1,8 +1,9 @@
 """The ``unirouter`` command: one Typer app composed from one module per command group.
 
 Error boundary: every command runs inside ``boundary``; a known error (``UnirouterError``, a
-missing file, a full disk) prints one line ``error: ...`` to stderr and exits with code 2.
-``UNIROUTER_DEBUG=1`` re-raises it so the traceback shows.
+missing file, a full disk) prints one line ``error: ...`` to stderr and exits with code 2; a bug
+prints one "internal error" line naming the file with its traceback and exits with code 1.
+``UNIROUTER_DEBUG=1`` re-raises instead so the traceback shows.
 """
 
 from __future__ import annotations

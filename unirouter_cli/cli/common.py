@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from .. import __version__
 from ..errors import UnirouterError
 
 
@@ -25,24 +26,91 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
+def _click_flow() -> tuple[type[BaseException], ...]:
+    """Click's own control-flow exceptions (typer >= 0.20 vendors click as typer._click)."""
+    out: list[type[BaseException]] = [getattr(typer, n) for n in ("Exit", "Abort") if hasattr(typer, n)]
+    for mod in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            ex = __import__(mod, fromlist=["ClickException"])
+        except ImportError:
+            continue
+        out += [getattr(ex, n) for n in ("ClickException", "Abort", "Exit") if hasattr(ex, n)]
+    return tuple(out)
+
+
+_CLICK_FLOW = _click_flow()
+
+
 def boundary(fn: Callable) -> Callable:
-    """Known errors -> one line on stderr, exit code 2 (UNIROUTER_DEBUG=1 shows the traceback)."""
+    """The one error boundary of every command.
+
+    - a known error (``UnirouterError``: bad data, options, run directory, download), a file system
+      error (``OSError``: missing file, permission, full disk) or running out of memory: one line
+      ``error: ...`` on stderr, exit code 2;
+    - Ctrl-C: one line, exit code 130;
+    - anything else is a bug in unirouter: one line ``error: internal error (this is a bug): ...``
+      naming a file that holds the traceback, exit code 1.
+
+    ``UNIROUTER_DEBUG=1`` re-raises instead, so the traceback shows.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except _CLICK_FLOW:  # usage errors and exits: the root command prints them
+            raise
         except (UnirouterError, OSError, MemoryError) as e:
             if os.environ.get("UNIROUTER_DEBUG"):
                 raise
-            msg = " ".join(str(e).split()) or type(e).__name__
-            print(f"error: {msg}", file=sys.stderr)
+            print(f"error: {_one_line(e)}", file=sys.stderr)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             print("error: interrupted (finished trials are kept; rerun with --resume)", file=sys.stderr)
             raise typer.Exit(130) from None
+        except Exception as e:  # noqa: BLE001 - the boundary: a bug gets a short line and a saved traceback
+            if os.environ.get("UNIROUTER_DEBUG"):
+                raise
+            where = _save_traceback(e)
+            print(f"error: internal error (this is a bug): {type(e).__name__}: {_one_line(e)[:200]}; "
+                  f"traceback written to {where} (UNIROUTER_DEBUG=1 shows it)", file=sys.stderr)
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line, control characters (newlines, terminal escapes) made visible."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        target = f" -> {e.filename2}" if e.filename2 is not None else ""
+        msg = f"{e.filename}{target}: {e.strerror}"
+    elif isinstance(e, MemoryError):
+        msg = f"out of memory{(': ' + str(e)) if str(e) else ''}"
+    else:
+        msg = str(e) or type(e).__name__
+    msg = " ".join(msg.split())
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in msg)
+
+
+def _save_traceback(e: BaseException) -> str:
+    """Write the traceback of ``e`` to $UNIROUTER_HOME/crash-<time>-<pid>.txt (else the temp folder)."""
+    import tempfile
+    import time
+    import traceback
+    from pathlib import Path
+
+    from ..data import unirouter_home
+    from ..io import write_text
+
+    text = (f"unirouter {__version__} crashed running: {' '.join(sys.argv)}\n\n"
+            + "".join(traceback.format_exception(type(e), e, e.__traceback__)))
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    for folder in (unirouter_home(), Path(tempfile.gettempdir())):
+        try:
+            return str(write_text(folder / name, text))
+        except Exception:  # noqa: BLE001, S112 - try the next place
+            continue
+    return "(nowhere: no writable folder)"
 
 
 def info(msg: str) -> None:

@@ -1,4 +1,4 @@
-"""``unirouter data list|validate|info`` and ``unirouter download``."""
+"""``unirouter data list|validate|info|remove`` and ``unirouter download``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..data import REGISTRY, availability, load_dataset, validate_folder
+from ..data import REGISTRY, availability, bundled_path, cached_path, folder_counts, load_dataset, validate_folder
 from ..download import download as do_download
+from ..download import remove_download
 from .common import boundary, console, info
 
 app = typer.Typer(help="List, validate and inspect routing tables.", no_args_is_help=True)
@@ -17,17 +18,31 @@ app = typer.Typer(help="List, validate and inspect routing tables.", no_args_is_
 @app.command("list")
 @boundary
 def list_cmd() -> None:
-    """List the registered datasets and whether each is bundled, cached or downloadable.
+    """List the registered datasets: what is on this machine (counted from the folder a command would
+    use: a download, else the bundled copy) and what can be downloaded (upstream sizes in parentheses).
 
     Example: unirouter data list
     """
-    t = Table(title="unirouter datasets")
+    t = Table(title="unirouter datasets", caption="(n) = upstream size, not on this machine")
     t.add_column("name", no_wrap=True)
-    for col in ("prompts", "LLMs", "cost unit", "license", "source"):
-        t.add_column(col, overflow="fold")
+    t.add_column("prompts", no_wrap=True, justify="right")
+    t.add_column("LLMs", no_wrap=True, justify="right")
     t.add_column("status", no_wrap=True)
+    t.add_column("cost unit", ratio=1)
+    wide = console.width >= 110  # on a narrow terminal the source (also in `data info`) is left out
+    if wide:
+        t.add_column("source", ratio=1)
     for d in REGISTRY.values():
-        t.add_row(d.name, d.prompts, d.llms, d.cost_unit, d.license, d.source, availability(d.name))
+        folder = cached_path(d.name) or bundled_path(d.name)
+        if folder is not None:
+            try:
+                n_prompts, n_models = folder_counts(folder)
+                prompts, llms = f"{n_prompts:,}", str(n_models)
+            except Exception:  # noqa: BLE001 - a damaged copy is listed, `data validate` says what is wrong
+                prompts, llms = "?", "?"
+        else:
+            prompts, llms = f"({d.prompts})", f"({d.llms})"
+        t.add_row(d.name, prompts, llms, availability(d.name), d.cost_unit, *([d.source] if wide else []))
     console.print(t)
 
 
@@ -43,7 +58,8 @@ def validate_cmd(
     problems, tables, card = validate_folder(path)
     if problems:
         for p in problems:
-            typer.echo(f"error: {path}/{p}", err=True)
+            where = p if p.file == str(path) else f"{path / p.file}{str(p)[len(p.file):]}"
+            typer.echo(f"error: {where}", err=True)
         typer.echo(f"{len(problems)} problem(s) in {path}", err=True)
         raise typer.Exit(2)
     n = {k: len(v) for k, v in tables.items()}
@@ -98,19 +114,34 @@ def info_cmd(
                   f"left out: {len(u.dropped)} LLM(s), {u.n_prompts_out:,} prompt(s).")
 
 
+@app.command("remove")
+@boundary
+def remove_cmd(name: str = typer.Argument(..., help="A registered dataset with a downloaded copy.")) -> None:
+    """Delete the downloaded copy of a dataset from $UNIROUTER_HOME/datasets (bundled data stays).
+
+    Example: unirouter data remove routerbench
+    """
+    folder = remove_download(name)
+    left = bundled_path(name)
+    typer.echo(f"removed {folder}" + (f"; {name} now uses the bundled copy" if left else ""))
+
+
 def register(root: typer.Typer) -> None:
     @root.command("download")
     @boundary
     def download_cmd(
         name: str = typer.Argument(..., help="mmlu-pro, routerbench, embedllm or sprout."),
         from_dir: Path | None = typer.Option(None, "--from", help="Convert upstream files already in this folder."),
-        dest: Path | None = typer.Option(None, "--dest", help="Write here instead of $UNIROUTER_HOME/datasets/NAME."),
+        dest: Path | None = typer.Option(None, "--dest", help="Write here instead of $UNIROUTER_HOME/datasets/NAME "
+                                         "(a new or empty folder, or a unirouter dataset folder to replace)."),
+        replace_bundled: bool = typer.Option(False, "--replace-bundled", help="Let a download with fewer prompts or "
+                                             "LLMs than the bundled copy hide it."),
     ) -> None:
         """Fetch a public routing table, convert it to the dataset folder format and verify it.
 
         Example: unirouter download mmlu-pro --from ../shared/raw-samples/tiger-mmlu-pro
         """
-        folder, summary = do_download(name, from_dir, dest, progress=info)
+        folder, summary = do_download(name, from_dir, dest, progress=info, replace_bundled=replace_bundled)
         typer.echo(f"ok: {folder}: {summary['prompts']} prompts, {summary['models']} models, "
                    f"{summary['outcomes']} outcomes")
         if summary.get("not_found"):

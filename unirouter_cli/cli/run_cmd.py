@@ -8,6 +8,7 @@ import typer
 import yaml
 
 from ..errors import ConfigError
+from ..io import load_yaml, loads_yaml, yaml_problem
 from ..rundir import RunConfig, evaluate_run, fit_run
 from ..split import SplitConfig
 from .common import boundary, info, progress_factory
@@ -22,7 +23,10 @@ def parse_params(items: list[str]) -> dict[str, dict]:
             raise ConfigError(f"--param {it!r}: expected ROUTER.NAME=VALUE, e.g. uniroute-kmeans.K=16")
         key, val = it.split("=", 1)
         router, name = key.split(".", 1)
-        out.setdefault(router, {})[name] = yaml.safe_load(val)
+        try:
+            out.setdefault(router, {})[name] = loads_yaml(val)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--param {it!r}: value is not valid YAML ({yaml_problem(e)})") from e
     return out
 
 
@@ -39,11 +43,11 @@ def parse_int_list(option: str, text: str) -> list[int]:
 
 def load_config_file(path: Path) -> dict:
     try:
-        d = yaml.safe_load(path.read_text(encoding="utf-8"))
+        d = load_yaml(path)
     except FileNotFoundError as e:
         raise ConfigError(f"--config {path}: file not found") from e
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--config {path}: not valid YAML") from e
+        raise ConfigError(f"--config {path}: not valid YAML ({yaml_problem(e)})") from e
     if not isinstance(d, dict):
         raise ConfigError(f"--config {path}: expected a mapping of options")
     for key in ("name", "description", "version", "pools", "reference"):  # preset-only keys
