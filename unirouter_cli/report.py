@@ -1,12 +1,27 @@
-"""Stage 7a - reports: summary statistics, paired sign tests, the paper's numbers side by side.
+"""Stage 7a - reports: summary statistics, paired sign tests, real cost units, per-category tables.
 
-``summarise`` gives, per pool / validation size / router / metric: mean, 95% t-interval over
-trials, and a two-sided paired sign test against a reference router (ties dropped), marked
-``+`` (significantly better) or ``-`` (significantly worse) at ``alpha`` (default 0.01, the paper's).
+``summarise`` gives, per view (pool / validation size / probe strategy), router and metric: the
+mean, a 95% t-interval over trials (clipped to the metric's range, e.g. QNC to [0, 100%]) and a
+two-sided paired sign test against a reference router (ties dropped), marked ``+`` (significantly
+better) or ``-`` (significantly worse) at ``alpha`` (default 0.01, the paper's). The reference is
+``knn`` when the run has it, else ``zero`` (``default_reference``).
+
+Costs in real units: ``cost_max`` (metrics.csv) is the per-trial normaliser, the mean over test
+prompts of the largest pool cost, in the dataset card's ``cost_unit``. ``qnc_cost = qnc * cost_max``
+is the mean cost per query at which a router matches the best single test LLM.
+
+``report_run`` writes report.md, summary.csv, summary.json (summary.csv's rows, the per-category
+summary, the run config and library versions) and report.html (report.md with the figures in
+DIR/plots/ embedded as base64, one self-contained file).
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import json
+import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +36,15 @@ METRICS = {  # name -> (higher is better, label)
     "area": (True, "Area"),
     "area_50": (True, "Area(50%)"),
     "qnc": (False, "QNC"),
-    "aiq": (True, "AIQ"),
+    "qnc_cost": (False, "cost to match"),
+    "aiq": (True, "HullArea"),
     "apgr": (True, "APGR"),
 }
+CATEGORY_METRICS = ("area", "area_50", "qnc")
+RANGES = {"area": (0.0, 1.0), "area_50": (0.0, 0.5), "qnc": (0.0, 1.0), "qnc_cost": (0.0, math.inf),
+          "aiq": (0.0, 1.0)}  # an interval of a bounded metric is clipped to its range
+VIEW_KEYS = ["pool", "val_size", "probe_strategy"]
+REFERENCE_PREFERENCE = ("knn", "zero")
 
 # The paper's v2 numbers for unseen LLMs (METHOD.md); keyed by dataset name.
 PAPER = {
@@ -37,6 +58,9 @@ PAPER = {
 }
 
 
+# ------------------------------------------------------------------------------------------------
+# statistics
+# ------------------------------------------------------------------------------------------------
 def sign_test(a: np.ndarray, b: np.ndarray, higher_better: bool) -> tuple[int, int, float]:
     """Paired two-sided sign test of a vs b: (wins of a, losses of a, p-value); ties dropped."""
     from scipy.stats import binomtest
@@ -49,39 +73,78 @@ def sign_test(a: np.ndarray, b: np.ndarray, higher_better: bool) -> tuple[int, i
     return wins, losses, float(binomtest(wins, wins + losses, 0.5).pvalue)
 
 
-def ci95(x: np.ndarray) -> tuple[float, float, float]:
+def t_halfwidth(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Half-width of the 95% t-interval of the mean along ``axis`` (0 with fewer than 2 values)."""
     from scipy.stats import t as student_t
 
+    x = np.asarray(x, dtype=float)
+    n = x.shape[axis]
+    if n < 2:
+        return np.zeros(np.delete(x.shape, axis)) if x.ndim > 1 else np.float64(0.0)
+    return student_t.ppf(0.975, n - 1) * x.std(axis=axis, ddof=1) / np.sqrt(n)
+
+
+def ci95(x: np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high) of the finite values: a 95% t-interval of the mean."""
+    x = np.asarray(x, dtype=float)
     x = x[np.isfinite(x)]
     if len(x) == 0:
         return float("nan"), float("nan"), float("nan")
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, m, m
-    h = float(student_t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    m, h = float(x.mean()), float(t_halfwidth(x))
     return m, m - h, m + h
 
 
-def summarise(metrics: pd.DataFrame, reference: str = "knn", alpha: float = 0.01) -> pd.DataFrame:
+def default_reference(metrics: pd.DataFrame) -> str:
+    """``knn`` if the run has it, else ``zero``, else its first router that is not a bound."""
+    routers = list(dict.fromkeys(metrics["router"]))
+    for r in REFERENCE_PREFERENCE:
+        if r in routers:
+            return r
+    kinds = metrics.groupby("router", sort=False)["kind"].first()
+    return next((r for r in routers if kinds.get(r) != "bound"), routers[0])
+
+
+def with_derived(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Add ``qnc_cost`` (QNC in the dataset's cost unit) and, for older runs, ``probe_strategy``."""
+    out = metrics.copy()
+    if "probe_strategy" not in out:
+        out["probe_strategy"] = "random"
+    if "cost_max" in out and "qnc" in out:
+        out["qnc_cost"] = out["qnc"] * out["cost_max"]
+    return out
+
+
+def summarise(metrics: pd.DataFrame, reference: str | None = None, alpha: float = 0.01,
+              extra_keys: tuple[str, ...] = (), metric_names: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One row per view (+ ``extra_keys``, e.g. category), router and metric; see the module doc."""
+    metrics = with_derived(metrics)
+    reference = reference or default_reference(metrics)
     if reference not in set(metrics["router"]):
         raise ConfigError(f"reference router {reference!r} is not in this run "
                           f"(routers: {', '.join(dict.fromkeys(metrics['router']))})")
-    rows = []
+    names = [m for m in (metric_names or METRICS) if m in metrics.columns]
+    keys = VIEW_KEYS + list(extra_keys)
     order = list(dict.fromkeys(metrics["router"]))
-    for (pool, vs), grp in metrics.groupby(["pool", "val_size"], sort=False):
+    rows = []
+    for vals, grp in metrics.groupby(keys, sort=False):
         ref = grp[grp["router"] == reference].set_index("trial")
         for router in order:
             g = grp[grp["router"] == router].set_index("trial")
             if g.empty:
                 continue
-            kind = g["kind"].iloc[0]
-            for metric, (hb, _label) in METRICS.items():
+            base = dict(zip(keys, vals, strict=True))
+            base.update({"val_size": int(base["val_size"]), "router": router, "kind": g["kind"].iloc[0]})
+            if "n_test" in g and extra_keys:
+                base["n_test"] = int(g["n_test"].median())
+            for metric in names:
+                hb = METRICS[metric][0]
                 x = g[metric].to_numpy(dtype=float)
                 m, lo, hi = ci95(x)
-                row = {"pool": pool, "val_size": int(vs), "router": router, "kind": kind, "metric": metric,
-                       "mean": m, "ci_low": lo, "ci_high": hi, "n_trials": int(np.isfinite(x).sum()),
-                       "reference": reference, "wins": np.nan, "losses": np.nan, "p_value": np.nan, "mark": ""}
-                if router != reference:
+                lo, hi = _clip(metric, lo, hi)
+                row = {**base, "metric": metric, "mean": m, "ci_low": lo, "ci_high": hi,
+                       "n_trials": int(np.isfinite(x).sum()), "reference": reference, "wins": np.nan,
+                       "losses": np.nan, "p_value": np.nan, "mark": ""}
+                if router != reference and not ref.empty:
                     common = g.index.intersection(ref.index)
                     w, lo_, p = sign_test(g.loc[common, metric].to_numpy(float),
                                           ref.loc[common, metric].to_numpy(float), hb)
@@ -91,6 +154,115 @@ def summarise(metrics: pd.DataFrame, reference: str = "knn", alpha: float = 0.01
     return pd.DataFrame(rows)
 
 
+def _clip(metric: str, lo: float, hi: float) -> tuple[float, float]:
+    a, b = RANGES.get(metric, (-math.inf, math.inf))
+    return (min(max(lo, a), b), min(max(hi, a), b)) if np.isfinite(lo) else (lo, hi)
+
+
+def pool_costs(metrics: pd.DataFrame, singles: pd.DataFrame | None) -> dict[str, float]:
+    """Per view: mean over trials of the normaliser (largest pool cost) and of the best single test
+    LLM's own cost per query (the most accurate LLM, ties to the cheaper), both in the cost unit."""
+    if "cost_max" not in metrics:
+        return {}
+    per_trial = metrics.groupby("trial")["cost_max"].first()
+    out = {"cost_max": float(per_trial.mean())}
+    if singles is not None and len(singles):
+        best = singles.sort_values(["trial", "quality", "cost"], ascending=[True, False, True]).groupby("trial").first()
+        common = best.index.intersection(per_trial.index)
+        out["best_single_cost"] = float((best.loc[common, "cost"] * per_trial.loc[common]).mean())
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# reading a run
+# ------------------------------------------------------------------------------------------------
+METRIC_NEED = ("trial", "router", "pool", "val_size", "kind", "area", "area_50", "qnc", "aiq", "apgr",
+               "qnc_reached", "n_pool", "n_test", "n_val", "best_single")
+
+
+def read_metrics(run_dir: Path) -> pd.DataFrame:
+    """metrics.csv of an evaluated run, checked (one RunDirError naming the file otherwise)."""
+    mfile = run_dir / "metrics.csv"
+    if not mfile.exists():
+        raise RunDirError(f"{mfile}: missing; run `unirouter evaluate --run-dir {run_dir}` first")
+    hint = f"rerun `unirouter evaluate --run-dir {run_dir}` to rewrite it"
+    metrics = read_table(mfile, METRIC_NEED, tuple(c for c in METRIC_NEED if c not in ("router", "pool", "kind")),
+                         hint)
+    if metrics.empty:
+        raise RunDirError(f"{mfile}: no rows; {hint}")
+    return with_derived(metrics)
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """config.yaml as a mapping for labels ({} if absent); a corrupt file is one RunDirError."""
+    f = run_dir / "config.yaml"
+    if not f.exists():
+        return {}
+    try:
+        d = load_yaml(f)
+    except (yaml.YAMLError, UnicodeDecodeError, DataError) as e:
+        raise RunDirError(f"{f}: not valid YAML ({yaml_problem(e)})") from e
+    if not isinstance(d, dict):
+        raise RunDirError(f"{f}: expected a mapping")
+    return d
+
+
+OPTIONAL_TABLES = {  # file -> (required columns, numeric columns, how to recreate it)
+    "hyperparams.csv": (("trial", "val_size", "router", "name", "value"), ("trial", "val_size"),
+                        "delete it or refit into a new --run-dir"),
+    "singles.parquet": (("trial", "val_size", "pool", "model", "cost", "quality"),
+                        ("trial", "val_size", "cost", "quality"), "rerun `unirouter evaluate` to rewrite it"),
+    "curves.parquet": (("trial", "val_size", "router", "pool", "cost", "quality"),
+                       ("trial", "val_size", "cost", "quality"), "rerun `unirouter evaluate` to rewrite it"),
+    "by_category.csv": (("trial", "val_size", "router", "kind", "pool", "category", "area", "qnc", "n_test"),
+                        ("trial", "val_size", "area", "area_50", "qnc", "n_test"),
+                        "rerun `unirouter evaluate` to rewrite it"),
+}
+
+
+def read_optional(path: Path) -> pd.DataFrame | None:
+    """A table of the run (``OPTIONAL_TABLES``), checked, if present and non-empty; else None."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    required, numeric, hint = OPTIONAL_TABLES[path.name]
+    df = read_table(path, required, numeric, hint)
+    if "probe_strategy" not in df:
+        df["probe_strategy"] = "random"
+    return df if len(df) else None
+
+
+def cost_unit(config: dict) -> str:
+    """The dataset card's ``cost_unit`` (a label only: never an error)."""
+    for spec in (config.get("dataset_path"), config.get("dataset")):
+        if not spec:
+            continue
+        try:
+            from .data import resolve
+
+            card = load_yaml(resolve(str(spec))[1] / "dataset.yaml")
+            if isinstance(card, dict) and card.get("cost_unit"):
+                return str(card["cost_unit"])
+        except Exception:  # noqa: BLE001, S112 - a label: fall through to the next spec
+            continue
+    return "cost units"
+
+
+def versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("unirouter", "numpy", "scikit-learn", "scipy", "pandas", "matplotlib"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# rendering
+# ------------------------------------------------------------------------------------------------
 def split_line(config: dict) -> str:
     """The run's split in words (no raw dicts, no None values)."""
     sp = config.get("split") or {}
@@ -114,16 +286,49 @@ def split_line(config: dict) -> str:
     return f"{prompts}; {llms}"
 
 
-def _fmt(metric: str, m: float, lo: float, hi: float) -> str:
+def short_unit(unit: str) -> str:
+    """'USD per query (models.csv: mean over the table)' -> 'USD per query'."""
+    return unit.split(" (")[0].strip() or unit
+
+
+def fmt_cost(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.3g}"
+
+
+def fmt_cell(metric: str, m: float, lo: float, hi: float) -> str:
     if not np.isfinite(m):
         return "n/a"
     if metric == "qnc":
         return f"{100 * m:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+    if metric == "qnc_cost":
+        return f"{fmt_cost(m)} [{fmt_cost(lo)}, {fmt_cost(hi)}]"
     return f"{m:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
+def _mark(x: pd.Series) -> str:
+    if not np.isfinite(x["wins"]):
+        return ""
+    return f" {x['mark']} ({int(x['wins'])}W/{int(x['losses'])}L)".replace("  ", " ")
+
+
+def view_title(pool: str, vs: int, strategy: str, strategies: int) -> str:
+    return (f"pool: {pool}" + ("" if vs < 0 else f", validation size {vs}")
+            + (f", probe strategy {strategy}" if strategies > 1 or strategy != "random" else ""))
+
+
+def _views(df: pd.DataFrame) -> list[tuple[str, int, str]]:
+    return [tuple(v) for v in df[VIEW_KEYS].drop_duplicates().itertuples(index=False, name=None)]
+
+
+def _select(df: pd.DataFrame | None, pool: str, vs: int, strategy: str) -> pd.DataFrame | None:
+    if df is None:
+        return None
+    return df[(df["pool"] == pool) & (df["val_size"] == vs) & (df["probe_strategy"] == strategy)]
+
+
 def render_markdown(summary: pd.DataFrame, metrics: pd.DataFrame, config: dict, hyper: pd.DataFrame | None,
-                    alpha: float, reference: str) -> str:
+                    alpha: float, reference: str, by_category: pd.DataFrame | None = None,
+                    singles: pd.DataFrame | None = None, unit: str = "cost units") -> str:
     name = config.get("dataset_name", "?")
     lines = [f"# unirouter report: {name}", ""]
     lines += [f"- dataset: `{config.get('dataset')}` (content hash `{config.get('dataset_hash')}`)",
@@ -132,52 +337,55 @@ def render_markdown(summary: pd.DataFrame, metrics: pd.DataFrame, config: dict, 
               f"- split: {split_line(config)}",
               f"- {universe_line(config.get('universe') or {})}" if config.get("universe") else "- universe: n/a",
               *[f"- skipped router `{r}`: {why}" for r, why in (config.get("skipped_routers") or {}).items()],
-              f"- cells: mean [95% interval over trials]; `+`/`-`: better/worse than `{reference}` by a paired "
-              f"two-sided sign test at alpha = {alpha} (W/L = trials won/lost against it)",
+              f"- reference router: `{reference}` (default: knn if the run has it, else zero; `--reference` "
+              "changes it)",
+              f"- cells: mean [95% t-interval over trials, clipped to the metric's range]; `+`/`-`: better/worse "
+              f"than `{reference}` by a paired two-sided sign test at alpha = {alpha} (W/L = trials won/lost "
+              "against it)",
               "- kinds: `dynamic` routers see the unseen LLMs only through their validation answers; "
               "`reference` routers (clairvoyant) were trained on the test LLMs' labels on the training prompts "
               "and are an upper reference, not a fair competitor; `bound` is the oracle.",
-              "- QNC: share of the largest pool cost needed to match the best single test LLM "
-              "(1.0 when never reached; `reached` = share of trials that reached it).", ""]
+              "- Area: mean accuracy over normalised cost [0, 1] (cost 1 = the trial's mean, over test prompts, "
+              "of the largest cost in the pool). QNC: share of that cost needed to match the best single test "
+              "LLM's accuracy (100% when never reached; `reached` = share of trials that reached it). "
+              f"Cost to match: QNC x that cost, the mean cost per query in {unit}.",
+              "- HullArea (metrics.csv column `aiq`): Area under the non-decreasing upper convex hull of the "
+              "curve, over normalised cost [0, 1]. RouterBench's AIQ averages its hull over the cost range "
+              "[c_min, c_max] instead, so the two are not the same number. APGR: (Area - accuracy of the "
+              "cheapest LLM) / (best - cheapest LLM accuracy).", ""]
     if "test_categories" in metrics and (config.get("split") or {}).get("train_categories"):
         tested = sorted({c for v in metrics["test_categories"].dropna() for c in str(v).split(";")})
         lines.insert(5, f"- trained on categories {', '.join(config['split']['train_categories'])}; "
                         f"tested on {', '.join(tested)}")
-    for (pool, vs), grp in summary.groupby(["pool", "val_size"], sort=False):
-        m = metrics[(metrics["pool"] == pool) & (metrics["val_size"] == vs)]
-        title = f"## pool: {pool}" + ("" if vs < 0 else f", validation size {vs}")
-        lines += [title, "",
+    strategies = summary["probe_strategy"].nunique() if "probe_strategy" in summary else 1
+    for pool, vs, strategy in _views(summary):
+        grp = _select(summary, pool, vs, strategy)
+        m = _select(metrics, pool, vs, strategy)
+        costs = pool_costs(m, _select(singles, pool, vs, strategy))
+        lines += [f"## {view_title(pool, vs, strategy, strategies)}", "",
                   f"Pool size {int(m['n_pool'].median())} LLMs; test prompts per trial {int(m['n_test'].median())} "
                   f"(median); validation prompts {int(m['n_val'].median())}; best single LLM accuracy "
-                  f"{m['best_single'].mean():.4f} (mean).", ""]
-        head = "| router | kind | " + " | ".join(label for _, label in METRICS.values()) + " | QNC reached |"
-        lines += [head, "|" + "---|" * (len(METRICS) + 3)]
+                  f"{m['best_single'].mean():.4f} (mean)."]
+        if costs:
+            best = (f"; the best single test LLM itself costs {fmt_cost(costs['best_single_cost'])} per query"
+                    if "best_single_cost" in costs else "")
+            lines.append(f"Costs in {unit}: the largest pool cost (1.0 on the cost axis) is "
+                         f"{fmt_cost(costs['cost_max'])} per query (mean over trials){best}.")
+        lines.append("")
+        shown = [k for k in METRICS if k in set(grp["metric"])]
+        labels = [METRICS[k][1] + (f" ({short_unit(unit)})" if k == "qnc_cost" else "") for k in shown]
+        lines += ["| router | kind | " + " | ".join(labels) + " | QNC reached |", "|" + "---|" * (len(shown) + 3)]
         for router in dict.fromkeys(grp["router"]):
             r = grp[grp["router"] == router].set_index("metric")
-            cells = []
-            for metric in METRICS:
-                x = r.loc[metric]
-                cell = _fmt(metric, x["mean"], x["ci_low"], x["ci_high"])
-                if router != reference and np.isfinite(x["wins"]):
-                    cell += f" {x['mark']} ({int(x['wins'])}W/{int(x['losses'])}L)".replace("  ", " ")
-                cells.append(cell)
+            cells = [fmt_cell(k, r.loc[k, "mean"], r.loc[k, "ci_low"], r.loc[k, "ci_high"])
+                     + (_mark(r.loc[k]) if router != reference else "") for k in shown]
             reached = m[m["router"] == router]["qnc_reached"].astype(bool).mean()
             lines.append(f"| {router} | {r['kind'].iloc[0]} | " + " | ".join(cells) + f" | {100 * reached:.0f}% |")
         lines.append("")
-    paper = PAPER.get(str(name).split("-subset")[0]) if name else None
-    lines += ["## The paper's numbers (v2, unseen LLMs)", ""]
-    if paper:
-        ours = summary[(summary["pool"] == "unseen") & (summary["val_size"] < 0)]
-        lines += ["| router | metric | paper | this run |", "|---|---|---|---|"]
-        for metric, vals in paper.items():
-            for router, v in vals.items():
-                o = ours[(ours["router"] == router) & (ours["metric"] == metric)]
-                mine = f"{o['mean'].iloc[0]:.3f}" if len(o) else "not run"
-                lines.append(f"| {router} | {metric} | {v:.3f} | {mine} |")
-        lines += ["", "Different encoder, costs and trial count than the paper: compare orderings, not digits.", ""]
-    else:
-        lines += [f"The paper reports no numbers for `{name}` (it used EmbedLLM, RouterBench, SPROUT, "
-                  "Math+Code, Headlines).", ""]
+        cat = _select(by_category, pool, vs, strategy)
+        if cat is not None and len(cat):
+            lines += category_table(cat, reference)
+    lines += paper_section(summary, name)
     if hyper is not None and len(hyper):
         lines += ["## Hyperparameters chosen inside each trial (from training and validation data only)", "",
                   "| router | name | values chosen (count over trials) |", "|---|---|---|"]
@@ -189,6 +397,47 @@ def render_markdown(summary: pd.DataFrame, metrics: pd.DataFrame, config: dict, 
     return "\n".join(lines)
 
 
+def category_table(cat: pd.DataFrame, reference: str) -> list[str]:
+    """Markdown: one row per prompt category, one column per router; cells 'Area / QNC' with marks."""
+    routers = list(dict.fromkeys(cat["router"]))
+    lines = ["### By prompt category", "",
+             f"Area / QNC per category (mean over trials); `+`/`-`: better/worse than `{reference}` in that "
+             "category (sign test, same alpha).", "",
+             "| category | test prompts | " + " | ".join(routers) + " |", "|" + "---|" * (len(routers) + 2)]
+    for c in dict.fromkeys(cat["category"]):
+        g = cat[cat["category"] == c]
+        cells = []
+        for router in routers:
+            r = g[g["router"] == router].set_index("metric")
+            if r.empty:
+                cells.append("")
+                continue
+            a, q = r.loc["area"], r.loc["qnc"]
+            cells.append(f"{a['mean']:.3f}{a['mark']} / {100 * q['mean']:.0f}%{q['mark']}")
+        lines.append(f"| {c} | {int(g['n_test'].iloc[0])} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def paper_section(summary: pd.DataFrame, name: str) -> list[str]:
+    base = str(name).removesuffix("-subset") if name else ""
+    paper = PAPER.get(base)
+    lines = ["## The paper's numbers (v2, unseen LLMs)", ""]
+    if not paper:
+        return lines + [f"The paper reports no numbers for `{name}` (it used EmbedLLM, RouterBench, SPROUT, "
+                        "Math+Code, Headlines).", ""]
+    if base != name:
+        lines += [f"The paper's numbers are for the full `{base}` table (and its Gecko embeddings); this run uses "
+                  f"`{name}`, a different table. The columns are not comparable, only the orderings.", ""]
+    ours = summary[(summary["pool"] == "unseen") & (summary["val_size"] < 0)]
+    lines += ["| router | metric | paper | this run |", "|---|---|---|---|"]
+    for metric, vals in paper.items():
+        for router, v in vals.items():
+            o = ours[(ours["router"] == router) & (ours["metric"] == metric)]
+            mine = f"{o['mean'].iloc[0]:.3f}" if len(o) else "not run"
+            lines.append(f"| {router} | {metric} | {v:.3f} | {mine} |")
+    return lines + ["", "Different encoder, costs and trial count than the paper: compare orderings, not digits.", ""]
+
+
 def _fmt_value(v: object) -> str:
     try:
         return f"{float(v):g}"
@@ -196,46 +445,112 @@ def _fmt_value(v: object) -> str:
         return str(v)
 
 
-METRIC_NEED = ("trial", "router", "pool", "val_size", "kind", *METRICS, "qnc_reached", "n_pool", "n_test", "n_val",
-               "best_single")
+def _records(df: pd.DataFrame | None) -> list[dict]:
+    if df is None:
+        return []
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+            for row in json.loads(df.to_json(orient="records"))]
 
 
-def read_metrics(run_dir: Path) -> pd.DataFrame:
-    """metrics.csv of an evaluated run, checked (one RunDirError naming the file otherwise)."""
-    mfile = run_dir / "metrics.csv"
-    if not mfile.exists():
-        raise RunDirError(f"{mfile}: missing; run `unirouter evaluate --run-dir {run_dir}` first")
-    hint = f"rerun `unirouter evaluate --run-dir {run_dir}` to rewrite it"
-    metrics = read_table(mfile, METRIC_NEED, ("trial", "val_size", *METRICS, "n_pool", "n_test", "n_val",
-                                                "best_single"), hint)
-    if metrics.empty:
-        raise RunDirError(f"{mfile}: no rows; {hint}")
-    return metrics
+def summary_document(summary: pd.DataFrame, by_category: pd.DataFrame | None, config: dict, reference: str,
+                     alpha: float, unit: str, costs: dict) -> dict:
+    """summary.json: the rows of summary.csv and of the per-category summary, plus what made them."""
+    return {"format": "unirouter-summary", "format_version": 1, "reference": reference, "alpha": alpha,
+            "cost_unit": unit, "costs": costs, "versions": versions(), "config": config,
+            "summary": _records(summary), "by_category": _records(by_category)}
 
 
-def read_run_config(run_dir: Path) -> dict:
-    """config.yaml as a mapping for labels ({} if absent); a corrupt file is one RunDirError."""
-    f = run_dir / "config.yaml"
-    if not f.exists():
-        return {}
-    try:
-        d = load_yaml(f)
-    except (yaml.YAMLError, UnicodeDecodeError, DataError) as e:
-        raise RunDirError(f"{f}: not valid YAML ({yaml_problem(e)})") from e
-    if not isinstance(d, dict):
-        raise RunDirError(f"{f}: expected a mapping")
-    return d
+# ------------------------------------------------------------------------------------------------
+# report.html: report.md as HTML with the run's figures embedded
+# ------------------------------------------------------------------------------------------------
+def _inline(text: str) -> str:
+    s = html.escape(text, quote=False)
+    s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
 
 
-def report_run(run_dir: str | Path, reference: str = "knn", alpha: float = 0.01) -> tuple[Path, Path]:
+def markdown_to_html(md: str) -> str:
+    """The Markdown subset report.md uses: headings, bullet lists, pipe tables, paragraphs, code, bold."""
+    out: list[str] = []
+    lines = md.splitlines()
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        if not ln.strip():
+            i += 1
+        elif h := re.match(r"^(#{1,4}) (.*)$", ln):
+            out.append(f"<h{len(h.group(1))}>{_inline(h.group(2))}</h{len(h.group(1))}>")
+            i += 1
+        elif ln.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{_inline(lines[i][2:])}</li>")
+                i += 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+        elif ln.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            body = [r for r in rows[1:] if not all(set(c) <= set("-: ") for c in r)]
+            head = "".join(f"<th>{_inline(c)}</th>" for c in rows[0])
+            trs = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>")
+        else:
+            para = []
+            while i < len(lines) and lines[i].strip() and not re.match(r"^(#{1,4} |- |\|)", lines[i]):
+                para.append(lines[i])
+                i += 1
+            out.append(f"<p>{_inline(' '.join(para))}</p>")
+    return "\n".join(out)
+
+
+HTML_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#111}"
+              "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+              "th,td{border:1px solid #bbb;padding:3px 7px;text-align:left}th{background:#eee}"
+              "code{background:#f3f3f3;padding:0 3px}figure{margin:1.5em 0}img{max-width:100%}"
+              "figcaption{color:#333;font-size:0.9em}")
+IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
+
+
+def render_html(md: str, figures: list[Path], title: str) -> str:
+    from .plot import figure_help
+
+    figs = []
+    for f in figures:
+        data = base64.b64encode(f.read_bytes()).decode("ascii")
+        figs.append(f'<figure><img alt="{html.escape(f.name)}" src="data:{IMAGE_TYPES[f.suffix]};base64,{data}">'
+                    f"<figcaption><code>plots/{html.escape(f.name)}</code>: {html.escape(figure_help(f.name))}"
+                    "</figcaption></figure>")
+    if not figs:
+        figs.append("<p>No figures yet: run <code>unirouter plot</code> and then <code>unirouter report</code> "
+                    "again to embed them.</p>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{HTML_STYLE}</style></head><body>\n{markdown_to_html(md)}\n<h2>Figures</h2>\n"
+            + "\n".join(figs) + "\n</body></html>\n")
+
+
+# ------------------------------------------------------------------------------------------------
+def report_run(run_dir: str | Path, reference: str | None = None, alpha: float = 0.01) -> list[Path]:
+    """Write report.md, summary.csv, summary.json and report.html; returns their paths (report.md first)."""
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     config = read_run_config(run_dir)
-    hfile = run_dir / "hyperparams.csv"
-    hyper = (read_table(hfile, ("trial", "val_size", "router", "name", "value"), ("trial", "val_size"),
-                        "delete it or refit into a new --run-dir") if hfile.exists() and hfile.stat().st_size > 0
-             else None)
+    hyper = read_optional(run_dir / "hyperparams.csv")
+    singles = read_optional(run_dir / "singles.parquet")
+    by_cat_raw = read_optional(run_dir / "by_category.csv")
+    reference = reference or default_reference(metrics)
     summary = summarise(metrics, reference, alpha)
-    sfile = write_csv(run_dir / "summary.csv", summary)
-    rfile = write_text(run_dir / "report.md", render_markdown(summary, metrics, config, hyper, alpha, reference))
-    return rfile, sfile
+    by_cat = (summarise(by_cat_raw, reference, alpha, ("category",), CATEGORY_METRICS)
+              if by_cat_raw is not None and reference in set(by_cat_raw["router"]) else None)
+    unit = cost_unit(config)
+    costs = {"/".join(map(str, v)): pool_costs(_select(metrics, *v), _select(singles, *v)) for v in _views(metrics)}
+    md = render_markdown(summary, metrics, config, hyper, alpha, reference, by_cat, singles, unit)
+    written = [write_text(run_dir / "report.md", md), write_csv(run_dir / "summary.csv", summary)]
+    doc = summary_document(summary, by_cat, config, reference, alpha, unit, costs)
+    written.append(write_text(run_dir / "summary.json", json.dumps(doc, indent=1, allow_nan=False) + "\n"))
+    figures = sorted(f for f in (run_dir / "plots").glob("*") if f.suffix in IMAGE_TYPES) \
+        if (run_dir / "plots").is_dir() else []
+    title = f"unirouter report: {config.get('dataset_name', run_dir.name)}"
+    written.append(write_text(run_dir / "report.html", render_html(md, figures, title)))
+    return written

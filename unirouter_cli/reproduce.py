@@ -2,11 +2,15 @@
 
 A preset is a run config (see ``RunConfig``) plus ``name``, ``description``, ``pools`` and
 ``reference``. Each preset becomes ``<out>/<name>/`` (a normal run directory with report.md,
-summary.csv and plots/), and ``<out>/REPORT.md`` links them all.
+report.html, summary.csv, summary.json and plots/) plus ``reproduce.json`` (the command, wall
+seconds per stage, the machine), and ``<out>/REPORT.md`` links them all.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +20,8 @@ import yaml
 
 from .errors import ConfigError
 from .io import load_yaml, write_text, yaml_problem
-from .plot import plot_run
-from .report import report_run
+from .plot import FIGURE_HELP, figure_help, plot_run
+from .report import fmt_cost, report_run
 from .rundir import RunConfig, evaluate_run, fit_run
 
 
@@ -42,9 +46,27 @@ def load_preset(path: Path) -> tuple[dict, RunConfig]:
     if d.get("version") != 1:
         raise ConfigError(f"{path}: version {d.get('version')!r}; this unirouter reads preset version 1")
     meta = {"name": d.pop("name", path.stem), "description": d.pop("description", ""),
-            "pools": d.pop("pools", ["unseen"]), "reference": d.pop("reference", "knn")}
+            "pools": d.pop("pools", ["unseen"]), "reference": d.pop("reference", None)}
     d.pop("version")
     return meta, RunConfig.from_dict(d, str(path))
+
+
+def machine() -> dict[str, object]:
+    """What the timings were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"system": f"{platform.system()} {platform.machine()}", "cpu": cpu, "cpus": os.cpu_count(),
+            "python": platform.python_version()}
+
+
+def machine_line(m: dict) -> str:
+    return f"{m.get('system')}, {m.get('cpus')} CPUs ({m.get('cpu')}), Python {m.get('python')}"
 
 
 def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, jobs: int,
@@ -52,35 +74,65 @@ def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, 
     presets = [(p, *load_preset(p)) for p in find_presets(configs)]  # check all before running any
     out = out or Path("runs") / f"reproduce-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# unirouter reproduce", "", f"Presets run on the bundled data; {time.strftime('%Y-%m-%d %H:%M')}.", "",
-             "| preset | dataset | trials | router | Area (unseen) | QNC (unseen) | report | plots |",
-             "|---|---|---|---|---|---|---|---|"]
+    host = machine()
+    lines = ["# unirouter reproduce", "",
+             f"Presets run on the bundled data; {time.strftime('%Y-%m-%d %H:%M')}; {machine_line(host)}; "
+             f"`--jobs {jobs}`.", "",
+             "| preset | dataset | trials | wall time | router | Area (unseen) | QNC (unseen) | report | figures |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    total = 0.0
     for path, meta, cfg in presets:
         if trials is not None:
             cfg.trials = trials
         info(f"[bold]{meta['name']}[/]: {meta['description']} ({cfg.trials} trials, {path})")
-        t0 = time.perf_counter()
         run = out / meta["name"]
+        stamps = {"start": time.perf_counter()}
         fit_run(cfg, run, resume=(run / "config.yaml").exists(), jobs=jobs, progress_factory=progress_factory)
+        stamps["fit"] = time.perf_counter()
         evaluate_run(run, meta["pools"], jobs=jobs, progress_factory=progress_factory)
-        report_run(run, meta["reference"])
+        stamps["evaluate"] = time.perf_counter()
         plots = plot_run(run, "png", meta["reference"])
-        info(f"{meta['name']}: done in {time.perf_counter() - t0:.0f} s")
-        summary = pd.read_csv(run / "summary.csv")
-        s = summary[(summary["pool"] == meta["pools"][0])]
-        vs = sorted(s["val_size"].unique())
-        s = s[s["val_size"] == (-1 if -1 in vs else vs[len(vs) // 2])]
-        plot_links = " ".join(f"[{p.stem}]({meta['name']}/plots/{p.name})" for p in plots)
-        first = True
-        for router in dict.fromkeys(s["router"]):
-            r = s[s["router"] == router].set_index("metric")
-            mark = r.loc["area", "mark"] if isinstance(r.loc["area", "mark"], str) else ""
-            area = f"{r.loc['area', 'mean']:.4f} {mark}"
-            qnc = f"{100 * r.loc['qnc', 'mean']:.1f}%"
-            lead = (f"| {meta['name']} | {cfg.dataset_name} | {cfg.trials} |" if first else "| | | |")
-            tail = f"[report.md]({meta['name']}/report.md) | {plot_links} |" if first else " | |"
-            lines.append(f"{lead} {router} | {area.strip()} | {qnc} | {tail}")
-            first = False
-    lines += ["", "Marks: `+`/`-` = significantly better/worse than the preset's reference router (paired sign "
-              "test, alpha 0.01). Each preset's report.md has intervals, all metrics and chosen hyperparameters.", ""]
+        stamps["plot"] = time.perf_counter()
+        report_run(run, meta["reference"])  # after plot: report.html embeds the figures
+        stamps["report"] = time.perf_counter()
+        seconds = {k: round(stamps[k] - stamps[p], 2) for p, k in zip(list(stamps)[:-1], list(stamps)[1:],
+                                                                        strict=True)}
+        wall = sum(seconds.values())
+        total += wall
+        command = (f"unirouter reproduce --config {path} --jobs {jobs}"
+                   + (f" --trials {trials}" if trials is not None else ""))
+        write_text(run / "reproduce.json", json.dumps({"command": command, "preset": str(path),
+                                                       "trials": cfg.trials, "jobs": jobs, "seconds": seconds,
+                                                       "wall_seconds": round(wall, 2), "machine": host,
+                                                       "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
+        info(f"{meta['name']}: done in {wall:.0f} s")
+        lines += index_rows(run, meta, cfg, plots, wall)
+    lines += ["", f"Total wall time {total / 60:.1f} min. Marks: `+`/`-` = significantly better/worse than the "
+              "preset's reference router (paired sign test, alpha 0.01). Each preset's report.md (and the "
+              "self-contained report.html) has intervals, all metrics, costs in the dataset's unit, per-category "
+              "tables and the chosen hyperparameters; summary.json is the machine-readable version.", "",
+              "Figures: " + "; ".join(f"`{k}`: {v}" for k, v in FIGURE_HELP.items()) + ".", ""]
     return write_text(out / "REPORT.md", "\n".join(lines))
+
+
+def index_rows(run: Path, meta: dict, cfg: RunConfig, plots: list[Path], wall: float) -> list[str]:
+    """REPORT.md rows of one preset: one per router of its first pool (middle validation size)."""
+    summary = pd.read_csv(run / "summary.csv")
+    s = summary[(summary["pool"] == meta["pools"][0])]
+    vs = sorted(s["val_size"].unique())
+    s = s[s["val_size"] == (-1 if -1 in vs else vs[len(vs) // 2])]
+    s = s[s["probe_strategy"] == s["probe_strategy"].iloc[0]]
+    name = meta["name"]
+    links = " ".join(f"[{p.stem}]({name}/plots/{p.name})" for p in plots if figure_help(p.name))
+    rows, first = [], True
+    for router in dict.fromkeys(s["router"]):
+        r = s[s["router"] == router].set_index("metric")
+        mark = r.loc["area", "mark"] if isinstance(r.loc["area", "mark"], str) else ""
+        qnc = f"{100 * r.loc['qnc', 'mean']:.1f}%"
+        if "qnc_cost" in r.index:
+            qnc += f" ({fmt_cost(r.loc['qnc_cost', 'mean'])})"
+        lead = f"| {name} | {cfg.dataset_name} | {cfg.trials} | {wall / 60:.1f} min |" if first else "| | | | |"
+        tail = (f"[report.md]({name}/report.md), [html]({name}/report.html) | {links} |" if first else " | |")
+        rows.append(f"{lead} {router} | {r.loc['area', 'mean']:.4f} {mark}".rstrip() + f" | {qnc} | {tail}")
+        first = False
+    return rows

@@ -26,11 +26,40 @@ def _click_exceptions():  # noqa: ANN202 - typer >= 0.20 vendors click as typer.
     return exceptions
 
 
+GLOBAL_FLAGS = ("-q", "--quiet")  # root options that may also follow the subcommand
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """Move root flags given after the subcommand (``unirouter fit ... -q``) to the front, where the
+    root command parses them. Tokens after ``--`` are left alone."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+    if not flags:
+        return args
+    return flags + [a for a in args[:end] if a not in GLOBAL_FLAGS] + args[end:]
+
+
+def tidy_help(cmd: Any, parent: Any = None) -> None:
+    """Flags take no value: show them without a type (typer would print ``<bool>``), for every
+    command and its help option (built in a context under its parent's, as at run time)."""
+    ctx = cmd.context_class(cmd, parent=parent, **(getattr(cmd, "context_settings", None) or {}))
+    for p in [*cmd.params, cmd.get_help_option(ctx)]:
+        if p is not None and getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+    for sub in getattr(cmd, "commands", {}).values():
+        tidy_help(sub, ctx)
+
+
 class OneLineErrors(TyperGroup):
     """The root command: a usage error (bad option value, unknown option, missing argument) prints
-    one line ``error: ...`` and exits with code 2, like every other user error."""
+    one line ``error: ...`` and exits with code 2, like every other user error. Root flags (-q) are
+    accepted after the subcommand too; flags show no type in help."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_flags(list(args)))
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        tidy_help(self)
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         ex = _click_exceptions()

@@ -52,7 +52,7 @@ def register(root: typer.Typer) -> None:
     ) -> None:
         """Compute (or find) a dataset's prompt embeddings and cache them.
 
-        Example: unirouter embed --dataset ../shared/data/routerbench-subset --encoder tfidf
+        Example: unirouter embed --dataset routerbench-subset --encoder tfidf
         """
         from ..data import load_dataset
         from ..embed import get_embeddings

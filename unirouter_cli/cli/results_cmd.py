@@ -15,47 +15,54 @@ def register(root: typer.Typer) -> None:
     def plot_cmd(
         run_dir: Path = typer.Option(..., "--run-dir", "-o", help="An evaluated run directory."),
         fmt: str = typer.Option("png", "--format", "-f", help="png, svg or pdf."),
-        reference: str = typer.Option("knn", "--reference", help="Router the paired-difference figure compares to."),
+        reference: str | None = typer.Option(None, "--reference", help="Router the paired figures compare to "
+                                             r"\[default: knn if the run has it, else zero]."),
+        oracle: bool = typer.Option(False, "--oracle", help="Add the oracle (a bound) to the curves and per-trial "
+                                    "figures, in its own panel."),
     ) -> None:
-        """Draw deferral curves, per-trial Area/QNC, paired differences to a reference router and
-        (sweeps) Area vs validation size into DIR/plots/.
+        """Draw deferral curves (relative to the best single LLM, and paired differences to a reference
+        router), per-trial Area/QNC, paired differences, Area per prompt category and (sweeps) Area vs
+        validation size into DIR/plots/.
 
         Example: unirouter plot --run-dir runs/demo --format svg
         """
         from ..plot import plot_run
 
-        for f in plot_run(run_dir, fmt, reference):
+        for f in plot_run(run_dir, fmt, reference, oracle):
             info(f"wrote {f}")
 
     @root.command("report")
     @boundary
     def report_cmd(
         run_dir: Path = typer.Option(..., "--run-dir", "-o", help="An evaluated run directory."),
-        reference: str = typer.Option("knn", "--reference", help="Router every other router is tested against."),
-        alpha: float = typer.Option(0.01, "--alpha", help="Significance level of the paired sign test."),
+        reference: str | None = typer.Option(None, "--reference", help="Router every other router is tested "
+                                             r"against \[default: knn if the run has it, else zero]."),
+        alpha: float = typer.Option(0.01, "--alpha", min=0.0, max=1.0,
+                                    help="Significance level of the paired sign test."),
     ) -> None:
-        """Write DIR/report.md and DIR/summary.csv: means, 95% intervals, sign tests, the paper's numbers.
+        """Write DIR/report.md, summary.csv, summary.json and report.html: means, 95% intervals, sign
+        tests, costs in the dataset's unit, per-category tables, the paper's numbers.
 
-        Example: unirouter report --run-dir runs/demo --reference knn
+        Example: unirouter report --run-dir runs/demo --reference zero
         """
         from ..report import report_run
 
-        rfile, sfile = report_run(run_dir, reference, alpha)
-        info(f"wrote {rfile} and {sfile}")
+        for f in report_run(run_dir, reference, alpha):
+            info(f"wrote {f}")
 
     @root.command("reproduce")
     @boundary
     def reproduce_cmd(
         configs: list[Path] | None = typer.Option(None, "--config", "-c", help="Preset YAML; repeat "
-                                                  "[default: every configs/*.yaml, or the packaged presets]."),
+                                                  r"\[default: every configs/*.yaml]."),
         trials: int | None = typer.Option(None, "--trials", "-n", min=1, help="Override every preset's trial count "
-                                          "(400 = the paper's protocol)."),
-        out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/reproduce-<timestamp>]."),
+                                          r"(400 = the paper's protocol) \[default: each preset's]."),
+        out: Path | None = typer.Option(None, "--out", help=r"Output folder \[default: runs/reproduce-<timestamp>]."),
         jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Trials in parallel."),
     ) -> None:
-        """Run the presets end to end (fit, evaluate, report, plot) and index them in REPORT.md.
+        """Run the presets end to end (fit, evaluate, plot, report) and index them in REPORT.md.
 
-        Example: unirouter reproduce --trials 400
+        Example: unirouter reproduce --config configs/routerbench-subset.yaml --trials 5
         """
         from ..reproduce import reproduce
 

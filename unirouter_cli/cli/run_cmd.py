@@ -96,31 +96,31 @@ def register(root: typer.Typer) -> None:
     @boundary
     def fit_cmd(
         dataset: str | None = typer.Option(None, "--dataset", "-d", help="Registered name or dataset folder path "
-                                           "[default: mmlu-pro]."),
+                                           "\\[default: mmlu-pro]."),
         routers: list[str] | None = typer.Option(None, "--router", "-r", help="Router to fit; repeat for several "
-                                                 "[default: zero, knn, uniroute-kmeans, uniroute-learnedmap, oracle]."),
-        trials: int | None = typer.Option(None, "--trials", "-n", min=1, help="Number of random trials [default: 10]."),
+                                                 "\\[default: zero, knn, uniroute-kmeans, uniroute-learnedmap, oracle]."),
+        trials: int | None = typer.Option(None, "--trials", "-n", min=1, help="Number of random trials \\[default: 10]."),
         seed: int | None = typer.Option(None, "--seed", min=0, help="Seed that fixes every split and router "
-                                        "[default: 0]."),
-        encoder: str | None = typer.Option(None, "--encoder", "-e", help="Prompt encoder [default: tfidf]."),
+                                        "\\[default: 0]."),
+        encoder: str | None = typer.Option(None, "--encoder", "-e", help="Prompt encoder \\[default: tfidf]."),
         run_dir: Path = typer.Option(..., "--run-dir", "-o", help="Run directory to write."),
         config: Path | None = typer.Option(None, "--config", "-c", help="YAML experiment file (configs/*.yaml); "
                                            "command-line options override it."),
-        train_frac: float | None = typer.Option(None, help="Training share of prompts [default: 0.6]."),
-        val_frac: float | None = typer.Option(None, help="Validation share of prompts [default: 0.1]."),
-        test_frac: float | None = typer.Option(None, help="Test share of prompts [default: 0.3]."),
+        train_frac: float | None = typer.Option(None, help="Training share of prompts \\[default: 0.6]."),
+        val_frac: float | None = typer.Option(None, help="Validation share of prompts \\[default: 0.1]."),
+        test_frac: float | None = typer.Option(None, help="Test share of prompts \\[default: 0.3]."),
         val_size: int | None = typer.Option(None, help="Validation prompts (overrides --val-frac)."),
         val_sizes: str | None = typer.Option(None, help="Sweep of validation sizes, e.g. 100,200,300,400,500."),
         probe_strategy: str | None = typer.Option(None, help="How a new LLM's validation (probe) prompts are picked "
                                                   "from the validation reserve: random, ... (see `unirouter probes`) "
-                                                  "[default: random]."),
+                                                  "\\[default: random]."),
         probe_strategies: str | None = typer.Option(None, help="Sweep of probe strategies, e.g. "
                                                     "random,stratified (with --val-sizes: the profiling-cost curve)."),
-        unseen_frac: float | None = typer.Option(None, help="Share of LLMs in the unseen test pool [default: 1/3]; "
+        unseen_frac: float | None = typer.Option(None, help="Share of LLMs in the unseen test pool \\[default: 1/3]; "
                                                  "1 = every LLM unseen (no training LLMs)."),
         coverage: str | None = typer.Option(None, help="How the prompts and LLMs trials draw from are fixed on an "
                                             "incomplete table: block (largest complete block) or all-llms "
-                                            "[default: block]."),
+                                            "\\[default: block]."),
         train_categories: str | None = typer.Option(None, help="Training prompts only from these prompt categories "
                                                     "(comma-separated); validation and test from the others."),
         unseen: list[str] | None = typer.Option(None, "--unseen", help="An LLM of a fixed unseen pool; repeat."),
