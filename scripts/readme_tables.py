@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     text = args.readme.read_text(encoding="utf-8")
     new = text
     blocks = [(name, block(name, run, refs)) for name, run in find_runs(args.runs)]
-    folders = [Path(s.rpartition("=")[2]) for s in args.runs if not (Path(s.rpartition("=")[2]) / "metrics.csv").exists()]
+    paths = [Path(s.rpartition("=")[2]) for s in args.runs]
+    folders = [p for p in paths if not (p / "metrics.csv").exists()]
     if (tb := timing_block(folders)) is not None:
         blocks.append((TIMING_BLOCK, tb))
     for name, body in blocks:

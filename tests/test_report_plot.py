@@ -1,15 +1,40 @@
-"""Reports (sign tests, intervals, paper numbers) and plots (files written, data drawn)."""
+"""Reports (sign tests, intervals, costs, summary.json, report.html), figures (the data drawn is
+checked against metrics.csv / by_category.csv), the README table script, and the CLI help
+(defaults shown, flags, global options after the subcommand, every help example run on a
+fresh-clone-like folder)."""
 
 from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from unirouter_cli.plot import GRID, mean_curves, plot_run, router_colours
-from unirouter_cli.report import ci95, report_run, sign_test, summarise
+from unirouter_cli.plot import (
+    GRID,
+    figure_by_category,
+    figure_curves,
+    figure_metrics,
+    figure_paired,
+    frontier_curves,
+    mean_curves,
+    plot_run,
+    router_colours,
+    router_styles,
+)
+from unirouter_cli.report import ci95, default_reference, report_run, sign_test, summarise
 
-from .conftest import invoke
+from .conftest import ROOT, invoke, write_dataset
 
 
 def _metrics(values: dict[str, np.ndarray], kinds: dict[str, str] | None = None) -> pd.DataFrame:
@@ -22,6 +47,9 @@ def _metrics(values: dict[str, np.ndarray], kinds: dict[str, str] | None = None)
     return pd.DataFrame(rows)
 
 
+# ------------------------------------------------------------------------------------------------
+# statistics
+# ------------------------------------------------------------------------------------------------
 def test_identical_routers_are_not_significant():
     x = np.random.default_rng(0).uniform(0.5, 0.7, 50)
     s = summarise(_metrics({"knn": x, "uniroute-kmeans": x.copy()}))
@@ -53,32 +81,431 @@ def test_unknown_reference_is_an_error():
         summarise(_metrics({"zero": np.ones(3)}), reference="knn")
 
 
+def test_default_reference_is_knn_then_zero_then_first_dynamic():
+    x = np.full(3, 0.6)
+    assert default_reference(_metrics({"zero": x, "knn": x, "oracle": x})) == "knn"
+    assert default_reference(_metrics({"uniroute-kmeans": x, "zero": x})) == "zero"
+    assert default_reference(_metrics({"oracle": x, "foldin": x}, {"oracle": "bound"})) == "foldin"
+    s = summarise(_metrics({"uniroute-kmeans": x, "zero": x}))
+    assert set(s["reference"]) == {"zero"}
+
+
+def test_qnc_interval_is_clipped_to_its_range():
+    qnc = np.array([1.0, 1.0, 1.0, 0.2, 1.0])
+    m = _metrics({"knn": np.full(5, 0.6), "zero": np.full(5, 0.6)})
+    m.loc[m["router"] == "zero", "qnc"] = qnc
+    row = summarise(m).query("router == 'zero' and metric == 'qnc'").iloc[0]
+    assert row["mean"] == pytest.approx(qnc.mean()) and row["ci_low"] >= 0 and row["ci_high"] == 1.0
+    assert ci95(qnc)[2] > 1  # the unclipped t-interval leaves the range
+
+
 def test_report_includes_paper_numbers_for_paper_datasets(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     _metrics({"knn": np.full(5, 0.7), "zero": np.full(5, 0.68)}).to_csv(run / "metrics.csv", index=False)
     (run / "config.yaml").write_text("dataset_name: routerbench\ndataset: routerbench\n")
-    rfile, sfile = report_run(run)
-    text = rfile.read_text()
-    assert "| zero | area | 0.689 | 0.680 |" in text
-    assert set(pd.read_csv(sfile)["metric"]) == {"area", "area_50", "qnc", "aiq", "apgr"}
+    files = report_run(run)
+    text = files[0].read_text()
+    assert "| zero | area | 0.689 | 0.680 |" in text and "not comparable" not in text
+    assert set(pd.read_csv(run / "summary.csv")["metric"]) == {"area", "area_50", "qnc", "aiq", "apgr"}
+    (run / "config.yaml").write_text("dataset_name: routerbench-subset\ndataset: routerbench-subset\n")
+    text = report_run(run)[0].read_text()
+    assert "full `routerbench` table" in text and "not comparable" in text
 
 
-def test_plots_written_and_drawn_data(runner, small_dataset, tmp_path):
-    run = tmp_path / "run"
-    assert invoke(runner, "fit", "--dataset", small_dataset, "--router", "zero", "--router", "knn",
-                  "--router", "oracle", "--trials", "3", "--run-dir", run).exit_code == 0
-    assert invoke(runner, "evaluate", "--run-dir", run).exit_code == 0
-    files = plot_run(run, "png")
-    assert {f.name for f in files} == {"curves-unseen.png", "metrics-unseen.png", "paired-unseen.png"}
+# ------------------------------------------------------------------------------------------------
+# a real small run (bundled RouterBench subset rows, per-query costs, 3 categories)
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, small_tables):
+    from typer.testing import CliRunner
+
+    base = tmp_path_factory.mktemp("small-run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNIROUTER_HOME", str(base / "home"))
+        p, o, m = small_tables
+        ds = write_dataset(base / "small-rb", p, o, m, {"name": "small-rb", "cost_unit": "USD per query"})
+        run = base / "run"
+        runner = CliRunner()
+        res = invoke(runner, "fit", "--dataset", ds, "-r", "zero", "-r", "knn", "-r", "uniroute-kmeans",
+                     "-r", "oracle", "--trials", "5", "--run-dir", run, "-q")
+        assert res.exit_code == 0, res.output
+        assert res.output.strip() == ""  # -q after the subcommand silenced fit
+        assert invoke(runner, "evaluate", "--run-dir", run).exit_code == 0
+        yield run
+
+
+def _read(run: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return (pd.read_csv(run / "metrics.csv"), pd.read_parquet(run / "curves.parquet"),
+            pd.read_parquet(run / "singles.parquet"), pd.read_csv(run / "by_category.csv"))
+
+
+def _line(ax, gid: str) -> np.ndarray:  # noqa: ANN001
+    return next(ln for ln in ax.get_lines() if ln.get_gid() == gid).get_ydata()
+
+
+def test_plot_files_written(small_run):
+    files = plot_run(small_run, "png")
+    assert {f.name for f in files} == {"curves-unseen.png", "metrics-unseen.png", "paired-unseen.png",
+                                       "by-category-unseen.png"}
     for f in files:
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 10_000
-    curves = pd.read_parquet(run / "curves.parquet")
+    assert not list((small_run / "plots").glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_curves_figure_draws_like_for_like_data(small_run):
+    metrics, curves, singles, _ = _read(small_run)
+    fig = figure_curves(curves, singles, metrics, "t", "knn")
+    left, right = fig.axes[:2]
+    assert len(fig.axes) == 2 and "oracle" not in {ln.get_gid() for ln in left.get_lines()}  # oracle off by default
+    best = metrics.groupby("trial")["best_single"].first()
+    for router in ("zero", "knn", "uniroute-kmeans"):
+        c = curves[curves["router"] == router]
+        manual = np.mean([np.interp(0.5, g["cost"], g["quality"]) - best[t] for t, g in c.groupby("trial")])
+        assert _line(left, router)[100] == pytest.approx(manual, abs=1e-6)  # GRID[100] = 0.5
+    # the single-LLM frontier: same trials, same normalisation; it ends at the best single LLM (0)
+    frontier = _line(left, "frontier")
+    assert frontier[-1] == pytest.approx(0.0, abs=1e-6) and np.all(np.diff(frontier) >= -1e-9)
+    s0 = singles[singles["trial"] == 0]
+    assert frontier_curves(singles)[1][0][0] == pytest.approx(s0.loc[s0["cost"].idxmin(), "quality"])
+    # right panel: mean paired difference to knn; its integral over cost is the mean Area difference
+    for router in ("zero", "uniroute-kmeans"):
+        d = _line(right, router)
+        area_diff = (metrics[metrics["router"] == router].set_index("trial")["area"]
+                     - metrics[metrics["router"] == "knn"].set_index("trial")["area"]).mean()
+        assert np.trapezoid(d, GRID) == pytest.approx(area_diff, abs=2e-3)
+    fig3 = figure_curves(curves, singles, metrics, "t", "knn", include_oracle=True)
+    assert len(fig3.axes) == 3 and "oracle" in {ln.get_gid() for ln in fig3.axes[2].get_lines()}
     means = mean_curves(curves)
-    # the drawn mean curve at a grid point equals the mean of the trials' interpolated curves
-    zero = curves[curves["router"] == "zero"]
-    manual = np.mean([np.interp(0.5, g["cost"], g["quality"]) for _, g in zero.groupby("trial")])
-    assert means["zero"][0][np.searchsorted(GRID, 0.5)] == pytest.approx(manual, abs=1e-6)
     assert np.all(means["oracle"][0] >= means["zero"][0] - 1e-6)
-    colours = router_colours(["knn", "zero"])
-    assert colours["zero"] == router_colours(["zero", "oracle"])["zero"] != colours["knn"]
+
+
+def test_metrics_figure_marks_qnc_not_reached(small_run):
+    metrics, *_ = _read(small_run)
+    metrics = metrics.copy()
+    metrics.loc[metrics.index[:2], ["qnc", "qnc_reached"]] = [1.0, False]  # as evaluate writes a miss
+    fig = figure_metrics(metrics, "t")
+    qax = fig.axes[1]
+    for router in ("zero", "knn", "uniroute-kmeans"):
+        m = metrics[metrics["router"] == router]
+        missed = [c for c in qax.collections if c.get_gid() == f"{router}:not-reached"]
+        trials = next(c for c in qax.collections if c.get_gid() == f"{router}:trials")
+        n_missed = int((~m["qnc_reached"].astype(bool)).sum())
+        assert (missed[0].get_offsets().shape[0] if missed else 0) == n_missed
+        if missed:
+            assert np.allclose(missed[0].get_offsets()[:, 0], 100.0)
+        assert np.allclose(np.sort(trials.get_offsets()[:, 0]),
+                           np.sort(100 * m.loc[m["qnc_reached"].astype(bool), "qnc"].to_numpy()))
+    for ln in qax.get_lines():  # error bars (95% intervals) stay inside [0, 100%]
+        x = np.asarray(ln.get_xdata(), float)
+        assert np.all((x >= -1e-9) & (x <= 100 + 1e-9))
+    boxes = fig.axes[0]
+    medians = [ln for ln in boxes.get_lines() if ln.get_color() == "black" and ln.get_path_effects()]
+    assert len(medians) >= 3  # black medians with a white outline: visible on every box colour
+
+
+def test_paired_figure_draws_the_metric_differences(small_run):
+    metrics, *_ = _read(small_run)
+    fig = figure_paired(metrics, "t", "knn")
+    for ax, metric in zip(fig.axes[:2], ("area", "qnc"), strict=True):
+        for router in ("zero", "uniroute-kmeans"):
+            pts = [c.get_offsets()[:, 0] for c in ax.collections
+                   if c.get_gid() in (f"{router}:trials", f"{router}:censored")]
+            drawn = np.sort(np.concatenate(pts))
+            want = (metrics[metrics["router"] == router].set_index("trial")[metric]
+                    - metrics[metrics["router"] == "knn"].set_index("trial")[metric]).to_numpy()
+            assert np.allclose(drawn, np.sort(want))
+        assert "oracle" not in [t.get_text() for t in ax.get_yticklabels()]
+
+
+def test_by_category_figure_and_report_table(small_run):
+    metrics, _, _, by_cat = _read(small_run)
+    assert set(by_cat["category"]) == {"arc-challenge", "mbpp", "winogrande"}
+    fig = figure_by_category(by_cat, "t", "knn")
+    grid = fig.axes[0].images[0].get_array()
+    routers = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    cats = [t.get_text().split("\n")[0] for t in fig.axes[0].get_xticklabels()]
+    assert routers == ["zero", "uniroute-kmeans"] and cats == ["arc-challenge", "mbpp", "winogrande"]
+    ref = by_cat[by_cat["router"] == "knn"].set_index(["trial", "category"])["area"]
+    for i, r in enumerate(routers):
+        for j, c in enumerate(cats):
+            g = by_cat[(by_cat["router"] == r) & (by_cat["category"] == c)].set_index(["trial", "category"])["area"]
+            assert grid[i, j] == pytest.approx((g - ref.loc[g.index]).mean(), abs=1e-12)
+    report_run(small_run)
+    text = (small_run / "report.md").read_text()
+    assert "### By prompt category" in text
+    zk = by_cat[(by_cat["router"] == "zero") & (by_cat["category"] == "mbpp")]
+    row = next(ln for ln in text.splitlines() if ln.startswith("| mbpp |"))
+    assert f"{zk['area'].mean():.3f}" in row.split("|")[3] and f"{100 * zk['qnc'].mean():.0f}%" in row.split("|")[3]
+
+
+def test_report_costs_json_and_html(small_run):
+    files = report_run(small_run)
+    assert [f.name for f in files] == ["report.md", "summary.csv", "summary.json", "report.html"]
+    metrics = pd.read_csv(small_run / "metrics.csv")
+    assert (metrics["cost_max"] > 0).all()
+    summary = pd.read_csv(small_run / "summary.csv")
+    for router in ("zero", "knn"):
+        m = metrics[metrics["router"] == router]
+        got = summary.query("router == @router and metric == 'qnc_cost'")["mean"].iloc[0]
+        assert got == pytest.approx((m["qnc"] * m["cost_max"]).mean())
+    text = (small_run / "report.md").read_text()
+    assert "cost to match (USD per query)" in text and "HullArea" in text and "AIQ |" not in text
+    assert "reference router: `knn`" in text
+    doc = json.loads((small_run / "summary.json").read_text())
+    assert doc["reference"] == "knn" and doc["config"]["trials"] == 5 and doc["cost_unit"] == "USD per query"
+    assert {"unirouter", "numpy", "scikit-learn", "python"} <= set(doc["versions"])
+    rows = pd.DataFrame(doc["summary"])
+    assert len(rows) == len(summary) and np.allclose(rows["mean"], summary["mean"], equal_nan=True)
+    assert {r["category"] for r in doc["by_category"]} == {"arc-challenge", "mbpp", "winogrande"}
+    html = (small_run / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<table>" in html and "http" not in html.split("</style>")[1]
+
+
+def test_report_html_opens_in_headless_chromium(small_run, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no chromium on this machine (apt-get install -y chromium); report.html not opened in a browser")
+    plot_run(small_run)
+    report_run(small_run)
+    page = tmp_path / "page.html"  # the report plus a probe that records whether every image decoded
+    probe = ("<script>window.addEventListener('load',()=>{document.title='images:'+"
+             "[...document.images].map(i=>i.naturalWidth).join(',')+';tables:'+document.querySelectorAll("
+             "'table').length});</script></body>")
+    page.write_text((small_run / "report.html").read_text().replace("</body>", probe))
+    out = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    title = re.search(r"<title>(.*?)</title>", out.stdout)
+    assert title, out.stderr[-2000:]
+    widths = [int(w) for w in title.group(1).split(";")[0].removeprefix("images:").split(",")]
+    assert len(widths) == 4 and all(w > 500 for w in widths)
+    assert int(title.group(1).split("tables:")[1]) >= 3
+
+
+def test_report_and_plot_on_a_run_without_knn(runner, small_dataset, tmp_path):
+    run = tmp_path / "run"
+    assert invoke(runner, "-q", "fit", "--dataset", small_dataset, "-r", "zero", "-r", "uniroute-kmeans",
+                  "--trials", "3", "--run-dir", run).exit_code == 0
+    assert invoke(runner, "-q", "evaluate", "--run-dir", run).exit_code == 0
+    res = invoke(runner, "report", "--run-dir", run)
+    assert res.exit_code == 0, res.output
+    assert "reference router: `zero`" in (run / "report.md").read_text()
+    assert json.loads((run / "summary.json").read_text())["reference"] == "zero"
+    res = invoke(runner, "plot", "--run-dir", run)
+    assert res.exit_code == 0 and (run / "plots" / "paired-unseen.png").exists()
+    res = invoke(runner, "plot", "--run-dir", run, "--reference", "knn")
+    assert res.exit_code == 2 and "reference router 'knn' is not in this run" in res.output
+
+
+def test_router_styles_distinct_for_many_routers():
+    from matplotlib.colors import to_rgb
+
+    names = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap", "retrained-mlp", "clairvoyant-mlp",
+             "clairvoyant-matfac", "oracle", "foldin", "my-plugin", "another", "third"]
+    st = router_styles(names)
+    assert len({s.colour for s in st.values()}) == len(names)
+    assert len({(str(s.linestyle), s.marker) for s in st.values()}) == len(names)
+    assert len({s.marker for s in st.values()}) == len(names)  # distinct in grayscale too
+    for s in st.values():  # no pale colour (relative luminance of #F0E442 is 0.78)
+        r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(s.colour))
+        assert 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5, s
+    assert router_styles(["knn", "zero"])["zero"] == st["zero"]  # fixed per name, whatever else is drawn
+    assert router_colours(["zero"])["zero"] == st["zero"].colour
+
+
+# ------------------------------------------------------------------------------------------------
+# reproduce layout and the README table script
+# ------------------------------------------------------------------------------------------------
+def test_reproduce_records_timing_and_readme_tables_fills_markers(runner, small_dataset, tmp_path):
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump({"version": 1, "name": "tiny", "description": "two trials",
+                                      "dataset": str(small_dataset), "routers": ["zero", "knn", "oracle"],
+                                      "trials": 2, "seed": 1, "pools": ["unseen"]}))
+    out = tmp_path / "runs" / "reproduce-20260101-000000"
+    res = invoke(runner, "-q", "reproduce", "--config", preset, "--out", out, "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    rec = json.loads((out / "tiny" / "reproduce.json").read_text())
+    assert rec["trials"] == 2 and rec["wall_seconds"] > 0 and set(rec["seconds"]) == {"fit", "evaluate", "plot",
+                                                                                       "report"}
+    index = (out / "REPORT.md").read_text()
+    assert "tiny/report.html" in index and "CPUs" in index and "min |" in index
+    assert (out / "tiny" / "report.html").read_text().count("data:image/png;base64,") == 4  # plot ran first
+
+    readme = tmp_path / "README.md"
+    before = "# project\n\nprose with 1.234 that stays\n\n"
+    readme.write_text(before + "<!-- results:tiny -->\nstale 0.9999\n<!-- /results:tiny -->\n\n"
+                      "<!-- results:reproduce-timing -->\n<!-- /results:reproduce-timing -->\ntail\n")
+    script = [sys.executable, str(ROOT / "scripts" / "readme_tables.py"), "--readme", str(readme)]
+    tables = _script_module()
+    assert tables.main(["--readme", str(readme), "--check", str(out)]) == 1
+    p = subprocess.run([*script, str(out)], capture_output=True, text=True, env={**os.environ})  # as a user runs it
+    assert p.returncode == 0 and "updated" in p.stdout, p.stderr
+    text = readme.read_text()
+    assert text.startswith(before) and text.endswith("tail\n") and "stale" not in text
+    summary = pd.read_csv(out / "tiny" / "summary.csv")
+    knn_area = summary.query("router == 'knn' and metric == 'area'").iloc[0]
+    assert f"| knn | dynamic | {knn_area['mean']:.4f} [{knn_area['ci_low']:.4f}, {knn_area['ci_high']:.4f}]" in text
+    assert f"`{rec['command']}`" in text and "CPUs" in text
+    assert "min wall time for fit, evaluate, plot and report of 1 presets" in text
+    first = text
+    assert tables.main(["--readme", str(readme), str(out)]) == 0 and readme.read_text() == first  # idempotent
+    assert tables.main(["--readme", str(readme), "--check", str(out)]) == 0
+    with pytest.raises(SystemExit, match="neither a run directory"):
+        tables.main(["--readme", str(readme), f"other={tmp_path}/nothing"])
+
+
+def _script_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "scripts" / "readme_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI help: defaults, flags, global options, examples
+# ------------------------------------------------------------------------------------------------
+def _commands():
+    from typer.main import get_command
+
+    from unirouter_cli.cli import app
+
+    def walk(cmd, path):  # noqa: ANN001, ANN202
+        yield path, cmd
+        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+            yield from walk(sub, [*path, name])
+
+    return list(walk(get_command(app), []))
+
+
+def test_fit_help_shows_every_default_and_they_are_the_real_ones(runner):
+    from unirouter_cli.cli.run_cmd import DEFAULT_FIT_ROUTERS
+    from unirouter_cli.rundir import RunConfig
+    from unirouter_cli.split import SplitConfig
+
+    res = runner.invoke(__import__("unirouter_cli.cli", fromlist=["app"]).app, ["fit", "--help"],
+                        env={"COLUMNS": "250"})
+    text = " ".join(res.output.split())
+    cfg, split = RunConfig(dataset="x", routers=[]), SplitConfig()
+    for option, value in (("Number of random trials", cfg.trials), ("Seed that fixes every split and router",
+                                                                    cfg.seed),
+                          ("Prompt encoder", cfg.encoder), ("Training share of prompts", split.train_frac),
+                          ("Validation share of prompts", split.val_frac), ("Test share of prompts", split.test_frac)):
+        assert f"{option} [default: {value}]" in text, option
+    assert f"[default: {', '.join(DEFAULT_FIT_ROUTERS)}]" in text and "[default: mmlu-pro]" in text
+    assert "[default: block]" in text and f"[default: {split.coverage}]" in text
+    assert f"[default: {split.probe_strategy}]" in text
+
+
+def test_help_of_every_command_shows_defaults_and_no_bool_type(runner):
+    from unirouter_cli.cli import app
+
+    for path, cmd in _commands():
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "250"})
+        assert res.exit_code == 0, path
+        assert "<bool>" not in res.output, path
+        assert not re.search(r"\w \.(?=\s)", res.output), (path, "a default eaten by rich markup leaves 'word .'")
+        for p in cmd.params:
+            if "[default:" in (getattr(p, "help", None) or ""):
+                assert "[default:" in res.output, (path, p.name)
+
+
+def test_quiet_flag_before_or_after_the_subcommand(runner, small_dataset, tmp_path):
+    from unirouter_cli.cli import hoist_global_flags
+
+    assert hoist_global_flags(["fit", "-n", "2", "-q"]) == ["-q", "fit", "-n", "2"]
+    assert hoist_global_flags(["fit", "--", "-q"]) == ["fit", "--", "-q"]
+    loud = invoke(runner, "fit", "--dataset", small_dataset, "-r", "zero", "--trials", "1", "--run-dir",
+                  tmp_path / "a")
+    assert loud.exit_code == 0 and "universe" in loud.output
+    for args in (["--quiet", "fit"], ["fit", "--quiet"]):
+        res = invoke(runner, *args, "--dataset", small_dataset, "-r", "zero", "--trials", "1", "--run-dir",
+                     tmp_path / args[0])
+        assert res.exit_code == 0 and res.output.strip() == "", args
+
+
+def _examples() -> list[tuple[str, str]]:
+    out = []
+    for path, cmd in _commands():
+        for ex in re.findall(r"Example:\s*(.+?)(?:\n\s*\n|$)", inspect.cleandoc(cmd.help or ""), re.S):
+            out.append((" ".join(path) or "unirouter", " ".join(ex.split())))
+    return out
+
+
+EXAMPLES = _examples()
+NOT_MINE = "cli/data_cmd.py is edited on another branch; its examples still point at ../shared"
+
+
+def _example_params():
+    params = []
+    for where, ex in EXAMPLES:
+        marks = ([pytest.mark.xfail(reason=NOT_MINE, strict=False)]
+                 if "../shared" in ex and where.split()[0] in ("data", "download") else [])
+        params.append(pytest.param(where, ex, marks=marks, id=f"{where}: {ex[:60]}"))
+    return params
+
+
+def test_every_command_has_an_example():
+    have = {w for w, _ in EXAMPLES}
+    for path, cmd in _commands():
+        if not getattr(cmd, "commands", None):
+            assert " ".join(path) in have, path
+
+
+@pytest.fixture(scope="module")
+def demo_clone(tmp_path_factory):
+    """A fresh-clone-like folder (configs/ only, no ../shared) after the root help's example ran
+    (with 1 trial): runs/demo is fitted, evaluated and reported."""
+    from typer.testing import CliRunner
+
+    clone = tmp_path_factory.mktemp("clone") / "unirouter"
+    shutil.copytree(ROOT / "configs", clone / "configs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNIROUTER_HOME", str(clone.parent / "home"))
+        mp.chdir(clone)
+        root = next(ex for where, ex in EXAMPLES if where == "unirouter")
+        for part in _commands_of(root):
+            res = invoke(CliRunner(), *part)
+            assert res.exit_code == 0, (part, res.output)
+    return clone
+
+
+def _commands_of(example: str) -> list[list[str]]:
+    """The unirouter commands of an example line, trials cut to 1 (the test runs them, not the protocol)."""
+    parts = []
+    for cmd in example.split("&&"):
+        words = shlex.split(cmd)
+        assert words[0] == "unirouter", cmd
+        words = words[1:]
+        for i, w in enumerate(words[:-1]):
+            if w in ("--trials", "-n"):
+                words[i + 1] = "1"
+        parts.append(words)
+    return parts
+
+
+@pytest.mark.parametrize(("where", "example"), _example_params())
+def test_help_example_runs_on_a_fresh_clone(where, example, demo_clone, tmp_path, monkeypatch, runner):
+    from typer.main import get_command
+
+    from unirouter_cli.cli import app
+
+    assert "../" not in example and "/work/" not in example, "examples may use bundled data only"
+    if where == "unirouter":  # the demo_clone fixture ran it: check what it left
+        assert (demo_clone / "runs" / "demo" / "report.md").exists()
+        assert (demo_clone / "runs" / "demo" / "summary.json").exists()
+        return
+    here = tmp_path / "unirouter"
+    shutil.copytree(demo_clone / "configs", here / "configs")
+    first = _commands_of(example)[0][0]
+    if first not in ("fit", "reproduce"):  # the state a user has after the quick-start example
+        shutil.copytree(demo_clone / "runs", here / "runs")
+    monkeypatch.chdir(here)
+    for words in _commands_of(example):
+        if words[0] == "download":  # network: check that the example parses, do not fetch
+            root = get_command(app)
+            root.commands["download"].make_context("download", words[1:])
+            continue
+        res = invoke(runner, *words)
+        assert res.exit_code == 0, (words, res.output)

@@ -17,11 +17,8 @@ DIR/plots/ embedded as base64, one self-contained file).
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +27,7 @@ import yaml
 
 from .errors import ConfigError, DataError, RunDirError
 from .io import load_yaml, read_table, write_csv, write_text, yaml_problem
+from .report_html import render_html, run_figures
 from .split import universe_line
 
 METRICS = {  # name -> (higher is better, label)
@@ -461,76 +459,6 @@ def summary_document(summary: pd.DataFrame, by_category: pd.DataFrame | None, co
 
 
 # ------------------------------------------------------------------------------------------------
-# report.html: report.md as HTML with the run's figures embedded
-# ------------------------------------------------------------------------------------------------
-def _inline(text: str) -> str:
-    s = html.escape(text, quote=False)
-    s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
-
-
-def markdown_to_html(md: str) -> str:
-    """The Markdown subset report.md uses: headings, bullet lists, pipe tables, paragraphs, code, bold."""
-    out: list[str] = []
-    lines = md.splitlines()
-    i = 0
-    while i < len(lines):
-        ln = lines[i]
-        if not ln.strip():
-            i += 1
-        elif h := re.match(r"^(#{1,4}) (.*)$", ln):
-            out.append(f"<h{len(h.group(1))}>{_inline(h.group(2))}</h{len(h.group(1))}>")
-            i += 1
-        elif ln.startswith("- "):
-            items = []
-            while i < len(lines) and lines[i].startswith("- "):
-                items.append(f"<li>{_inline(lines[i][2:])}</li>")
-                i += 1
-            out.append("<ul>" + "".join(items) + "</ul>")
-        elif ln.startswith("|"):
-            rows = []
-            while i < len(lines) and lines[i].startswith("|"):
-                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
-                i += 1
-            body = [r for r in rows[1:] if not all(set(c) <= set("-: ") for c in r)]
-            head = "".join(f"<th>{_inline(c)}</th>" for c in rows[0])
-            trs = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>")
-        else:
-            para = []
-            while i < len(lines) and lines[i].strip() and not re.match(r"^(#{1,4} |- |\|)", lines[i]):
-                para.append(lines[i])
-                i += 1
-            out.append(f"<p>{_inline(' '.join(para))}</p>")
-    return "\n".join(out)
-
-
-HTML_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#111}"
-              "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-              "th,td{border:1px solid #bbb;padding:3px 7px;text-align:left}th{background:#eee}"
-              "code{background:#f3f3f3;padding:0 3px}figure{margin:1.5em 0}img{max-width:100%}"
-              "figcaption{color:#333;font-size:0.9em}")
-IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
-
-
-def render_html(md: str, figures: list[Path], title: str) -> str:
-    from .plot import figure_help
-
-    figs = []
-    for f in figures:
-        data = base64.b64encode(f.read_bytes()).decode("ascii")
-        figs.append(f'<figure><img alt="{html.escape(f.name)}" src="data:{IMAGE_TYPES[f.suffix]};base64,{data}">'
-                    f"<figcaption><code>plots/{html.escape(f.name)}</code>: {html.escape(figure_help(f.name))}"
-                    "</figcaption></figure>")
-    if not figs:
-        figs.append("<p>No figures yet: run <code>unirouter plot</code> and then <code>unirouter report</code> "
-                    "again to embed them.</p>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{HTML_STYLE}</style></head><body>\n{markdown_to_html(md)}\n<h2>Figures</h2>\n"
-            + "\n".join(figs) + "\n</body></html>\n")
-
-
-# ------------------------------------------------------------------------------------------------
 def report_run(run_dir: str | Path, reference: str | None = None, alpha: float = 0.01) -> list[Path]:
     """Write report.md, summary.csv, summary.json and report.html; returns their paths (report.md first)."""
     run_dir = Path(run_dir)
@@ -549,8 +477,6 @@ def report_run(run_dir: str | Path, reference: str | None = None, alpha: float =
     written = [write_text(run_dir / "report.md", md), write_csv(run_dir / "summary.csv", summary)]
     doc = summary_document(summary, by_cat, config, reference, alpha, unit, costs)
     written.append(write_text(run_dir / "summary.json", json.dumps(doc, indent=1, allow_nan=False) + "\n"))
-    figures = sorted(f for f in (run_dir / "plots").glob("*") if f.suffix in IMAGE_TYPES) \
-        if (run_dir / "plots").is_dir() else []
     title = f"unirouter report: {config.get('dataset_name', run_dir.name)}"
-    written.append(write_text(run_dir / "report.html", render_html(md, figures, title)))
+    written.append(write_text(run_dir / "report.html", render_html(md, run_figures(run_dir), title)))
     return written

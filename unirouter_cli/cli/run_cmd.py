@@ -98,8 +98,9 @@ def register(root: typer.Typer) -> None:
         dataset: str | None = typer.Option(None, "--dataset", "-d", help="Registered name or dataset folder path "
                                            "\\[default: mmlu-pro]."),
         routers: list[str] | None = typer.Option(None, "--router", "-r", help="Router to fit; repeat for several "
-                                                 "\\[default: zero, knn, uniroute-kmeans, uniroute-learnedmap, oracle]."),
-        trials: int | None = typer.Option(None, "--trials", "-n", min=1, help="Number of random trials \\[default: 10]."),
+                                                 f"\\[default: {', '.join(DEFAULT_FIT_ROUTERS)}]."),
+        trials: int | None = typer.Option(None, "--trials", "-n", min=1,
+                                          help="Number of random trials \\[default: 10]."),
         seed: int | None = typer.Option(None, "--seed", min=0, help="Seed that fixes every split and router "
                                         "\\[default: 0]."),
         encoder: str | None = typer.Option(None, "--encoder", "-e", help="Prompt encoder \\[default: tfidf]."),
