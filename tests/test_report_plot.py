@@ -434,6 +434,7 @@ def _examples() -> list[tuple[str, str]]:
 
 
 EXAMPLES = _examples()
+OFFLINE_SOURCES = {"routerbench": ROOT / "tests" / "fixtures" / "routerbench-pickle"}  # upstream-format files
 NOT_MINE = "cli/data_cmd.py is edited on another branch; its examples still point at ../shared"
 
 
@@ -502,6 +503,12 @@ def test_help_example_runs_on_a_fresh_clone(where, example, demo_clone, tmp_path
     if first not in ("fit", "reproduce"):  # the state a user has after the quick-start example
         shutil.copytree(demo_clone / "runs", here / "runs")
     monkeypatch.chdir(here)
+    if example.startswith("unirouter data remove "):  # needs a downloaded copy: make one offline first
+        name = shlex.split(example)[3]
+        if name not in OFFLINE_SOURCES:
+            pytest.skip(f"no offline upstream files for {name} to create the downloaded copy the example removes")
+        res = invoke(runner, "download", name, "--from", OFFLINE_SOURCES[name])
+        assert res.exit_code == 0, res.output
     for words in _commands_of(example):
         if words[0] == "download":  # network: check that the example parses, do not fetch
             root = get_command(app)

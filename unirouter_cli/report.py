@@ -223,10 +223,15 @@ def read_optional(path: Path) -> pd.DataFrame | None:
     if not path.exists() or path.stat().st_size == 0:
         return None
     required, numeric, hint = OPTIONAL_TABLES[path.name]
-    df = read_table(path, required, numeric, hint)
+    df = read_table(path, required, (), hint)
+    if df.empty:  # a header only (e.g. by_category.csv of a run with one test category)
+        return None
+    for c in numeric:
+        if c in df and not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])):
+            raise RunDirError(f"{path}: column {c} is not numeric; {hint}")
     if "probe_strategy" not in df:
         df["probe_strategy"] = "random"
-    return df if len(df) else None
+    return df
 
 
 def cost_unit(config: dict) -> str:

@@ -85,7 +85,7 @@ def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, 
         if trials is not None:
             cfg.trials = trials
         info(f"[bold]{meta['name']}[/]: {meta['description']} ({cfg.trials} trials, {path})")
-        run = out / meta["name"]
+        run = (out / meta["name"]).resolve()  # absolute: pooled workers may have another working directory
         stamps = {"start": time.perf_counter()}
         fit_run(cfg, run, resume=(run / "config.yaml").exists(), jobs=jobs, progress_factory=progress_factory)
         stamps["fit"] = time.perf_counter()
