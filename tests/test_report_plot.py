@@ -293,8 +293,35 @@ def test_report_and_plot_on_a_run_without_knn(runner, small_dataset, tmp_path):
     assert json.loads((run / "summary.json").read_text())["reference"] == "zero"
     res = invoke(runner, "plot", "--run-dir", run)
     assert res.exit_code == 0 and (run / "plots" / "paired-unseen.png").exists()
+    # a second pool evaluated later: both pools are reported and drawn
+    assert invoke(runner, "-q", "evaluate", "--run-dir", run, "--pool", "seen").exit_code == 0
+    assert set(pd.read_csv(run / "metrics.csv")["pool"]) == {"unseen", "seen"}
+    assert invoke(runner, "-q", "report", "--run-dir", run).exit_code == 0
+    text = (run / "report.md").read_text()
+    assert "## pool: unseen" in text and "## pool: seen" in text
+    assert invoke(runner, "-q", "plot", "--run-dir", run).exit_code == 0
+    assert (run / "plots" / "curves-seen.png").exists() and (run / "plots" / "by-category-seen.png").exists()
     res = invoke(runner, "plot", "--run-dir", run, "--reference", "knn")
     assert res.exit_code == 2 and "reference router 'knn' is not in this run" in res.output
+
+
+def test_valsize_figure_draws_paired_differences(runner, small_dataset, tmp_path):
+    from unirouter_cli.plot import figure_valsize
+
+    run = tmp_path / "sweep"
+    assert invoke(runner, "-q", "fit", "--dataset", small_dataset, "-r", "zero", "-r", "knn", "--trials", "3",
+                  "--val-sizes", "30,60", "--run-dir", run).exit_code == 0
+    assert invoke(runner, "-q", "evaluate", "--run-dir", run).exit_code == 0
+    assert invoke(runner, "-q", "plot", "--run-dir", run).exit_code == 0
+    assert (run / "plots" / "valsize-unseen.png").exists()
+    m = pd.read_csv(run / "metrics.csv")
+    fig = figure_valsize(m.assign(probe_strategy="random"), "t", "knn")
+    left, right = fig.axes[:2]
+    z = m[m["router"] == "zero"].set_index(["val_size", "trial"])["area"]
+    k = m[m["router"] == "knn"].set_index(["val_size", "trial"])["area"]
+    assert np.allclose(_line(right, "zero"), (z - k).groupby("val_size").mean().to_numpy())
+    assert np.allclose(_line(left, "knn"), k.groupby("val_size").mean().to_numpy())
+    assert "knn" not in {ln.get_gid() for ln in right.get_lines()}  # the reference is the 0 line
 
 
 def test_router_styles_distinct_for_many_routers():

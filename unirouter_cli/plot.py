@@ -14,7 +14,8 @@ the same trials. Per pool:
 * ``paired-<pool>``: per-trial Area and QNC differences to the reference (what the report's sign
   test counts), with wins/losses;
 * ``by-category-<pool>``: Area difference to the reference per prompt category (heatmap);
-* ``valsize-<pool>``: Area against validation-set size with two-sigma bands (sweeps only).
+* ``valsize-<pool>``: Area against validation-set size with two-sigma bands, and the paired
+  difference to the reference per size (sweeps only).
 
 Styles (``router_styles``) are fixed per router name: a colour (Okabe-Ito and Tol colours, no pale
 yellow), a line style and a marker, so up to twelve routers stay distinct in colour and in
@@ -56,7 +57,8 @@ FIGURE_HELP = {
     "metrics": "Area and QNC per trial (box, trials as markers, mean with 95% interval; x = QNC never reached)",
     "paired": "per-trial Area and QNC differences to the reference router, with wins/losses",
     "by-category": "Area difference to the reference per prompt category (mean over trials, wins/losses)",
-    "valsize": "Area against the number of validation prompts (two-sigma bands)",
+    "valsize": "Area against the number of validation prompts (two-sigma bands) and its paired difference to the "
+               "reference (95% intervals)",
 }
 
 
@@ -406,8 +408,11 @@ def figure_by_category(by_cat: pd.DataFrame, title: str, reference: str):  # noq
     im = ax.imshow(grid.to_numpy(float), cmap="RdBu", vmin=-vmax, vmax=vmax, aspect="auto")
     ref = by_cat[by_cat["router"] == reference].groupby("category")
     ref_area, n_test = ref["area"].mean(), ref["n_test"].median()
-    ax.set_xticks(range(len(cats)), [f"{c}\n{reference} {ref_area[c]:.3f}\nn={int(n_test[c])}" for c in cats],
-                  fontsize=8, rotation=0 if len(cats) <= 6 else 45, ha="center" if len(cats) <= 6 else "right")
+    many = len(cats) > 6
+    ax.set_xticks(range(len(cats)), cats, fontsize=8.5, rotation=30 if many else 0, ha="right" if many else "center")
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(range(len(cats)), [f"{ref_area[c]:.3f}\nn={int(n_test[c])}" for c in cats], fontsize=7.5)
+    top.set_xlabel(f"{reference}'s Area; test prompts per trial", fontsize=8)
     ax.set_yticks(range(len(routers)), [_label(r, kinds) for r in routers])
     cells = table.set_index(["router", "category"])
     for i, r in enumerate(routers):
@@ -419,39 +424,61 @@ def figure_by_category(by_cat: pd.DataFrame, title: str, reference: str):  # noq
             ax.text(j, i, f"{x['diff']:+.3f}\n{int(x['wins'])}W/{int(x['losses'])}L", ha="center", va="center",
                     fontsize=7.5, color=colour)
     fig.colorbar(im, ax=ax, label=f"Area - Area({reference})", shrink=0.85)
-    ax.set_title(f"{title}\nArea difference to {reference} per prompt category (blue: better)", fontsize=10)
+    fig.suptitle(f"{title}\nArea difference to {reference} per prompt category (blue: better)", fontsize=10)
     _caption(fig, f"Cells: mean over trials of the router's Area minus {reference}'s on that category's test "
-                  f"prompts, and trials won/lost against {reference}. Column labels: {reference}'s Area and the "
-                  "test prompts per trial in the category. Bounds (oracle) omitted.")
+                  f"prompts, and trials won/lost against {reference}. Above each column: {reference}'s Area and "
+                  "the test prompts per trial in the category. Bounds (oracle) omitted.")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
-def figure_valsize(metrics: pd.DataFrame, title: str):  # noqa: ANN201
-    """Area against validation size, one panel per probe strategy, two-sigma bands."""
+def figure_valsize(metrics: pd.DataFrame, title: str, reference: str):  # noqa: ANN201
+    """Per probe strategy: left, Area against validation size (mean, two-sigma band, as in the paper);
+    right, the per-trial Area difference to the reference at each size (mean, 95% t-interval)."""
+    from .report import t_halfwidth
+
     plt = _plt()
     names = list(dict.fromkeys(metrics["router"]))
+    kinds = dict(zip(metrics["router"], metrics["kind"], strict=False))
     styles = router_styles(names)
     strategies = list(dict.fromkeys(metrics["probe_strategy"]))
-    fig, axes = plt.subplots(1, len(strategies), figsize=(8 + 4 * (len(strategies) - 1), 5), sharey=True,
-                             squeeze=False)
-    for ax, s in zip(axes[0], strategies, strict=True):
+    fig, axes = plt.subplots(len(strategies), 2, figsize=(13, 4.8 * len(strategies)), squeeze=False)
+    for (left, right), s in zip(axes, strategies, strict=True):
         ms = metrics[metrics["probe_strategy"] == s]
+        ref = ms[ms["router"] == reference].set_index(["val_size", "trial"])["area"]
         for n in names:
-            g = ms[ms["router"] == n].groupby("val_size")["area"]
-            m, sd, cnt = g.mean(), g.std(ddof=1).fillna(0), g.count()
-            se = sd / np.sqrt(cnt)
             st = styles[n]
-            ax.plot(m.index, m.to_numpy(), color=st.colour, ls=st.linestyle, marker=st.marker, label=n, gid=n)
-            ax.fill_between(m.index, (m - 2 * se).to_numpy(), (m + 2 * se).to_numpy(), color=st.colour, alpha=0.15,
-                            lw=0)
-        ax.set_xlabel("validation prompts per new LLM")
-        ax.set_title(f"probe strategy: {s}" if len(strategies) > 1 else "")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("Area (mean, two-sigma band)")
-    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+            line = {"color": st.colour, "ls": st.linestyle, "marker": st.marker, "label": _label(n, kinds), "gid": n}
+            g = ms[ms["router"] == n].groupby("val_size")["area"]
+            m, se = g.mean(), g.std(ddof=1).fillna(0) / np.sqrt(g.count())
+            left.plot(m.index, m.to_numpy(), **line)
+            left.fill_between(m.index, (m - 2 * se).to_numpy(), (m + 2 * se).to_numpy(), color=st.colour,
+                              alpha=0.12, lw=0)
+            if n == reference or kinds.get(n) == "bound":
+                continue
+            d = (ms[ms["router"] == n].set_index(["val_size", "trial"])["area"] - ref).dropna()
+            sizes = sorted(d.index.get_level_values(0).unique())
+            dm = np.array([d.loc[v].mean() for v in sizes])
+            dh = np.array([t_halfwidth(d.loc[v].to_numpy()) for v in sizes])
+            right.plot(sizes, dm, **line)
+            right.fill_between(sizes, dm - dh, dm + dh, color=st.colour, alpha=0.12, lw=0)
+        right.axhline(0, color=styles[reference].colour if reference in styles else "#444444", lw=1.5,
+                      ls=styles[reference].linestyle if reference in styles else "-")
+        tag = f" (probe strategy {s})" if len(strategies) > 1 else ""
+        left.set_title("Area: mean, two-sigma band" + tag, fontsize=10)
+        right.set_title(f"paired difference to {reference}: mean, 95% interval" + tag, fontsize=10)
+        left.set_ylabel("Area")
+        right.set_ylabel(f"Area - Area({reference}) (same trial)")
+        for ax in (left, right):
+            ax.set_xlabel("validation prompts per new LLM")
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.92), frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    _caption(fig, "Left: mean Area over trials at each validation size with a two-sigma band (between-trial spread, "
+                  "as in the paper's figure). Right: per-trial Area difference to the reference at each size, mean and "
+                  f"95% t-interval: above 0 = better than {reference}.")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
@@ -472,8 +499,8 @@ def plot_by_category(by_cat: pd.DataFrame, out: Path, title: str, reference: str
     return _save(_plt(), figure_by_category(by_cat, title, reference), out)
 
 
-def plot_valsize(metrics: pd.DataFrame, out: Path, title: str) -> Path:
-    return _save(_plt(), figure_valsize(metrics, title), out)
+def plot_valsize(metrics: pd.DataFrame, out: Path, title: str, reference: str) -> Path:
+    return _save(_plt(), figure_valsize(metrics, title, reference), out)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -534,5 +561,5 @@ def plot_run(run_dir: str | Path, fmt: str = "png", reference: str | None = None
                                             f"{name}, {pool} pool{tag}", reference))
         if len(sweep) > 1:
             written.append(plot_valsize(mp[mp["val_size"] >= 0], outdir / f"valsize-{pool}.{fmt}",
-                                        f"{name}: Area vs validation size, {pool} pool"))
+                                        f"{name}: Area vs validation size, {pool} pool", reference))
     return written

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -290,8 +291,9 @@ def split_line(config: dict) -> str:
 
 
 def short_unit(unit: str) -> str:
-    """'USD per query (models.csv: mean over the table)' -> 'USD per query'."""
-    return unit.split(" (")[0].strip() or unit
+    """'USD per query (models.csv: mean over the table)' -> 'USD per query'; 'USD per 1M tokens, ...' ->
+    'USD per 1M tokens'."""
+    return re.split(r" \(|, ", unit, maxsplit=1)[0].strip() or unit
 
 
 def fmt_cost(x: float) -> str:
@@ -351,7 +353,8 @@ def render_markdown(summary: pd.DataFrame, metrics: pd.DataFrame, config: dict, 
               "- Area: mean accuracy over normalised cost [0, 1] (cost 1 = the trial's mean, over test prompts, "
               "of the largest cost in the pool). QNC: share of that cost needed to match the best single test "
               "LLM's accuracy (100% when never reached; `reached` = share of trials that reached it). "
-              f"Cost to match: QNC x that cost, the mean cost per query in {unit}.",
+              f"Cost to match: QNC x that cost, the mean cost per query at which the router matches the best "
+              f"single test LLM, in {unit}.",
               "- HullArea (metrics.csv column `aiq`): Area under the non-decreasing upper convex hull of the "
               "curve, over normalised cost [0, 1]. RouterBench's AIQ averages its hull over the cost range "
               "[c_min, c_max] instead, so the two are not the same number. APGR: (Area - accuracy of the "
@@ -370,10 +373,10 @@ def render_markdown(summary: pd.DataFrame, metrics: pd.DataFrame, config: dict, 
                   f"(median); validation prompts {int(m['n_val'].median())}; best single LLM accuracy "
                   f"{m['best_single'].mean():.4f} (mean)."]
         if costs:
-            best = (f"; the best single test LLM itself costs {fmt_cost(costs['best_single_cost'])} per query"
+            best = (f"; the best single test LLM's own cost is {fmt_cost(costs['best_single_cost'])}"
                     if "best_single_cost" in costs else "")
             lines.append(f"Costs in {unit}: the largest pool cost (1.0 on the cost axis) is "
-                         f"{fmt_cost(costs['cost_max'])} per query (mean over trials){best}.")
+                         f"{fmt_cost(costs['cost_max'])} (mean over trials){best}.")
         lines.append("")
         shown = [k for k in METRICS if k in set(grp["metric"])]
         labels = [METRICS[k][1] + (f" ({short_unit(unit)})" if k == "qnc_cost" else "") for k in shown]

@@ -78,7 +78,8 @@ def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, 
     lines = ["# unirouter reproduce", "",
              f"Presets run on the bundled data; {time.strftime('%Y-%m-%d %H:%M')}; {machine_line(host)}; "
              f"`--jobs {jobs}`.", "",
-             "| preset | dataset | trials | wall time | router | Area (unseen) | QNC (unseen) | report | figures |",
+             "| preset | dataset | trials | wall time | router | Area (unseen) | QNC (unseen; cost to match) | report "
+             "| figures |",
              "|---|---|---|---|---|---|---|---|---|"]
     total = 0.0
     for path, meta, cfg in presets:
