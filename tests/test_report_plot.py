@@ -381,6 +381,18 @@ def test_reproduce_records_timing_and_readme_tables_fills_markers(runner, small_
         tables.main(["--readme", str(readme), f"other={tmp_path}/nothing"])
 
 
+def test_readme_result_blocks_are_paired_and_name_presets():
+    text = (ROOT / "README.md").read_text()
+    starts = re.findall(r"<!-- results:([\w-]+) -->", text)
+    ends = re.findall(r"<!-- /results:([\w-]+) -->", text)
+    assert starts and starts == ends and len(set(starts)) == len(starts)
+    presets = {yaml.safe_load(p.read_text())["name"] for p in (ROOT / "configs").glob("*.yaml")}
+    assert set(starts) - {"reproduce-timing"} <= presets
+    tables = _script_module()
+    for name in starts:
+        assert tables.replace_block(text, name, "x")[1]
+
+
 def _script_module():
     import importlib.util
 
