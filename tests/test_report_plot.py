@@ -373,7 +373,7 @@ def test_reproduce_records_timing_and_readme_tables_fills_markers(runner, small_
     knn_area = summary.query("router == 'knn' and metric == 'area'").iloc[0]
     assert f"| knn | dynamic | {knn_area['mean']:.4f} [{knn_area['ci_low']:.4f}, {knn_area['ci_high']:.4f}]" in text
     assert f"`{rec['command']}`" in text and "CPUs" in text
-    assert "min wall time for fit, evaluate, plot and report of 1 presets" in text
+    assert "min wall time for fit, evaluate, plot and report of 1 preset (" in text
     first = text
     assert tables.main(["--readme", str(readme), str(out)]) == 0 and readme.read_text() == first  # idempotent
     assert tables.main(["--readme", str(readme), "--check", str(out)]) == 0
