@@ -17,8 +17,8 @@ def register(root: typer.Typer) -> None:
         fmt: str = typer.Option("png", "--format", "-f", help="png, svg or pdf."),
         reference: str | None = typer.Option(None, "--reference", help="Router the paired figures compare to "
                                              r"\[default: knn if the run has it, else zero]."),
-        oracle: bool = typer.Option(False, "--oracle", help="Add the oracle (a bound) to the curves and per-trial "
-                                    "figures, in its own panel."),
+        oracle: bool = typer.Option(False, "--oracle", help="Draw the oracle (a bound) too: its own panel in the "
+                                    "curves figure, a row in the per-trial figure."),
     ) -> None:
         """Draw deferral curves (relative to the best single LLM, and paired differences to a reference
         router), per-trial Area/QNC, paired differences, Area per prompt category and (sweeps) Area vs
