@@ -474,16 +474,8 @@ def _examples() -> list[tuple[str, str]]:
 
 EXAMPLES = _examples()
 OFFLINE_SOURCES = {"routerbench": ROOT / "tests" / "fixtures" / "routerbench-pickle"}  # upstream-format files
-NOT_MINE = "cli/data_cmd.py is edited on another branch; its examples still point at ../shared"
-
-
 def _example_params():
-    params = []
-    for where, ex in EXAMPLES:
-        marks = ([pytest.mark.xfail(reason=NOT_MINE, strict=False)]
-                 if "../shared" in ex and where.split()[0] in ("data", "download") else [])
-        params.append(pytest.param(where, ex, marks=marks, id=f"{where}: {ex[:60]}"))
-    return params
+    return [pytest.param(where, ex, id=f"{where}: {ex[:60]}") for where, ex in EXAMPLES]
 
 
 def test_every_command_has_an_example():

@@ -494,7 +494,7 @@ def _fit_locked(cfg: RunConfig, ds: Dataset, rd: RunDir, resume: bool, jobs: int
                 raise RunDirError(f"{rd.path} already holds a run; add --resume to continue it or use a new --run-dir")
         get_embeddings(ds, cfg.encoder)  # compute + cache once, before workers start
         write_yaml(rd.config_file, cfg.to_dict())
-        todo = [(str(rd.path), task) for task in cfg.tasks() if not rd.is_fitted(task, cfg.routers)]
+        todo = [(str(rd.path.resolve()), task) for task in cfg.tasks() if not rd.is_fitted(task, cfg.routers)]
         progress = progress_factory(len(todo), "fit") if progress_factory else None
         run_tasks(fit_task, todo, jobs, backend, scheduler, progress)
         write_hyperparams(rd, cfg)
@@ -539,7 +539,8 @@ def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: 
         if missing:
             raise RunDirError(f"{rd.path}: {len(missing)} trial(s) not fitted (first: {missing[0]}); "
                               f"run `unirouter fit --resume` with the same options")
-        todo = [(str(rd.path), task, p) for p in pools for task in cfg.tasks() if not rd.eval_file(p, task).exists()]
+        todo = [(str(rd.path.resolve()), task, p) for p in pools for task in cfg.tasks()
+                if not rd.eval_file(p, task).exists()]
         progress = progress_factory(len(todo), "evaluate") if progress_factory else None
         run_tasks(evaluate_task, todo, jobs, backend, scheduler, progress)
         merge(rd, cfg, pools)

@@ -49,12 +49,18 @@ def list_cmd() -> None:
 @app.command("validate")
 @boundary
 def validate_cmd(
-    path: Path = typer.Argument(..., help="A dataset folder (dataset.yaml, prompts, outcomes, models.csv)."),
+    dataset: str = typer.Argument(..., help="A dataset folder (dataset.yaml, prompts, outcomes, models.csv) or "
+                                  "the name of a bundled or downloaded dataset."),
 ) -> None:
     """Check a dataset folder and report every problem (file, row/column, what was expected).
 
-    Example: unirouter data validate ../shared/data/routerbench-subset
+    Example: unirouter data validate routerbench-subset
     """
+    from ..data import REGISTRY, resolve
+
+    path = Path(dataset)
+    if not path.exists() and dataset in REGISTRY:
+        path = resolve(dataset)[1]
     problems, tables, card = validate_folder(path)
     if problems:
         for p in problems:
@@ -139,7 +145,7 @@ def register(root: typer.Typer) -> None:
     ) -> None:
         """Fetch a public routing table, convert it to the dataset folder format and verify it.
 
-        Example: unirouter download mmlu-pro --from ../shared/raw-samples/tiger-mmlu-pro
+        Example: unirouter download routerbench --from tests/fixtures/routerbench-pickle
         """
         folder, summary = do_download(name, from_dir, dest, progress=info, replace_bundled=replace_bundled)
         typer.echo(f"ok: {folder}: {summary['prompts']} prompts, {summary['models']} models, "
