@@ -134,14 +134,14 @@ def case_synthetic(n: int, m: int, router: str, val_size: int = 0) -> dict:
 
 def case_embed(encoder: str, n: int) -> dict:
     from unirouter_cli.data import load_dataset
-    from unirouter_cli.embed import ENCODERS
+    from unirouter_cli.embed import make_encoder
 
     ds = load_dataset("routerbench-subset")
     texts = [str(t) for t in ds.texts]
     texts = (texts * (n // len(texts) + 1))[:n]
     texts = [f"{t} #{i}" for i, t in enumerate(texts)]
     t0 = time.perf_counter()
-    ENCODERS[encoder](texts)
+    make_encoder(encoder).fit_transform(texts)
     s = time.perf_counter() - t0
     return {"seconds": s, "prompts_per_s": n / s, "peak_mb": _peak_mb()}
 

