@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__
-from . import common, data_cmd, info_cmd, results_cmd, run_cmd
+from . import common, data_cmd, info_cmd, results_cmd, router_cmd, run_cmd
 
 
 def _click_exceptions():  # noqa: ANN202 - typer >= 0.20 vendors click as typer._click
@@ -103,6 +103,7 @@ def root(
 
 
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(router_cmd.app, name="router")
 data_cmd.register(app)
 info_cmd.register(app)
 run_cmd.register(app)

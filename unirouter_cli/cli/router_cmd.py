@@ -1,0 +1,267 @@
+"""``unirouter router ...``: build a router from a table, list probe prompts, add or remove LLMs,
+route new prompts, describe a router, serve it over HTTP (deploy.py does the work)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from ..errors import ConfigError
+from .common import STATE, boundary, console
+
+app = typer.Typer(help="Build a router from a table, add LLMs from their probe answers, route new prompts.",
+                  no_args_is_help=True)
+
+DIR_ARG = typer.Argument(..., help="Router directory (written by `unirouter router build`).")
+
+
+def note(msg: str) -> None:
+    if not STATE.quiet:
+        print(msg, file=sys.stderr)
+
+
+def _pool(pool: str | None) -> list[str] | None:
+    return [m.strip() for m in pool.split(",") if m.strip()] if pool else None
+
+
+def _reserve(spec: str | None) -> float | None:
+    if spec is None:
+        return None
+    try:
+        return float(spec)
+    except ValueError as e:
+        raise ConfigError(f"--probe-reserve {spec!r}: expected a number of prompts or a fraction in (0, 1)") from e
+
+
+@app.command("build")
+@boundary
+def build_cmd(
+    dataset: str = typer.Option("mmlu-pro", "--dataset", "-d", help="Registered name or dataset folder path."),
+    router: str = typer.Option("uniroute-kmeans", "--router", "-r", help="A dynamic router (see `unirouter routers`)."),
+    encoder: str = typer.Option("tfidf", "--encoder", "-e", help="tfidf, minilm or st:<model> (precomputed cannot "
+                                "embed new texts)."),
+    seed: int = typer.Option(0, "--seed", help="Fixes the prompt split and the router."),
+    probe_reserve: str | None = typer.Option(None, "--probe-reserve", help="Probe reserve: a number of prompts or a "
+                                             "fraction in (0, 1) [default: 0.1]."),
+    params: list[str] | None = typer.Option(None, "--param", "-p", help="ROUTER.NAME=VALUE, e.g. "
+                                            "uniroute-kmeans.K=16 [default: chosen from training + reserve data]."),
+    out: Path = typer.Option(..., "--out", "-o", help="Router directory to write."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing router directory."),
+) -> None:
+    """Fit encoder and router on a whole table and profile every LLM on a probe reserve.
+
+    The table's prompts are split (seeded) into training prompts and the probe reserve; every LLM of
+    the table is a training LLM; hyperparameters are chosen as in trials.
+    Example: unirouter router build --dataset routerbench-subset --router uniroute-kmeans --out routers/rb
+    """
+    from ..deploy import build
+    from .run_cmd import parse_params
+
+    parsed = parse_params(list(params or []))
+    other = sorted(set(parsed) - {router})
+    if other:
+        raise ConfigError(f"--param given for {', '.join(other)}, but the router built is {router}")
+    if out.exists() and not force and any(out.iterdir()):
+        raise ConfigError(f"--out {out} exists and is not empty; choose another directory or pass --force "
+                          "(only a router directory is replaced)")
+    r = build(dataset, router, encoder, seed, _reserve(probe_reserve), parsed.get(router))
+    path = r.save(out, overwrite=True)
+    res, hp = r.card["reserve"], r.card["router"]["hyperparams"]
+    note(f"built {router} ({', '.join(f'{k}={v}' for k, v in hp.items()) or 'no hyperparameters'}) on "
+         f"{r.card['dataset']['name']}: {res['training_prompts']} training prompts, {res['prompts']} probe "
+         f"reserve, {len(r.models)} LLMs, encoder {encoder}")
+    if r.reserve_texts is None:
+        note(f"note: {r.card['dataset']['name']} ships no prompt texts: `router probes` lists prompt ids; "
+             f"`unirouter download {r.card['dataset']['name']}` fetches the texts")
+    typer.echo(f"ok: {path}")
+
+
+@app.command("probes")
+@boundary
+def probes_cmd(
+    router_dir: Path = DIR_ARG,
+    n: int = typer.Option(100, "-n", help="Number of probe prompts a new LLM answers."),
+    strategy: str = typer.Option("random", "--strategy", help="Probe selection strategy (random)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the selection."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (prompt_id, text) [default: stdout]."),
+) -> None:
+    """The prompts (prompt_id, text) a new LLM should answer before `add-llm`.
+
+    Example: unirouter router probes routers/rb -n 100 --out probes.csv
+    """
+    from ..deploy import load_router
+    from ..io import write_csv
+
+    r = load_router(router_dir)
+    df = r.probes(n, strategy, seed)
+    if out is None:
+        df.to_csv(sys.stdout, index=False, lineterminator="\n")
+    else:
+        write_csv(out, df)
+        typer.echo(f"ok: {out}: {len(df)} probe prompts ({strategy}, seed {seed})")
+    if r.reserve_texts is None:
+        name = r.card["dataset"]["name"]
+        note(f"note: {name} ships no prompt texts (the text column is empty): `unirouter download {name}` fetches "
+             "them; the prompt ids are the table's")
+
+
+@app.command("add-llm")
+@boundary
+def add_llm_cmd(
+    router_dir: Path = DIR_ARG,
+    model: str = typer.Option(..., "--model", "-m", help="Name of the new LLM."),
+    cost: float = typer.Option(..., "--cost", help="Its cost per query, in the router's cost unit (see `info`)."),
+    answers: Path = typer.Option(..., "--answers", "-a", help="CSV/JSONL/parquet with prompt_id, score in [0, 1] on "
+                                 "probe prompts (at least 20)."),
+) -> None:
+    """Add an LLM from its scores on probe prompts; nothing is retrained. DIR is updated atomically.
+
+    Example: unirouter router add-llm routers/rb --model my-llm --cost 0.002 --answers answers.csv
+    """
+    from ..deploy import load_router
+
+    r = load_router(router_dir)
+    entry = r.add_llm(model, cost, answers)
+    r.save()
+    typer.echo(f"ok: {router_dir}: added {entry['name']} ({entry['answers']} answers, cost {entry['cost']:g} "
+               f"{r.cost_unit}); {len(r.models)} LLMs")
+
+
+@app.command("remove-llm")
+@boundary
+def remove_llm_cmd(
+    router_dir: Path = DIR_ARG,
+    model: str = typer.Option(..., "--model", "-m", help="Name of the LLM to remove."),
+) -> None:
+    """Remove an LLM from the pool. DIR is updated atomically.
+
+    Example: unirouter router remove-llm routers/rb --model claude-v2
+    """
+    from ..deploy import load_router
+
+    r = load_router(router_dir)
+    r.remove_llm(model)
+    r.save()
+    typer.echo(f"ok: {router_dir}: removed {model.strip()}; {len(r.models)} LLMs")
+
+
+def _summary(routes: list[dict]) -> str:
+    from collections import Counter
+
+    if not routes:
+        return "no prompts"
+    n = len(routes)
+    share = Counter(d["model"] for d in routes).most_common()
+    cost = sum(d["cost"] for d in routes) / n
+    q = sum(d["p_correct"] for d in routes) / n
+    top = ", ".join(f"{m} {c / n:.0%}" for m, c in share[:4]) + (", ..." if len(share) > 4 else "")
+    return f"{n} prompts at lambda {routes[0]['lambda']:.6g}: mean cost {cost:.4g}, estimated accuracy {q:.3f}; {top}"
+
+
+@app.command("route")
+@boundary
+def route_cmd(
+    router_dir: Path = DIR_ARG,
+    prompts: Path = typer.Option(..., "--prompts", help="CSV/JSONL/parquet with prompt_id and text."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="JSON lines to write [default: stdout]."),
+    lam: float | None = typer.Option(None, "--lambda", help="Cost weight: argmin error + lambda * cost (0 = always "
+                                     "the lowest estimated error)."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Largest expected mean cost per prompt (card's "
+                                          "unit); lambda is chosen on the probe reserve."),
+    min_quality: float | None = typer.Option(None, "--min-quality", help="Cheapest lambda whose estimated accuracy "
+                                             "on the probe reserve is at least this."),
+    pool: str | None = typer.Option(None, "--pool", help="Route only among these LLMs (comma-separated)."),
+) -> None:
+    """Route prompts: one JSON line per prompt with prompt_id, model, p_correct (estimated), cost, lambda.
+
+    Give exactly one of --lambda, --max-cost, --min-quality.
+    Example: unirouter router route routers/rb --prompts new.jsonl --max-cost 0.001 --out routes.jsonl
+    """
+    from ..deploy import load_router, read_prompts
+    from ..io import write_text
+
+    r = load_router(router_dir)
+    ids, texts = read_prompts(prompts)
+    routes = r.route(texts, ids, lam=lam, max_cost=max_cost, min_quality=min_quality, pool=_pool(pool))
+    body = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in routes)
+    if out is None:
+        sys.stdout.write(body)
+    else:
+        write_text(out, body)
+        typer.echo(f"ok: {out}")
+    note(f"routed {_summary(routes)}")
+
+
+@app.command("info")
+@boundary
+def info_cmd(
+    router_dir: Path = DIR_ARG,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Describe a router: dataset, encoder, router and hyperparameters, LLMs, cost/quality range.
+
+    Example: unirouter router info routers/rb
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..deploy import load_router
+
+    r = load_router(router_dir)
+    d = r.info()
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    ds, rt, res = d["dataset"], d["router"], d["reserve"]
+    hp = ", ".join(f"{k}={v}" for k, v in rt["hyperparams"].items()) or "none"
+    console.print(escape(f"{r.path}: {rt['name']} ({hp}), encoder {d['encoder']['name']}, unirouter "
+                         f"{d['unirouter_version']}, seed {d['seed']}"))
+    console.print(escape(f"built on {ds['name']} (hash {ds['content_hash']}): {res['training_prompts']} training "
+                         f"prompts, {res['prompts']} probe prompts; cost unit: {d['cost_unit']}"))
+    c = d["curve"]
+    console.print(escape(f"on the probe prompts: cheapest routing cost {c['cheapest']['cost']:.4g} (estimated "
+                         f"accuracy {c['cheapest']['quality']:.3f}), lambda 0 cost {c['lambda_0']['cost']:.4g} "
+                         f"(estimated accuracy {c['lambda_0']['quality']:.3f})"))
+    t = Table()
+    for col in ("LLM", "cost", "origin", "probes answered", "accuracy on them"):
+        t.add_column(col)
+    for m in sorted(d["llms"], key=lambda m: m["cost"]):
+        acc = m["accuracy_on_answers"]
+        t.add_row(escape(m["name"]), f"{m['cost']:.4g}", m.get("origin", "?"), str(m["answers"]),
+                  "-" if acc is None else f"{acc:.3f}")
+    console.print(t)
+
+
+@app.command("serve")
+@boundary
+def serve_cmd(
+    router_dir: Path = DIR_ARG,
+    port: int = typer.Option(8000, "--port", help="TCP port (0 = any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    lam: float | None = typer.Option(None, "--lambda", help="Default lambda when a request gives none."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Default budget when a request gives none."),
+    min_quality: float | None = typer.Option(None, "--min-quality", help="Default quality floor."),
+    pool: str | None = typer.Option(None, "--pool", help="Default pool (comma-separated)."),
+) -> None:
+    """Serve a router over HTTP (standard library): POST /route, GET /info, GET /health.
+
+    POST /route takes {"prompts": [{"prompt_id": ..., "text": ...}], "lambda" | "max_cost" | "min_quality":
+    number, "pool": [names]} and answers {"routes": [{prompt_id, model, p_correct, cost, lambda}]}.
+    Example: unirouter router serve routers/rb --port 8000 --max-cost 0.001
+    """
+    from ..serve import make_server
+
+    defaults = {"lambda": lam, "max_cost": max_cost, "min_quality": min_quality, "pool": _pool(pool)}
+    server = make_server(router_dir, host, port, defaults)
+    h, p = server.server_address[:2]
+    print(f"serving {router_dir} on http://{h}:{p} (POST /route, GET /info); Ctrl-C stops", file=sys.stderr,
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
