@@ -491,20 +491,15 @@ def build(dataset: str, router: str = DEFAULT_ROUTER, encoder: str = "tfidf", se
     probe reserve, exactly as a trial fits its routers (``evaluate.fit_trial``)."""
     from .data import load_dataset
     from .evaluate import errors, fit_trial
-    from .routers import ROUTERS, check_routers
+    from .routers import ROUTERS, check_params, get_spec
     from .split import Trial
 
-    check_routers([router])
-    spec = ROUTERS[router]
+    spec = get_spec(router)
     if spec.kind != "dynamic":
         dyn = ", ".join(n for n, s in ROUTERS.items() if s.kind == "dynamic")
         raise ConfigError(f"router {router} is a {spec.kind} router (it needs the pool's test labels); "
                           f"a built router must be dynamic: {dyn}")
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(spec.defaults))
-    if unknown:
-        raise ConfigError(f"router {router}: unknown parameter(s) {', '.join(unknown)}; "
-                          f"expected {', '.join(spec.defaults) or 'none'}")
+    params = check_params(router, dict(params or {}))
     make_encoder(encoder)  # checks the name before the dataset loads
     ds = load_dataset(dataset)
     n_res = reserve_size(reserve, ds.n_prompts)
@@ -552,7 +547,7 @@ def _npz(p: Path) -> dict[str, np.ndarray]:
 
 def load_router(path: str | Path) -> DeployedRouter:
     """Load a router directory written by ``unirouter router build`` (or ``DeployedRouter.save``)."""
-    from .routers import ROUTERS, make_router
+    from .routers import get_spec, make_router
 
     d = Path(path).expanduser()
     if not (d / CARD).is_file():
@@ -574,8 +569,7 @@ def load_router(path: str | Path) -> DeployedRouter:
         enc = encoder_from_state(_json(d / "encoder.json"), _npz(d / "encoder.npz"))
         rmeta = _json(d / "router.json")
         name = card["router"]["name"]
-        if name not in ROUTERS:
-            raise RouterDirError(f"{d / CARD}: unknown router {name!r}")
+        get_spec(name)  # an unknown router (e.g. a plug-in that is not installed) is refused by name
         router = make_router(name).load_state(rmeta, _npz(d / "router.npz"))
         reserve = _json(d / "reserve.json")
         X = _npz(d / "reserve.npz")["X"].astype(np.float32)
