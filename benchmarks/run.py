@@ -7,6 +7,8 @@ Each case runs in a fresh subprocess so its peak RSS is its own. Sections:
   (d) a synthetic low-rank table (seeded) for fit + evaluate of uniroute-kmeans, knn and zero,
       growing prompts and LLMs up to 1,000,000 x 1,000 (BENCH_FULL=1)
   (e) embedding throughput of each encoder (minilm only when the 'embed' extra is installed)
+  (f) a built router in use (`unirouter router`): route throughput with tfidf (in-process and through
+      the CLI, start-up included) and add-llm time, on routers built from the bundled tables
 
 Environment: BENCH_TRIALS (default 40; 400 = the full protocol), BENCH_FULL=1 (largest sizes),
 BENCH_ONLY=a,c (sections to run), BENCH_REPEATS (default 3; medians are reported).
@@ -29,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 FULL = os.environ.get("BENCH_FULL") == "1"
-ONLY = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e").split(","))
+ONLY = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e,f").split(","))
 
 
 def _peak_mb() -> float:
@@ -146,7 +148,78 @@ def case_embed(encoder: str, n: int) -> dict:
     return {"seconds": s, "prompts_per_s": n / s, "peak_mb": _peak_mb()}
 
 
-CASES = {"router": case_router, "curve": case_curve, "synthetic": case_synthetic, "embed": case_embed}
+def _repeated_texts(n: int) -> list[str]:
+    from unirouter_cli.data import load_dataset
+
+    texts = [str(t) for t in load_dataset("routerbench-subset").texts]
+    return [f"{t} #{i}" for i, t in enumerate((texts * (n // len(texts) + 1))[:n])]
+
+
+def case_deploy(dataset: str, router: str) -> dict:
+    """Build a router, then time route (in-process and CLI) and add-llm (in-process and CLI)."""
+    import pandas as pd
+
+    from unirouter_cli.data import load_dataset
+    from unirouter_cli.deploy import build, load_router
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "router"
+        t0 = time.perf_counter()
+        r = build(dataset, router)
+        r.save(d)
+        out["build_s"] = time.perf_counter() - t0
+        r = load_router(d)
+        for n in (1_000, 10_000, 100_000):
+            texts = _repeated_texts(n)
+            times = []
+            for _ in range(REPEATS):
+                t0 = time.perf_counter()
+                r.route(texts, lam=0.0)
+                times.append(time.perf_counter() - t0)
+            out[f"route_{n}_per_s"] = n / statistics.median(times)
+        n = 10_000
+        pfile = Path(tmp) / "prompts.jsonl"
+        pd.DataFrame({"prompt_id": [f"p{i}" for i in range(n)], "text": _repeated_texts(n)}).to_json(
+            pfile, orient="records", lines=True)
+        cmd = [sys.executable, "-m", "unirouter_cli", "-q", "router", "route", str(d), "--prompts", str(pfile),
+               "--max-cost", "1e9", "--out", str(Path(tmp) / "routes.jsonl")]
+        times = []
+        for _ in range(REPEATS):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+        out["cli_route_10000_s"] = statistics.median(times)
+        # a new LLM: a table LLM's real answers on 100 probes, under a new name
+        ds = load_dataset(dataset)
+        probes = r.probes(100, seed=0)
+        rows = pd.Index(ds.prompt_ids).get_indexer(probes["prompt_id"])
+        score = ds.scores[rows, 0]
+        ans = Path(tmp) / "answers.csv"
+        pd.DataFrame({"prompt_id": probes["prompt_id"], "score": score}).dropna().to_csv(ans, index=False)
+        api, cli = [], []
+        for i in range(REPEATS):
+            t0 = time.perf_counter()
+            r = load_router(d)
+            r.add_llm(f"api-{i}", 1.0, ans)
+            r.save()
+            api.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "unirouter_cli", "-q", "router", "add-llm", str(d), "--model",
+                            f"cli-{i}", "--cost", "1", "--answers", str(ans)], check=True, capture_output=True)
+            cli.append(time.perf_counter() - t0)
+        out["add_llm_api_s"] = statistics.median(api)
+        out["add_llm_cli_s"] = statistics.median(cli)
+        out["dir_mb"] = sum(p.stat().st_size for p in d.iterdir()) / 1e6
+        out["reserve"], out["llms"] = len(r.reserve_ids), len(r.models)
+        out["hyper"] = r.card["router"]["hyperparams"]
+        out["n_cores"] = os.cpu_count()
+        out["peak_mb"] = _peak_mb()
+    return out
+
+
+CASES = {"router": case_router, "curve": case_curve, "synthetic": case_synthetic, "embed": case_embed,
+         "deploy": case_deploy}
 
 
 def run_case(*args: str, timeout: float = 3600) -> dict:
@@ -258,6 +331,25 @@ def section_e(results: dict) -> None:
           ["encoder", "prompts", "seconds", "prompts/s", "peak MB"], rows)
 
 
+def section_f(results: dict) -> None:
+    rows = []
+    for dataset in ("routerbench-subset", "mmlu-pro"):
+        for router in ("uniroute-kmeans", "knn"):
+            r = run_case("deploy", dataset, router)
+            results.setdefault("f", []).append({"dataset": dataset, "router": router, **r})
+            if "error" in r:
+                rows.append([f"{dataset} / {router}", r["error"], "", "", "", "", "", "", ""])
+                continue
+            rows.append([f"{dataset} / {router}", r["build_s"], f"{r['route_1000_per_s']:,.0f}",
+                         f"{r['route_10000_per_s']:,.0f}", f"{r['route_100000_per_s']:,.0f}",
+                         f"{10_000 / r['cli_route_10000_s']:,.0f}", r["add_llm_api_s"], r["add_llm_cli_s"],
+                         r["dir_mb"]])
+    table("(f) a built router in use: tfidf, route at a --max-cost budget / lambda 0; add-llm = load, check "
+          "100 answers, atomic save (targets: route >= 1,000 prompts/s, add-llm < 1 s)",
+          ["case", "build s", "route/s 1k", "route/s 10k", "route/s 100k", "CLI route/s 10k (start-up incl.)",
+           "add-llm s (API)", "add-llm s (CLI)", "dir MB"], rows)
+
+
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--case":
         name, args = sys.argv[2], [int(a) if a.isdigit() else a for a in sys.argv[3:]]
@@ -266,7 +358,8 @@ def main() -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     results: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()}}
-    for key, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d), ("e", section_e)):
+    for key, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d), ("e", section_e),
+                    ("f", section_f)):
         if key in ONLY:
             fn(results)
     out = ROOT / ".bench" / "results.json"
