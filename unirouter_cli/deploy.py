@@ -23,7 +23,9 @@ Routing: ``argmin_h gamma(x, h) + lambda * c(h)`` with each LLM's cost from the 
 per-query costs are not known before answering, so they are not used); ties go to the cheaper LLM.
 ``max_cost`` / ``min_quality`` pick lambda on the reserve: the exact deferral curve (metrics.py) of
 the router's own estimates there, i.e. expected mean cost vs estimated quality = mean of
-1 - gamma of the chosen LLMs, over lambda.
+1 - gamma of the chosen LLMs, over lambda. (These are in-sample for the reserve: k-NN counts a reserve
+prompt among its own neighbours, so its estimates there lean optimistic.) The expected cost uses
+the card's per-LLM costs; where real costs vary per prompt (RouterBench), realised costs can differ.
 
 Every save writes a complete new directory beside the target and swaps it in (rename the old one
 away, rename the new one in, delete the old one), so a refused or interrupted update leaves the
