@@ -285,6 +285,70 @@ def test_every_refusal_is_one_line_exit_2_and_leaves_the_directory_unchanged(sce
     assert sorted(p.name for p in sc["dir"].parent.iterdir() if p.name.startswith(f".{sc['dir'].name}")) == []
 
 
+def _damage(d: Path, how: str) -> None:
+    import yaml
+
+    card = yaml.safe_load((d / "router.yaml").read_text())
+    if how == "card-alias":
+        (d / "router.yaml").write_text("a: &x [1]\nb: *x\n")
+    elif how == "card-list":
+        (d / "router.yaml").write_text("- 1\n- 2\n")
+    elif how == "cost":
+        card["llms"][0]["cost"] = -1
+        (d / "router.yaml").write_text(yaml.safe_dump(card))
+    elif how == "twice":
+        card["llms"][1]["name"] = card["llms"][0]["name"]
+        (d / "router.yaml").write_text(yaml.safe_dump(card))
+    elif how == "version":
+        card["format_version"] = 99
+        (d / "router.yaml").write_text(yaml.safe_dump(card))
+    elif how == "npz-garbage":
+        (d / "profiles.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    elif how == "npz-pickle":
+        np.savez(d / "reserve.npz", X=np.array([{"a": 1}], dtype=object))
+    elif how == "npz-missing":
+        (d / "router.npz").unlink()
+    elif how == "reserve-json":
+        (d / "reserve.json").write_text(json.dumps([1, 2, 3]))
+    elif how == "reserve-short":
+        r = json.loads((d / "reserve.json").read_text())
+        (d / "reserve.json").write_text(json.dumps({"prompt_ids": r["prompt_ids"][:-1], "texts": None}))
+    elif how == "errors-range":
+        z = dict(np.load(d / "profiles.npz"))
+        z["errors"][0, 0] = 7.0
+        np.savez(d / "profiles.npz", **z)
+    elif how == "encoder":
+        (d / "encoder.json").write_text(json.dumps({"encoder": "tfidf", "dim": 3}))
+    elif how == "fifo":
+        (d / "router.json").unlink()
+        os.mkfifo(d / "router.json")
+
+
+@pytest.mark.parametrize("how", ["card-alias", "card-list", "cost", "twice", "version", "npz-garbage", "npz-pickle",
+                                 "npz-missing", "reserve-json", "reserve-short", "errors-range", "encoder", "fifo"])
+def test_a_damaged_router_directory_is_one_line(scenario, tmp_path, how):
+    d = shutil.copytree(scenario["dir"], tmp_path / "r")
+    _damage(d, how)
+    for args in (["router", "info", d], ["router", "route", d, "--prompts", scenario["prompts"], "--lambda", "0"],
+                 ["router", "remove-llm", d, "--model", "claude-v1"]):
+        before = dir_hash(d) if how != "fifo" else None
+        res = run(*args)
+        assert res.exit_code == 2, (how, res.output)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and str(d) in lines[0], (how, res.stderr)
+        if before is not None:
+            assert dir_hash(d) == before
+
+
+def test_a_fifo_as_prompts_or_answers_is_refused(scenario, tmp_path):
+    fifo = tmp_path / "p.csv"
+    os.mkfifo(fifo)
+    for args in (["router", "route", scenario["dir"], "--prompts", fifo, "--lambda", "0"],
+                 ["router", "add-llm", scenario["dir"], "--model", "x", "--cost", "1", "--answers", fifo]):
+        res = run(*args)
+        assert res.exit_code == 2 and "FIFO" in res.stderr, res.output
+
+
 def test_add_remove_roundtrip_and_atomic_swap(scenario, tmp_path):
     d = shutil.copytree(scenario["dir"], tmp_path / "r")
     before = load_router(d)

@@ -41,6 +41,8 @@ import json
 import math
 import os
 import shutil
+import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,7 @@ import yaml
 from . import __version__
 from .embed import Encoder, encoder_from_state, fitted_encoder, make_encoder
 from .errors import ConfigError, DataError, UnirouterError
+from .io import check_regular, load_yaml, yaml_problem
 from .metrics import Curve, deferral_curve
 from .probes import ProbeContext, check_strategy, select_probes
 
@@ -81,11 +84,12 @@ def _row_label(path: Path | str, i: int) -> str:
     return f"row {i}"
 
 
-def read_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
+def read_user_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
     """Read a .csv / .jsonl / .parquet table with the given columns (prompt_id read as text)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: file not found (expected {what})")
+    check_regular(path, f"file ({what})")
     if path.suffix not in (".csv", ".jsonl", ".parquet"):
         raise DataError(f"{path}: unknown format {path.suffix or '(none)'} (expected .csv, .jsonl or .parquet)")
     try:
@@ -123,7 +127,7 @@ def read_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd.Data
 
 def read_prompts(path: str | Path) -> tuple[list[str], list[str]]:
     """(prompt ids, texts) of a prompts file to route."""
-    df = read_table(path, ("prompt_id", "text"), "prompts to route: columns prompt_id, text")
+    df = read_user_table(path, ("prompt_id", "text"), "prompts to route: columns prompt_id, text")
     t = df["text"]
     empty = t.isna().to_numpy() | (t.astype(str).str.strip() == "").to_numpy()
     if empty.any():
@@ -139,7 +143,7 @@ def _answers_frame(answers: str | Path | pd.DataFrame | Mapping[str, float]) -> 
         return answers.assign(prompt_id=answers["prompt_id"].astype(str)).reset_index(drop=True), "answers"
     if isinstance(answers, Mapping):
         return pd.DataFrame({"prompt_id": [str(k) for k in answers], "score": list(answers.values())}), "answers"
-    return read_table(answers, ("prompt_id", "score"), "answers: columns prompt_id, score in [0, 1]"), str(answers)
+    return read_user_table(answers, ("prompt_id", "score"), "answers: columns prompt_id, score in [0, 1]"), str(answers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,9 +211,9 @@ class DeployedRouter:
         the estimated accuracy (mean 1 - gamma of the chosen LLMs), ``lambdas`` where each point starts.
         """
         gamma, cols = self.estimate(self.X_reserve, pool)
-        C = np.broadcast_to(self.costs[cols][None, :], gamma.shape)
-        curve = deferral_curve(gamma, 1.0 - gamma, C)
-        return Curve(curve.cost * float(self.costs[cols].max()), curve.quality, curve.lambdas)
+        norm = float(self.costs[cols].max())  # the curve works in costs scaled to the pool's largest
+        curve = deferral_curve(gamma, 1.0 - gamma, np.broadcast_to(self.costs[cols][None, :] / norm, gamma.shape))
+        return Curve(curve.cost * norm, curve.quality, curve.lambdas / norm)
 
     def choose_lambda(self, lam: float | None = None, max_cost: float | None = None,
                       min_quality: float | None = None, pool: list[str] | None = None) -> float:
@@ -538,12 +542,21 @@ def build(dataset: str, router: str = DEFAULT_ROUTER, encoder: str = "tfidf", se
                           reserve_texts=texts, X_reserve=X[res], errors=E.astype(np.float32))
 
 
+MAX_MEMBER = 4 << 30  # bytes one array of a router directory may inflate to
+
+
 def _json(p: Path) -> Any:
-    return json.loads(p.read_text(encoding="utf-8"))
+    return json.loads(check_regular(p, "JSON file").read_text(encoding="utf-8"))
 
 
 def _npz(p: Path) -> dict[str, np.ndarray]:
-    with np.load(p, allow_pickle=False) as z:
+    """Every array of a router directory's .npz: no pickles, each member at most ``MAX_MEMBER`` bytes."""
+    with np.load(check_regular(p, ".npz file"), allow_pickle=False) as z:
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        big = [i.filename for i in z.zip.infolist() if i.file_size > MAX_MEMBER]
+        if big:
+            raise ValueError(f"member {big[0]} inflates to more than {MAX_MEMBER:,} bytes")
         return {k: z[k] for k in z.files}
 
 
@@ -559,40 +572,64 @@ def load_router(path: str | Path) -> DeployedRouter:
         raise RouterDirError(f"{d}: not a router directory (no {CARD}; make one with `unirouter router build`)")
     card_hash = _file_hash(d / CARD)
     try:
-        card = yaml.safe_load((d / CARD).read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise RouterDirError(f"{d / CARD}: not valid YAML") from e
-    if not isinstance(card, dict) or not isinstance(card.get("llms"), list):
-        raise RouterDirError(f"{d / CARD}: expected a mapping with a list 'llms'")
-    if card.get("format_version") != FORMAT_VERSION:
-        raise RouterDirError(f"{d / CARD}: format_version {card.get('format_version')!r}; this unirouter reads "
-                             f"{FORMAT_VERSION} (rebuild the router)")
+        card = load_yaml(d / CARD)
+    except (yaml.YAMLError, UnicodeDecodeError, DataError) as e:
+        raise RouterDirError(f"{d / CARD}: not a valid router card ({yaml_problem(e)})") from e
+    _check_card(card, d / CARD)
     try:
         enc = encoder_from_state(_json(d / "encoder.json"), _npz(d / "encoder.npz"))
-        rmeta = _json(d / "router.json")
         name = card["router"]["name"]
         get_spec(name)  # an unknown router (e.g. a plug-in that is not installed) is refused by name
-        router = make_router(name).load_state(rmeta, _npz(d / "router.npz"))
+        router = make_router(name).load_state(_json(d / "router.json"), _npz(d / "router.npz"))
         reserve = _json(d / "reserve.json")
-        X = _npz(d / "reserve.npz")["X"].astype(np.float32)
+        X = _npz(d / "reserve.npz")["X"]
         prof = _npz(d / "profiles.npz")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        E, models = prof["errors"], prof["models"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, UnirouterError, zipfile.BadZipFile,
+            zlib.error) as e:
         raise RouterDirError(f"{d}: missing or unreadable router file ({type(e).__name__}: "
-                             f"{' '.join(str(e).split())[:100]})") from e
-    ids = np.asarray(reserve["prompt_ids"], dtype=str)
-    E = prof["errors"].astype(np.float32)
-    names = [str(m["name"]) for m in card["llms"]]
-    if list(prof["models"].astype(str)) != names:
+                             f"{' '.join(str(e).split())[:100]}); rebuild the router") from e
+    ids, texts = reserve.get("prompt_ids") if isinstance(reserve, dict) else None, None
+    if isinstance(reserve, dict):
+        texts = reserve.get("texts")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not (
+            texts is None or (isinstance(texts, list) and len(texts) == len(ids)
+                              and all(isinstance(t, str) for t in texts))):
+        raise RouterDirError(f"{d / 'reserve.json'}: expected {{prompt_ids: [str], texts: [str] or null}}")
+    names = [m["name"] for m in card["llms"]]
+    n = len(ids)
+    if (X.ndim != 2 or len(X) != n or X.dtype.kind != "f" or not np.isfinite(X).all()
+            or E.shape != (n, len(names)) or E.dtype.kind != "f" or models.dtype.kind != "U"):
+        raise RouterDirError(f"{d}: reserve has {n} prompts and {len(names)} LLMs, but embeddings are "
+                             f"{X.shape} {X.dtype} and profiles {E.shape} {E.dtype}; rebuild the router")
+    if list(models.astype(str)) != names:
         raise RouterDirError(f"{d}: profiles.npz lists other LLMs than {CARD}")
-    if E.shape != (len(ids), len(names)) or len(X) != len(ids):
-        raise RouterDirError(f"{d}: reserve has {len(ids)} prompts but embeddings {X.shape} and profiles {E.shape}")
-    for m in card["llms"]:
+    if np.any((E < 0) | (E > 1)):  # NaN compares False: not answered
+        raise RouterDirError(f"{d / 'profiles.npz'}: errors outside [0, 1]; rebuild the router")
+    return DeployedRouter(card=card, encoder=enc, router=router, reserve_ids=np.asarray(ids, dtype=str),
+                          reserve_texts=texts, X_reserve=np.asarray(X, dtype=np.float32),
+                          errors=np.asarray(E, dtype=np.float32), path=d.absolute(), _loaded_card_hash=card_hash)
+
+
+def _check_card(card: Any, where: Path) -> None:
+    """The card's structure: format version, router name, LLMs with unique names and positive costs."""
+    if not isinstance(card, dict) or not isinstance(card.get("llms"), list) or not card["llms"]:
+        raise RouterDirError(f"{where}: expected a mapping with a non-empty list 'llms'")
+    if card.get("format_version") != FORMAT_VERSION:
+        raise RouterDirError(f"{where}: format_version {card.get('format_version')!r}; this unirouter reads "
+                             f"{FORMAT_VERSION} (rebuild the router)")
+    if not isinstance(card.get("router"), dict) or not isinstance(card["router"].get("name"), str):
+        raise RouterDirError(f"{where}: expected router: {{name: ...}}")
+    seen = set()
+    for i, m in enumerate(card["llms"]):
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not m["name"].strip():
+            raise RouterDirError(f"{where}: llms[{i}] needs a name")
         c = m.get("cost")
-        if not isinstance(c, int | float) or not math.isfinite(c) or c <= 0:
-            raise RouterDirError(f"{d / CARD}: LLM {m.get('name')!r} has cost {c!r} (expected a positive number)")
-    texts = reserve.get("texts")
-    return DeployedRouter(card=card, encoder=enc, router=router, reserve_ids=ids, reserve_texts=texts,
-                          X_reserve=X, errors=E, path=d.absolute(), _loaded_card_hash=card_hash)
+        if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c) or c <= 0:
+            raise RouterDirError(f"{where}: LLM {m['name']!r} has cost {c!r} (expected a positive number)")
+        if m["name"] in seen:
+            raise RouterDirError(f"{where}: LLM {m['name']!r} is listed twice")
+        seen.add(m["name"])
 
 
 def dir_hash(path: str | Path) -> str:

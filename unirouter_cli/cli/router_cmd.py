@@ -84,7 +84,7 @@ def build_cmd(
 def probes_cmd(
     router_dir: Path = DIR_ARG,
     n: int = typer.Option(100, "-n", help="Number of probe prompts a new LLM answers."),
-    strategy: str = typer.Option("random", "--strategy", help="Probe selection strategy (random)."),
+    strategy: str = typer.Option("random", "--strategy", help="Probe selection strategy (probes.py)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the selection."),
     out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (prompt_id, text) [default: stdout]."),
 ) -> None:
