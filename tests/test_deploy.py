@@ -158,6 +158,12 @@ def test_route_is_deterministic_and_matches_the_python_api(scenario, tmp_path):
     a = route_file(sc, tmp_path / "a.jsonl", "--lambda", 30)
     b = route_file(sc, tmp_path / "b.jsonl", "--lambda", 30)
     assert a.equals(b)
+    for fmt in ("csv", "parquet"):  # the same prompts as CSV and parquet route the same way
+        f = tmp_path / f"held.{fmt}"
+        sc["held"].to_csv(f, index=False) if fmt == "csv" else sc["held"].to_parquet(f, index=False)
+        res = run("router", "route", sc["dir"], "--prompts", f, "--lambda", 30, "--out", tmp_path / f"{fmt}.jsonl")
+        assert res.exit_code == 0, res.output
+        assert pd.read_json(tmp_path / f"{fmt}.jsonl", lines=True, dtype={"prompt_id": str}).equals(a)
     r = load_router(sc["dir"])
     api = r.route(sc["held"]["text"].tolist(), sc["held"]["prompt_id"].tolist(), lam=30)
     assert [d["model"] for d in api] == a["model"].tolist()
