@@ -45,9 +45,9 @@ def build_cmd(
                                 "embed new texts)."),
     seed: int = typer.Option(0, "--seed", help="Fixes the prompt split and the router."),
     probe_reserve: str | None = typer.Option(None, "--probe-reserve", help="Probe reserve: a number of prompts or a "
-                                             "fraction in (0, 1) [default: 0.1]."),
+                                             "fraction in (0, 1) (default: 0.1)."),
     params: list[str] | None = typer.Option(None, "--param", "-p", help="ROUTER.NAME=VALUE, e.g. "
-                                            "uniroute-kmeans.K=16 [default: chosen from training + reserve data]."),
+                                            "uniroute-kmeans.K=16 (default: chosen from training + reserve data)."),
     out: Path = typer.Option(..., "--out", "-o", help="Router directory to write."),
     force: bool = typer.Option(False, "--force", help="Replace an existing router directory."),
 ) -> None:
@@ -86,7 +86,7 @@ def probes_cmd(
     n: int = typer.Option(100, "-n", help="Number of probe prompts a new LLM answers."),
     strategy: str = typer.Option("random", "--strategy", help="Probe selection strategy (probes.py)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the selection."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (prompt_id, text) [default: stdout]."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (prompt_id, text) (default: stdout)."),
 ) -> None:
     """The prompts (prompt_id, text) a new LLM should answer before `add-llm`.
 
@@ -166,7 +166,7 @@ def _summary(routes: list[dict]) -> str:
 def route_cmd(
     router_dir: Path = DIR_ARG,
     prompts: Path = typer.Option(..., "--prompts", help="CSV/JSONL/parquet with prompt_id and text."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="JSON lines to write [default: stdout]."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="JSON lines to write (default: stdout)."),
     lam: float | None = typer.Option(None, "--lambda", help="Cost weight: argmin error + lambda * cost (0 = always "
                                      "the lowest estimated error)."),
     max_cost: float | None = typer.Option(None, "--max-cost", help="Largest expected mean cost per prompt (card's "
