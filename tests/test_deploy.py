@@ -564,3 +564,15 @@ def test_package_import_stays_light():
            "print(sorted(m for m in ('numpy', 'pandas', 'sklearn', 'scipy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_probes_can_export_an_llms_answers(scenario, tmp_path):
+    out = tmp_path / "a.csv"
+    res = run("router", "probes", scenario["dir"], "--number", 288, "--answers-of", NEW_LLM, "--out", out)
+    assert res.exit_code == 0, res.output
+    got = pd.read_csv(out, dtype={"prompt_id": str}).set_index("prompt_id")
+    want = pd.read_csv(scenario["answers"], dtype={"prompt_id": str}).set_index("prompt_id")
+    assert list(got.columns) == ["text", "score"] and set(got.index) == set(want.index)
+    assert (got.loc[want.index, "score"] == want["score"]).all()
+    res = run("router", "probes", scenario["dir"], "-n", 5, "--answers-of", "gpt-5")
+    assert res.exit_code == 2 and "not in this router" in res.stderr

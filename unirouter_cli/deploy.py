@@ -279,18 +279,29 @@ class DeployedRouter:
                  "lambda": value} for i, m, q, c in zip(ids, model.tolist(), p.tolist(), cost.tolist(), strict=True)]
 
     # ---- probes and the pool ------------------------------------------------------------------
-    def probes(self, n: int, strategy: str = "random", seed: int = 0) -> pd.DataFrame:
+    def probes(self, n: int, strategy: str = "random", seed: int = 0, answers_of: str | None = None) -> pd.DataFrame:
         """The n reserve prompts (prompt_id, text) a new LLM should answer; text is empty when the
-        table shipped no texts."""
+        table shipped no texts. ``answers_of`` adds a ``score`` column with that LLM's known answers
+        (probes it did not answer are left out), e.g. to copy an LLM into another router."""
         check_strategy(strategy)
         n_res = len(self.reserve_ids)
         if not 1 <= int(n) <= n_res:
             raise ConfigError(f"-n {n}: expected between 1 and the {n_res} candidate probe prompts of this router")
+        j = None
+        if answers_of is not None:
+            if answers_of not in self.models:
+                raise ConfigError(f"--answers-of: LLM {answers_of!r} is not in this router "
+                                  f"(it has {', '.join(self.models)})")
+            j = self.models.index(answers_of)
         table = np.array([d.get("origin") == "table" for d in self.llms])
         ctx = ProbeContext(X=self.X_reserve, E_train=self.errors[:, table], seed=int(seed))
         idx = select_probes(strategy, int(n), ctx)
         texts = [self.reserve_texts[i] for i in idx] if self.reserve_texts is not None else [""] * len(idx)
-        return pd.DataFrame({"prompt_id": self.reserve_ids[idx].astype(str), "text": texts})
+        df = pd.DataFrame({"prompt_id": self.reserve_ids[idx].astype(str), "text": texts})
+        if j is not None:
+            df["score"] = 1.0 - self.errors[idx, j].astype(np.float64)
+            df = df[df["score"].notna()].reset_index(drop=True)
+        return df
 
     def add_llm(self, name: str, cost: float, answers: str | Path | pd.DataFrame | Mapping[str, float]) -> dict:
         """Profile a new LLM from its scores in [0, 1] on probe prompts; nothing is retrained.

@@ -83,20 +83,23 @@ def build_cmd(
 @boundary
 def probes_cmd(
     router_dir: Path = DIR_ARG,
-    n: int = typer.Option(100, "-n", help="Number of probe prompts a new LLM answers."),
+    n: int = typer.Option(100, "-n", "--number", help="Number of probe prompts a new LLM answers."),
     strategy: str = typer.Option("random", "--strategy", help="Probe selection strategy (probes.py)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the selection."),
+    answers_of: str | None = typer.Option(None, "--answers-of", help="Add a score column with this LLM's known "
+                                          "answers (a file `add-llm` reads; probes it did not answer are left out)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (prompt_id, text) (default: stdout)."),
 ) -> None:
     """The prompts (prompt_id, text) a new LLM should answer before `add-llm`.
 
-    Example: unirouter router probes routers/rb -n 100 --out probes.csv
+    Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
+    unirouter router probes routers/rb --number 100 --out probes.csv
     """
     from ..deploy import load_router
     from ..io import write_csv
 
     r = load_router(router_dir)
-    df = r.probes(n, strategy, seed)
+    df = r.probes(n, strategy, seed, answers_of=answers_of)
     if out is None:
         df.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:
@@ -119,7 +122,9 @@ def add_llm_cmd(
 ) -> None:
     """Add an LLM from its scores on probe prompts; nothing is retrained. DIR is updated atomically.
 
-    Example: unirouter router add-llm routers/rb --model my-llm --cost 0.002 --answers answers.csv
+    Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
+    unirouter router probes routers/rb --number 100 --answers-of claude-v2 --out answers.csv &&
+    unirouter router add-llm routers/rb --model claude-v2-copy --cost 0.0038 --answers answers.csv
     """
     from ..deploy import load_router
 
@@ -138,7 +143,8 @@ def remove_llm_cmd(
 ) -> None:
     """Remove an LLM from the pool. DIR is updated atomically.
 
-    Example: unirouter router remove-llm routers/rb --model claude-v2
+    Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
+    unirouter router remove-llm routers/rb --model claude-v2
     """
     from ..deploy import load_router
 
@@ -178,7 +184,9 @@ def route_cmd(
     """Route prompts: one JSON line per prompt with prompt_id, model, p_correct (estimated), cost, lambda.
 
     Give exactly one of --lambda, --max-cost, --min-quality.
-    Example: unirouter router route routers/rb --prompts new.jsonl --max-cost 0.001 --out routes.jsonl
+    Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
+    unirouter router probes routers/rb --number 50 --out new.csv &&
+    unirouter router route routers/rb --prompts new.csv --max-cost 0.001 --out routes.jsonl
     """
     from ..deploy import load_router, read_prompts
     from ..io import write_text
@@ -203,7 +211,8 @@ def info_cmd(
 ) -> None:
     """Describe a router: dataset, encoder, router and hyperparameters, LLMs, cost/quality range.
 
-    Example: unirouter router info routers/rb
+    Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
+    unirouter router info routers/rb
     """
     from rich.markup import escape
     from rich.table import Table
@@ -250,7 +259,8 @@ def serve_cmd(
 
     POST /route takes {"prompts": [{"prompt_id": ..., "text": ...}], "lambda" | "max_cost" | "min_quality":
     number, "pool": [names]} and answers {"routes": [{prompt_id, model, p_correct, cost, lambda}]}.
-    Example: unirouter router serve routers/rb --port 8000 --max-cost 0.001
+    Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
+    unirouter router serve routers/rb --port 8000 --max-cost 0.001
     """
     from ..serve import make_server
 
