@@ -586,7 +586,7 @@ RUNDIR_ATTACKS = [
     Attack("plots-dir-symlink", _rd(lambda run, t: (run / "plots").symlink_to(t / "sentinel"), "plot"),
            "symbolic link"),
     Attack("router-npz-inflates-past-cap", _rd(lambda run, t: None, fresh_eval=True), "inflates",
-           setup=lambda mp, t: mp.setattr("unirouter_cli.rundir.MAX_NPZ_MEMBER", 64)),
+           setup=lambda mp, t: mp.setattr("unirouter_cli.io.MAX_NPZ_MEMBER", 64)),
     Attack("config-trials-infinite", _rd(_cfg(lambda d: d.update(trials=float("inf")))), "config.yaml"),
     Attack("hyperparams-corrupt-report", _rd(_rw("hyperparams.csv", b"\x00\xff\x00"), "report"), "hyperparams.csv"),
 ]
@@ -909,7 +909,6 @@ def test_internal_error_is_one_line_with_a_saved_traceback(tmp_path: Path, monke
         raise ZeroDivisionError("simulated bug")
 
     monkeypatch.setattr(data, "load_dataset", boom)
-    monkeypatch.setattr("unirouter_cli.cli.data_cmd.load_dataset", boom)
     res = CliRunner().invoke(app, ["data", "info", "mmlu-pro"])
     assert res.exit_code == 1
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
@@ -967,7 +966,7 @@ def test_attack_harness_notices_damage(tmp_path: Path, monkeypatch: pytest.Monke
         return ["data", "list"]
 
     def tamper(mp: pytest.MonkeyPatch, t: Path) -> None:
-        import unirouter_cli.cli.data_cmd as dc
+        import unirouter_cli.data as dc  # data list imports availability from here when it runs
 
         real = dc.availability
         mp.setattr(dc, "availability", lambda n: ((t / "sentinel" / "other.txt").write_text("b"), real(n))[1])

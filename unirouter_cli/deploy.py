@@ -55,7 +55,7 @@ import yaml
 from . import __version__
 from .embed import Encoder, encoder_from_state, fitted_encoder, make_encoder
 from .errors import ConfigError, DataError, UnirouterError
-from .io import check_regular, load_yaml, yaml_problem
+from .io import check_regular, load_yaml, read_npz, yaml_problem
 from .metrics import Curve, deferral_curve
 from .probes import ProbeContext, check_strategy, select_probes
 
@@ -553,22 +553,8 @@ def build(dataset: str, router: str = DEFAULT_ROUTER, encoder: str = "tfidf", se
                           reserve_texts=texts, X_reserve=X[res], errors=E.astype(np.float32))
 
 
-MAX_MEMBER = 4 << 30  # bytes one array of a router directory may inflate to
-
-
 def _json(p: Path) -> Any:
     return json.loads(check_regular(p, "JSON file").read_text(encoding="utf-8"))
-
-
-def _npz(p: Path) -> dict[str, np.ndarray]:
-    """Every array of a router directory's .npz: no pickles, each member at most ``MAX_MEMBER`` bytes."""
-    with np.load(check_regular(p, ".npz file"), allow_pickle=False) as z:
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError("not an .npz archive")
-        big = [i.filename for i in z.zip.infolist() if i.file_size > MAX_MEMBER]
-        if big:
-            raise ValueError(f"member {big[0]} inflates to more than {MAX_MEMBER:,} bytes")
-        return {k: z[k] for k in z.files}
 
 
 def load_router(path: str | Path) -> DeployedRouter:
@@ -588,13 +574,13 @@ def load_router(path: str | Path) -> DeployedRouter:
         raise RouterDirError(f"{d / CARD}: not a valid router card ({yaml_problem(e)})") from e
     _check_card(card, d / CARD)
     try:
-        enc = encoder_from_state(_json(d / "encoder.json"), _npz(d / "encoder.npz"))
+        enc = encoder_from_state(_json(d / "encoder.json"), read_npz(d / "encoder.npz"))
         name = card["router"]["name"]
         get_spec(name)  # an unknown router (e.g. a plug-in that is not installed) is refused by name
-        router = make_router(name).load_state(_json(d / "router.json"), _npz(d / "router.npz"))
+        router = make_router(name).load_state(_json(d / "router.json"), read_npz(d / "router.npz"))
         reserve = _json(d / "reserve.json")
-        X = _npz(d / "reserve.npz")["X"]
-        prof = _npz(d / "profiles.npz")
+        X = read_npz(d / "reserve.npz")["X"]
+        prof = read_npz(d / "profiles.npz")
         E, models = prof["errors"], prof["models"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, UnirouterError, zipfile.BadZipFile,
             zlib.error) as e:

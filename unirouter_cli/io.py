@@ -233,3 +233,20 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+MAX_NPZ_MEMBER = 4 << 30  # bytes one array of an .npz may inflate to (a 10 MB file could inflate to 10 GB)
+
+
+def read_npz(path: str | Path) -> dict:
+    """Every array of an .npz unirouter wrote (run directories, router directories): no pickles,
+    each member at most ``MAX_NPZ_MEMBER`` bytes inflated. Raises ValueError (or OSError) otherwise."""
+    import numpy as np
+
+    with np.load(check_regular(path, ".npz file"), allow_pickle=False) as z:
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        big = [i.filename for i in z.zip.infolist() if i.file_size > MAX_NPZ_MEMBER]
+        if big:
+            raise ValueError(f"member {big[0]} inflates to more than {MAX_NPZ_MEMBER:,} bytes")
+        return {k: z[k] for k in z.files}

@@ -37,6 +37,7 @@ from .evaluate import CATEGORY_COLUMNS, POOLS, evaluate_trial, fit_trial
 from .io import (
     check_regular,
     load_yaml,
+    read_npz,
     read_table,
     write_csv,
     write_json,
@@ -143,24 +144,13 @@ def _why(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
-MAX_NPZ_MEMBER = 4 << 30  # bytes of one array in a router state (a 10 MB .npz could inflate to 10 GB)
-
-
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of a run directory's .npz (no pickles, each at most ``MAX_NPZ_MEMBER`` bytes
-    inflated); a corrupt file is one RunDirError naming it."""
+    """Every array of a run directory's .npz (io.read_npz); a bad file is one RunDirError naming it."""
     import zipfile
     import zlib
 
     try:
-        with np.load(check_regular(path, ".npz file"), allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("not an .npz archive")
-            big = [i.filename for i in z.zip.infolist() if i.file_size > MAX_NPZ_MEMBER]
-            if big:
-                raise RunDirError(f"{path}: member {big[0]} inflates to more than {MAX_NPZ_MEMBER:,} bytes; "
-                                  "refit this run")
-            return {k: z[k] for k in z.files}
+        return read_npz(path)
     except DataError as e:  # a FIFO, a directory
         raise RunDirError(f"{e}; refit this run") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:

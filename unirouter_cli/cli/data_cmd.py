@@ -7,9 +7,6 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..data import REGISTRY, availability, bundled_path, cached_path, folder_counts, load_dataset, validate_folder
-from ..download import download as do_download
-from ..download import remove_download
 from .common import boundary, console, info
 
 app = typer.Typer(help="List, validate and inspect routing tables.", no_args_is_help=True)
@@ -23,6 +20,8 @@ def list_cmd() -> None:
 
     Example: unirouter data list
     """
+    from ..data import REGISTRY, availability, bundled_path, cached_path, folder_counts
+
     t = Table(title="unirouter datasets", caption="(n) = upstream size, not on this machine")
     t.add_column("name", no_wrap=True)
     t.add_column("prompts", no_wrap=True, justify="right")
@@ -56,7 +55,7 @@ def validate_cmd(
 
     Example: unirouter data validate routerbench-subset
     """
-    from ..data import REGISTRY, resolve
+    from ..data import REGISTRY, resolve, validate_folder
 
     path = Path(dataset)
     if not path.exists() and dataset in REGISTRY:
@@ -93,6 +92,7 @@ def info_cmd(
     """
     import numpy as np
 
+    from ..data import load_dataset
     from ..split import universe
 
     ds = load_dataset(dataset)
@@ -127,6 +127,9 @@ def remove_cmd(name: str = typer.Argument(..., help="A registered dataset with a
 
     Example: unirouter data remove routerbench
     """
+    from ..data import bundled_path
+    from ..download import remove_download
+
     folder = remove_download(name)
     left = bundled_path(name)
     typer.echo(f"removed {folder}" + (f"; {name} now uses the bundled copy" if left else ""))
@@ -147,6 +150,8 @@ def register(root: typer.Typer) -> None:
 
         Example: unirouter download routerbench --from tests/fixtures/routerbench-pickle
         """
+        from ..download import download as do_download
+
         folder, summary = do_download(name, from_dir, dest, progress=info, replace_bundled=replace_bundled)
         typer.echo(f"ok: {folder}: {summary['prompts']} prompts, {summary['models']} models, "
                    f"{summary['outcomes']} outcomes")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 import yaml
 
 from ..errors import ConfigError
 from ..io import load_yaml, loads_yaml, yaml_problem
-from ..rundir import RunConfig, evaluate_run, fit_run
-from ..split import SplitConfig
 from .common import boundary, info, progress_factory
+
+if TYPE_CHECKING:
+    from ..rundir import RunConfig
 
 DEFAULT_FIT_ROUTERS = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap", "oracle"]
 
@@ -80,6 +82,9 @@ def build_config(config: Path | None, **cli: object) -> RunConfig:
     for r, p in params.items():
         rp.setdefault(r, {}).update(p)
     base["router_params"] = rp
+    from ..rundir import RunConfig
+    from ..split import SplitConfig
+
     base.setdefault("dataset", "mmlu-pro")
     base.setdefault("routers", DEFAULT_FIT_ROUTERS)
     base["split"] = split
@@ -142,6 +147,8 @@ def register(root: typer.Typer) -> None:
                            val_sizes=val_sizes, unseen_frac=unseen_frac, unseen=unseen, unseen_source=unseen_source,
                            coverage=coverage, train_categories=train_categories, probe_strategy=probe_strategy,
                            probe_strategies=probe_strategies, params=params)
+        from ..rundir import fit_run
+
         rd = fit_run(cfg, run_dir, resume=resume, jobs=jobs, backend=backend, scheduler=scheduler,
                      progress_factory=progress_factory(), info=info)
         info(f"fitted {len(cfg.tasks())} trial(s) x {len(cfg.routers)} router(s) into {rd.path}")
@@ -161,6 +168,8 @@ def register(root: typer.Typer) -> None:
         Writes metrics.csv (trial, router, pool, area, area_50, qnc, ...), curves.parquet, singles.parquet.
         Example: unirouter evaluate --run-dir runs/demo --pool unseen
         """
+        from ..rundir import evaluate_run
+
         rd = evaluate_run(run_dir, list(pool), jobs=jobs, backend=backend, scheduler=scheduler,
                           progress_factory=progress_factory())
         info(f"wrote {rd.path / 'metrics.csv'} and {rd.path / 'curves.parquet'}")
