@@ -207,7 +207,7 @@ def prepare(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
     for s in cfg.probe_strategies:
         check_strategy(s)
     cfg.universe = u.summary()
-    if len(make_trial(ds, cfg.split, cfg.seed, 0).train_models) == 0:
+    if len(make_trial(ds, replace(cfg.split, probe_strategy="random"), cfg.seed, 0).train_models) == 0:  # LLMs only
         cfg.skipped_routers = {r: "needs training LLMs; this run has none (every LLM is unseen)"
                                for r in cfg.routers if get_spec(r).needs_training_llms}
         cfg.routers = [r for r in cfg.routers if r not in cfg.skipped_routers]

@@ -1,4 +1,4 @@
-"""``unirouter routers``, ``unirouter encoders`` and ``unirouter embed``."""
+"""``unirouter routers``, ``unirouter probes``, ``unirouter encoders`` and ``unirouter embed``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,22 @@ def register(root: typer.Typer) -> None:
             t.add_column(col, overflow="fold")
         for spec in ROUTERS.values():
             t.add_row(spec.name, spec.kind, ", ".join(f"{k}={v}" for k, v in spec.defaults.items()), spec.help)
+        console.print(t)
+
+    @root.command("probes")
+    @boundary
+    def probes_cmd() -> None:
+        """List the probe strategies: how a new LLM's validation (probe) prompts are picked.
+
+        Example: unirouter probes
+        """
+        from ..probes import STRATEGY_HELP
+
+        t = Table(title="probe strategies (--probe-strategy / --probe-strategies)")
+        t.add_column("name")
+        t.add_column("how the probes are picked", overflow="fold")
+        for k, v in STRATEGY_HELP.items():
+            t.add_row(k, v)
         console.print(t)
 
     @root.command("encoders")
