@@ -15,7 +15,9 @@ the same trials. Per pool:
   test counts), with wins/losses;
 * ``by-category-<pool>``: Area difference to the reference per prompt category (heatmap);
 * ``valsize-<pool>``: Area against validation-set size with two-sigma bands, and the paired
-  difference to the reference per size (sweeps only).
+  difference to the reference per size (sweeps only);
+* ``probes-<pool>``: the profiling-cost curve: Area against the probes each new LLM answers, one
+  line per probe strategy, and the paired difference to ``random`` at the same count (probe sweeps).
 
 Styles (``router_styles``) are fixed per router name: a colour (Okabe-Ito and Tol colours, no pale
 yellow), a line style and a marker, so up to twelve routers stay distinct in colour and in
