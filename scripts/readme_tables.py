@@ -220,11 +220,13 @@ def replace_block(text: str, name: str, body: str) -> tuple[str, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", help="run directory, NAME=run directory, or a reproduce folder")
+    ap.add_argument("runs", nargs="*", help="run directory, NAME=run directory, or a reproduce folder")
     ap.add_argument("--readme", type=Path, default=Path("README.md"))
     ap.add_argument("--reference", action="append", default=None,
                     help="router to compare against (repeat) [default: zero and knn]")
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if the README is out of date")
+    ap.add_argument("--text", action="append", default=[], metavar="NAME=FILE",
+                    help="fill block NAME with FILE, a table another script wrote (e.g. scripts/use_a_router/run.sh)")
     args = ap.parse_args(argv)
     refs = args.reference or ["zero", "knn"]
     text = args.readme.read_text(encoding="utf-8")
@@ -234,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     folders = [p for p in paths if not (p / "metrics.csv").exists()]
     if (tb := timing_block(folders)) is not None:
         blocks.append((TIMING_BLOCK, tb))
+    for spec in args.text:
+        name, _, path = spec.partition("=")
+        blocks.append((name, f"<!-- generated: {path} -->\n\n" + Path(path).read_text(encoding="utf-8").strip()))
     for name, body in blocks:
         new, found = replace_block(new, name, body)
         if not found:
