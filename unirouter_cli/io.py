@@ -250,3 +250,19 @@ def read_npz(path: str | Path) -> dict:
         if big:
             raise ValueError(f"member {big[0]} inflates to more than {MAX_NPZ_MEMBER:,} bytes")
         return {k: z[k] for k in z.files}
+
+
+def load_yaml_mapping(path: str | Path, label: str) -> dict:
+    """A YAML file that must hold a mapping (a preset, a --config file): one ConfigError line
+    starting with ``label`` for a missing file, invalid YAML or another shape."""
+    from .errors import ConfigError
+
+    try:
+        d = load_yaml(path)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{label}: file not found") from e
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{label}: not valid YAML ({yaml_problem(e)})") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"{label}: expected a mapping of options")
+    return d

@@ -16,10 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from .errors import ConfigError
-from .io import load_yaml, write_text, yaml_problem
+from .io import load_yaml_mapping, write_text
 from .plot import FIGURE_HELP, figure_help, plot_run
 from .report import fmt_cost, report_run
 from .rundir import RunConfig, evaluate_run, fit_run
@@ -35,14 +34,7 @@ def find_presets(configs: list[Path] | None) -> list[Path]:
 
 
 def load_preset(path: Path) -> tuple[dict, RunConfig]:
-    try:
-        d = load_yaml(path)
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: preset not found") from e
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(e)})") from e
-    if not isinstance(d, dict):
-        raise ConfigError(f"{path}: expected a mapping")
+    d = load_yaml_mapping(path, str(path))
     if d.get("version") != 1:
         raise ConfigError(f"{path}: version {d.get('version')!r}; this unirouter reads preset version 1")
     meta = {"name": d.pop("name", path.stem), "description": d.pop("description", ""),

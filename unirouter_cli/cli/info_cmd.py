@@ -8,6 +8,15 @@ from rich.table import Table
 from .common import boundary, console
 
 
+def _print_table(title: str, columns: tuple[str, ...], rows: object) -> None:
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    for row in rows:
+        t.add_row(*map(str, row))
+    console.print(t)
+
+
 def register(root: typer.Typer) -> None:
     @root.command("routers")
     @boundary
@@ -19,12 +28,11 @@ def register(root: typer.Typer) -> None:
         from ..routers import ROUTERS, load_plugins
 
         load_plugins()
-        t = Table(title="routers")
-        for col in ("name", "kind", "defaults", "what it does"):
-            t.add_column(col, overflow="fold")
-        for spec in ROUTERS.values():
-            t.add_row(spec.name, spec.kind, ", ".join(f"{k}={v}" for k, v in spec.defaults.items()), spec.help)
-        console.print(t)
+        _print_table("routers (parameters: default, then what -p ROUTER.NAME=VALUE accepts)",
+                     ("name", "kind", "parameters", "what it does"),
+                     [(spec.name, spec.kind, "; ".join(f"{k}={p.default} ({p.describe()})" for k, p in
+                                                       spec.params.items()) or "none", spec.help)
+                      for spec in ROUTERS.values()])
 
     @root.command("probes")
     @boundary
@@ -35,12 +43,8 @@ def register(root: typer.Typer) -> None:
         """
         from ..probes import STRATEGY_HELP
 
-        t = Table(title="probe strategies (--probe-strategy / --probe-strategies)")
-        t.add_column("name")
-        t.add_column("how the probes are picked", overflow="fold")
-        for k, v in STRATEGY_HELP.items():
-            t.add_row(k, v)
-        console.print(t)
+        _print_table("probe strategies (--probe-strategy / --probe-strategies)",
+                     ("name", "how the probes are picked"), STRATEGY_HELP.items())
 
     @root.command("encoders")
     @boundary
@@ -51,14 +55,10 @@ def register(root: typer.Typer) -> None:
         """
         from ..embed import ENCODER_HELP
 
-        t = Table(title="encoders")
-        t.add_column("name")
-        t.add_column("what it is")
-        for k, v in ENCODER_HELP.items():
-            t.add_row(k, v)
-        t.add_row("st:<model>", "any sentence-transformers model (extra 'embed'; needs the model locally or a hub)")
-        t.add_row("precomputed", "embeddings/precomputed.npy inside the dataset folder (one row per prompt)")
-        console.print(t)
+        _print_table("encoders", ("name", "what it is"), [
+            *ENCODER_HELP.items(),
+            ("st:<model>", "any sentence-transformers model (extra 'embed'; needs the model locally or a hub)"),
+            ("precomputed", "embeddings/precomputed.npy inside the dataset folder (one row per prompt)")])
 
     @root.command("embed")
     @boundary

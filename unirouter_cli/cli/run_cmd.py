@@ -9,7 +9,7 @@ import typer
 import yaml
 
 from ..errors import ConfigError
-from ..io import load_yaml, loads_yaml, yaml_problem
+from ..io import load_yaml_mapping, loads_yaml, yaml_problem
 from .common import boundary, info, progress_factory
 
 if TYPE_CHECKING:
@@ -44,14 +44,7 @@ def parse_int_list(option: str, text: str) -> list[int]:
 
 
 def load_config_file(path: Path) -> dict:
-    try:
-        d = load_yaml(path)
-    except FileNotFoundError as e:
-        raise ConfigError(f"--config {path}: file not found") from e
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--config {path}: not valid YAML ({yaml_problem(e)})") from e
-    if not isinstance(d, dict):
-        raise ConfigError(f"--config {path}: expected a mapping of options")
+    d = load_yaml_mapping(path, f"--config {path}")
     for key in ("name", "description", "version", "pools", "reference"):  # preset-only keys
         d.pop(key, None)
     return d
