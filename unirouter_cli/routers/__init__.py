@@ -4,6 +4,7 @@
   (``@register_router``, plug-ins from the ``unirouter.routers`` entry-point group), shared helpers;
 * ``clusters``: zero, uniroute-kmeans, uniroute-learnedmap;
 * ``neighbours``: knn;
+* ``factor``: foldin (logistic factor model, new LLMs folded in from their validation answers);
 * ``static``: retrained-mlp, clairvoyant-mlp, clairvoyant-matfac;
 * ``oracle``: the oracle (a bound);
 * ``optim``: masked log-loss and L-BFGS shared by the gradient-trained routers.
@@ -11,7 +12,7 @@
 
 from __future__ import annotations
 
-from . import clusters, neighbours, oracle, static  # noqa: F401 - importing registers the routers
+from . import clusters, factor, neighbours, oracle, static  # noqa: F401 - importing registers the routers
 from .base import (
     ENTRY_POINT_GROUP,
     ROUTERS,

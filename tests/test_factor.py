@@ -1,0 +1,163 @@
+"""The fold-in factor router: its pieces (training, truncation, fold-in) and its in-trial selection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from unirouter_cli.routers import FitData, Pool, make_router
+from unirouter_cli.routers.factor import fold_in, gaussian_prior, sigmoid, train_factors, truncate
+
+
+def _logloss(G: np.ndarray, P: np.ndarray) -> float:
+    """Expected log-loss of predicted error probabilities G against the true ones P."""
+    G = np.clip(G, 1e-6, 1 - 1e-6)
+    return float(-np.mean(P * np.log(G) + (1 - P) * np.log1p(-G)))
+
+
+def _table(n: int, m: int, rank: int, seed: int, D: int = 24, scale: float = 1.0):
+    """Errors of m LLMs on n prompts from a rank-``rank`` logistic model of D-dim prompt embeddings."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, D)) / np.sqrt(D)
+    A = rng.normal(size=(rank, D)) * scale * np.sqrt(D / max(rank, 1))
+    V = rng.normal(size=(m, rank))
+    b = rng.normal(0, 0.7, m)
+    P = sigmoid((X @ A.T) @ V.T + b)  # true P(error)
+    E = (rng.random(P.shape) < P).astype(np.float64)
+    return X, E, P
+
+
+def _split(X, E, P, n_tr: int, n_val: int, m_tr: int, seed: int = 3):
+    tr, va, te = slice(0, n_tr), slice(n_tr, n_tr + n_val), slice(n_tr + n_val, None)
+    data = FitData(X_train=X[tr], E_train=E[tr, :m_tr], C_train=np.ones((n_tr, m_tr)), X_val=X[va],
+                   E_val=E[va, :m_tr], train_models=[f"h{j}" for j in range(m_tr)], seed=seed)
+    pool = Pool(models=[f"h{j}" for j in range(m_tr, E.shape[1])], X_val=X[va], E_val=E[va, m_tr:])
+    return data, pool, X[te], P[te, m_tr:]
+
+
+def test_foldin_recovers_new_llms_of_a_low_rank_table_better_than_zero():
+    X, E, P = _table(n=3000, m=30, rank=3, seed=0)
+    data, pool, Xt, Pt = _split(X, E, P, n_tr=2000, n_val=300, m_tr=22)
+    r = make_router("foldin").fit(data)
+    g = r.predict(Xt, pool)
+    zero = make_router("zero").fit(data).predict(Xt, pool)
+    assert r.hyperparams_["rank"] >= 2  # the prompt structure is found ...
+    assert _logloss(g, Pt) < _logloss(zero, Pt) - 0.2  # ... and new LLMs are placed in it from 300 answers
+    assert _logloss(g, Pt) < _logloss(Pt, Pt) + 0.03  # close to the true probabilities
+    assert np.corrcoef(g.ravel(), Pt.ravel())[0, 1] > 0.9
+
+
+def test_rank_zero_is_chosen_when_errors_do_not_depend_on_the_prompt():
+    rng = np.random.default_rng(1)
+    n, m = 1500, 6
+    X = rng.normal(size=(n, 16))
+    E = (rng.random((n, m)) < rng.uniform(0.2, 0.8, m)).astype(np.float64)  # one error rate per LLM
+    data, pool, Xt, _ = _split(X, E, np.zeros_like(E), n_tr=1000, n_val=200, m_tr=4)
+    r = make_router("foldin").fit(data)
+    assert r.hyperparams_["rank"] == 0
+    g = r.predict(Xt, pool)
+    assert np.allclose(g, g[0])  # prompt-independent, like ZeroRouter ...
+    own, train_mean = np.nanmean(pool.E_val, axis=0), np.nanmean(data.E_train)
+    assert np.argsort(g[0]).tolist() == np.argsort(own).tolist()  # ... same order of the LLMs ...
+    assert np.all(np.abs(g[0] - train_mean) <= np.abs(own - train_mean) + 1e-9)  # ... shrunk toward the prior
+
+
+def test_a_single_training_llm_keeps_rank_zero():
+    X, E, P = _table(n=800, m=4, rank=2, seed=2)
+    data, pool, Xt, _ = _split(X, E, P, n_tr=500, n_val=100, m_tr=1)
+    r = make_router("foldin").fit(data)
+    assert r.hyperparams_["rank"] == 0
+    assert r.predict(Xt, pool).shape == (len(Xt), 3)
+
+
+def test_selection_is_deterministic_and_round_trips(tmp_path):
+    X, E, P = _table(n=1500, m=14, rank=2, seed=4)
+    data, pool, Xt, _ = _split(X, E, P, n_tr=1000, n_val=150, m_tr=10)
+    r1, r2 = make_router("foldin").fit(data), make_router("foldin").fit(data)
+    assert r1.hyperparams_ == r2.hyperparams_ and r1.selection_ == r2.selection_
+    g = r1.predict(Xt, pool)
+    np.testing.assert_array_equal(g, r2.predict(Xt, pool))
+    meta, arrays = r1.state()
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    np.savez(tmp_path / "a.npz", **arrays)
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
+        loaded = make_router("foldin").load_state(json.loads((tmp_path / "m.json").read_text()), dict(z))
+    np.testing.assert_allclose(loaded.predict(Xt, pool), g)
+    assert loaded.hyperparams_ == r1.hyperparams_
+
+
+def test_fixed_hyperparameters_skip_the_selection():
+    X, E, P = _table(n=1200, m=10, rank=2, seed=5)
+    data, pool, Xt, _ = _split(X, E, P, n_tr=800, n_val=150, m_tr=7)
+    r = make_router("foldin", rank=2, lam=6.0, tau=1.0).fit(data)
+    assert r.selection_ == {} and r.hyperparams_ == {"rank": 2, "lam": 6.0, "tau": 1.0}
+    r = make_router("foldin", rank=[0, 2], lam=6.0, tau=1.0).fit(data)  # a list is a grid
+    assert set(r.selection_) == {"lam=6,rank=0,tau=1", "lam=6,rank=2,tau=1"}
+
+
+def test_train_factors_gradient_matches_finite_differences():
+    from unirouter_cli.routers import optim
+
+    X, E, _ = _table(n=60, m=5, rank=2, seed=6, D=7)
+    E[3, 1] = np.nan  # a missing pair is masked
+    captured = {}
+
+    def capture(loss_grad, params, maxiter):
+        captured["f"], captured["p"] = loss_grad, params
+        return params
+
+    orig = optim.lbfgs
+    import unirouter_cli.routers.factor as factor
+
+    factor.lbfgs = capture
+    try:
+        train_factors(X, E, rank=2, lam=3.0, seed=0, maxiter=1)
+    finally:
+        factor.lbfgs = orig
+    f, p = captured["f"], {k: v + 0.3 for k, v in captured["p"].items()}
+    _, grad = f(p)
+    for key in ("A", "V", "b"):
+        idx = (0,) * p[key].ndim
+        h = 1e-3
+        up = {k: v.copy() for k, v in p.items()}
+        dn = {k: v.copy() for k, v in p.items()}
+        up[key][idx] += h
+        dn[key][idx] -= h
+        numeric = (f(up)[0] - f(dn)[0]) / (2 * h)
+        assert numeric == pytest.approx(grad[key][idx], rel=2e-2, abs=1e-5)
+
+
+def test_fold_in_matches_logistic_regression_with_a_flat_prior():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(7)
+    n, k = 4000, 3
+    F = np.c_[rng.normal(size=(n, k)), np.ones(n)]
+    theta = np.array([1.0, -0.5, 0.25, 0.3])
+    y = (rng.random(n) < sigmoid(F @ theta)).astype(float)
+    E = np.c_[y, y]
+    E[::2, 1] = np.nan  # the second LLM answered half of the prompts
+    T = fold_in(F, E, np.zeros(k + 1), 1e-8 * np.eye(k + 1))
+    lr = LogisticRegression(C=1e8, max_iter=1000).fit(F[:, :k], y)
+    np.testing.assert_allclose(T[0], np.r_[lr.coef_[0], lr.intercept_], atol=1e-3)
+    half = LogisticRegression(C=1e8, max_iter=1000).fit(F[1::2, :k], y[1::2])
+    np.testing.assert_allclose(T[1], np.r_[half.coef_[0], half.intercept_], atol=1e-3)
+    # no answer at all: the prior mean
+    mu = np.array([0.1, 0.2, 0.3, 0.4])
+    T = fold_in(F, np.full((n, 1), np.nan), mu, np.eye(k + 1))
+    np.testing.assert_allclose(T[0], mu)
+
+
+def test_truncation_and_prior_shapes():
+    X, E, _ = _table(n=400, m=9, rank=3, seed=8)
+    P = train_factors(X, E, rank=6, lam=1.0, seed=0, maxiter=50)
+    for r in (0, 1, 3):
+        M, T = truncate(P, r)
+        assert M.shape == (r, X.shape[1]) and T.shape == (9, r + 1)
+        mu, prec = gaussian_prior(T)
+        assert mu.shape == (r + 1,) and np.all(np.linalg.eigvalsh(prec) > 0)
+    full = truncate(P, 6)
+    W = P["A"].T @ P["V"].T
+    np.testing.assert_allclose(full[0].T @ full[1][:, :-1].T, W, atol=1e-8)

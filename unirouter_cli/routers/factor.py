@@ -1,0 +1,282 @@
+"""Fold-in factor router: a logistic factor model whose prompt side is learned from the training LLMs
+and whose LLM side is fitted for each new LLM from its validation answers alone.
+
+Model: ``logit P(h wrong on x) = v_h . A (x - x_mean) + b_h``, with a prompt map ``A`` (r x D).
+
+* **Prompt side** (``fit``): ``A`` and the training LLMs' ``(v_h, b_h)`` minimise the masked mean
+  log-loss over training prompts x training LLMs plus ``lam / n_obs * (|A|^2 + |V|^2)``, by L-BFGS at
+  rank ``max_rank`` (the penalty on both factors is a nuclear-norm penalty on ``A' V'``; dividing by
+  the number of observed cells makes ``lam`` a prior strength that does not depend on the table's
+  size). A rank-r candidate is the rank-r SVD truncation of ``A' V'``. Rank 0 is the LLM bias alone
+  (ZeroRouter on the logit scale); rank 1 is one prompt "difficulty" direction with a per-LLM slope.
+* **Fold-in** (``predict``): each new LLM's ``(v_h, b_h)`` is the MAP of a logistic regression on its
+  validation answers (NaN = not evaluated, masked) with the prompt side frozen and a Gaussian prior
+  ``N(mu, Sigma / tau)``: mean and Ledoit-Wolf covariance of the training LLMs' vectors. Newton's method,
+  one small problem per LLM, so an LLM's gamma depends on its own answers only.
+
+Hyperparameters (``rank``, ``lam``, ``tau``) set to ``"auto"`` are chosen inside each trial by held-out
+log-loss of a cross-fold over *both* axes: fold f trains the prompt side on the training prompts outside
+prompt part f and the training LLMs outside LLM part f, folds in the LLMs of part f on the validation
+prompts (as unseen LLMs are) and scores them on the prompts of part f, which the prompt side never saw.
+``lam`` and ``rank`` are chosen first (``tau`` = 1), then ``tau`` at the chosen pair. Log-loss of every
+held-out cell rather than deferral-curve Area: the model is probabilistic, the log-loss is a proper score
+over all held-out cells, while the Area of a fold's few held-out LLMs is noisy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import FitData, Param, Pool, Router, candidates, register_router, subset
+from .optim import lbfgs
+
+RANK_GRID = [0, 1, 2, 4, 8, 16]
+LAM_GRID = [2.0, 6.0, 20.0]
+TAU_GRID = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0]
+CV_ROWS = 3_000  # training prompts the cross-fold selection uses (a seeded subset)
+
+
+def sigmoid(S: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(S))
+    return np.where(S >= 0, 1.0, e) / (1.0 + e)
+
+
+def train_factors(X: np.ndarray, E: np.ndarray, rank: int, lam: float, seed: int, maxiter: int,
+                  init: dict | None = None) -> dict[str, np.ndarray]:
+    """Prompt map ``A`` (rank, D), training LLM vectors ``V`` (m, rank) and biases ``b`` (m,), ``x_mean``.
+
+    Minimises the masked mean log-loss of ``sigmoid((X - x_mean) A' V' + b)`` against the errors ``E``
+    plus ``lam / n_obs * (|A|^2 + |V|^2)``. Data in float32, parameters in float64.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    x_mean = X.mean(axis=0)
+    Xc = X - x_mean
+    obs = ~np.isnan(E)
+    n_obs = max(int(obs.sum()), 1)
+    w = obs.astype(np.float32) / n_obs
+    wy = w * np.where(obs, E, 0.0).astype(np.float32)
+    w_minus_wy = (w - wy).ravel()
+    l2 = lam / n_obs
+    m, D = E.shape[1], X.shape[1]
+    if init is None:
+        rng = np.random.default_rng(seed)
+        p = np.clip(np.where(obs, E, 0.0).sum(0) / np.maximum(obs.sum(0), 1), 0.01, 0.99)
+        init = {"A": rng.normal(0, 0.1, (rank, D)), "V": rng.normal(0, 0.1, (m, rank)), "b": np.log(p / (1 - p))}
+
+    def loss_grad(q: dict) -> tuple[float, dict]:
+        A, V = q["A"].astype(np.float32), q["V"].astype(np.float32)
+        Z = Xc @ A.T
+        S = Z @ V.T
+        S += q["b"].astype(np.float32)
+        np.clip(S, -30, 30, out=S)
+        P = np.exp(-S)
+        P += 1
+        np.reciprocal(P, out=P)  # sigmoid(S)
+        # softplus(S) - y S = (1 - y) S - log sigmoid(S)
+        loss = float(w_minus_wy @ S.ravel()) - float(w.ravel() @ np.log(P).ravel())
+        G = w * P
+        G -= wy
+        loss += l2 * float(np.sum(q["A"] ** 2) + np.sum(q["V"] ** 2))
+        return loss, {"A": (G @ V).T @ Xc + 2 * l2 * q["A"], "V": G.T @ Z + 2 * l2 * q["V"],
+                      "b": G.sum(axis=0, dtype=np.float64)}
+
+    out = lbfgs(loss_grad, {k: np.asarray(v, dtype=np.float64) for k, v in init.items()}, maxiter)
+    out["x_mean"] = x_mean.astype(np.float64)
+    return out
+
+
+def truncate(P: dict[str, np.ndarray], r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rank-r truncation of ``A' V'``: the prompt map ``M`` (r', D) and the training LLMs' vectors
+    ``T`` = [v, b] (m, r' + 1), r' = min(r, number of nonzero singular values)."""
+    U, s, Vt = np.linalg.svd(P["A"].T @ P["V"].T, full_matrices=False)
+    r = min(r, int((s > 1e-8 * max(float(s.max(initial=0.0)), 1e-300)).sum()))
+    root = np.sqrt(s[:r])
+    return (U[:, :r] * root).T, np.c_[Vt[:r].T * root, P["b"]]
+
+
+def gaussian_prior(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and precision of the LLM vectors ``T`` (m, k): Ledoit-Wolf covariance (well conditioned
+    even with fewer LLMs than dimensions); one LLM gives an identity covariance."""
+    from sklearn.covariance import ledoit_wolf
+
+    k = T.shape[1]
+    cov = ledoit_wolf(T)[0] if len(T) > 1 else np.eye(k)
+    cov = cov + 1e-6 * max(float(np.trace(cov)) / k, 1e-12) * np.eye(k)
+    return T.mean(axis=0), np.linalg.inv(cov)
+
+
+def features(M: np.ndarray, x_mean: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """[(x - x_mean) M', 1]: the prompt features a new LLM's vector multiplies."""
+    return np.c_[(np.asarray(X, dtype=np.float64) - x_mean) @ M.T, np.ones(len(X))]
+
+
+def fold_in(F: np.ndarray, E: np.ndarray, mu: np.ndarray, prec: np.ndarray, T0: np.ndarray | None = None,
+            iters: int = 30, tol: float = 1e-5) -> np.ndarray:
+    """MAP vector per column of ``E`` (errors on the prompts of ``F``, NaN = missing): logistic regression
+    on features ``F`` (n, k) with prior N(mu, prec^-1). Newton steps with backtracking, all columns at once."""
+    obs = ~np.isnan(E)
+    ob = obs.astype(np.float64)
+    y = np.where(obs, E, 0.0)
+    n, k = F.shape
+    m = E.shape[1]
+    T = np.tile(mu, (m, 1)) if T0 is None else T0.copy()
+
+    def objective(T: np.ndarray) -> np.ndarray:
+        S = F @ T.T
+        d = T - mu
+        nll = np.maximum(S, 0) + np.log1p(np.exp(-np.abs(S))) - y * S
+        return (ob * nll).sum(axis=0) + 0.5 * np.einsum("mi,ij,mj->m", d, prec, d)
+
+    f = objective(T)
+    for _ in range(iters):
+        p = sigmoid(F @ T.T)
+        g = (F.T @ (ob * (p - y))).T + (T - mu) @ prec
+        wgt = ob * p * (1 - p)
+        H = (F.T @ (wgt[:, :, None] * F[:, None, :]).reshape(n, m * k)).reshape(k, m, k).transpose(1, 0, 2)
+        step = np.linalg.solve(H + prec, g[..., None])[..., 0]
+        t = np.ones(m)
+        for _ in range(30):  # halve the step of every LLM whose objective went up
+            Tn = T - t[:, None] * step
+            fn = objective(Tn)
+            worse = fn > f
+            if not worse.any():
+                break
+            t = np.where(worse, t / 2, t)
+        Tn, fn = np.where(worse[:, None], T, Tn), np.where(worse, f, fn)
+        gain = float((f - fn).max())
+        T, f = Tn, fn
+        if gain < tol:
+            break
+    return T
+
+
+def heldout_logloss(G: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """Log-loss of gamma ``G`` summed over each row's observed cells of ``E`` (NaN = not evaluated)."""
+    obs = ~np.isnan(E)
+    Gc = np.clip(G, 1e-6, 1 - 1e-6)
+    e = np.where(obs, E, 0.0)
+    return -np.where(obs, e * np.log(Gc) + (1 - e) * np.log1p(-Gc), 0.0).sum(axis=1)
+
+
+def one_se_choice(losses: dict[tuple, np.ndarray], cells: np.ndarray, simpler: callable) -> tuple:
+    """The simplest candidate whose mean held-out loss is within one standard error of the best one's.
+
+    ``losses`` maps a candidate to its summed loss per held-out prompt, ``cells`` counts each prompt's
+    held-out cells; the standard error is that of the paired per-prompt difference to the best
+    candidate (prompts are the independent units). ``simpler`` orders candidates, simplest first."""
+    total = max(float(cells.sum()), 1.0)
+    best = min(losses, key=lambda k: float(losses[k].sum()))
+    ok = []
+    for k, v in losses.items():
+        d = v - losses[best]
+        if d.sum() / total <= np.sqrt(len(d)) * d.std() / total:
+            ok.append(k)
+    return min(ok, key=simpler)
+
+
+@register_router("foldin", "dynamic",
+                 "fold-in factor model: sigmoid(v_h . A x + b_h), A from training LLMs, (v_h, b_h) fitted on "
+                 "the new LLM's validation answers with a prior from the training LLMs",
+                 params={"rank": Param(int, "auto", low=0, high=256, auto=True, grid=True,
+                                       help="rank of the prompt map (0 = LLM bias only)"),
+                         "lam": Param(float, "auto", low=0, high=1e6, auto=True, grid=True,
+                                      help="factor penalty (prior strength, independent of the table's size)"),
+                         "tau": Param(float, "auto", low=0, low_open=True, high=1e6, auto=True, grid=True,
+                                      help="strength of the Gaussian prior on a new LLM's vector"),
+                         "max_rank": Param(int, 16, low=1, high=256, help="rank of the trained prompt side"),
+                         "folds": Param(int, 3, low=2, high=20, help="cross-fold parts (prompts and LLMs)"),
+                         "maxiter": Param(int, 150, low=1, high=100_000, help="L-BFGS iterations")})
+class FoldInRouter(Router):
+    def _grids(self, data: FitData) -> tuple[list[int], list[float], list[float]]:
+        ranks = [int(r) for r in candidates(self.params["rank"], RANK_GRID)]
+        lams = [float(v) for v in candidates(self.params["lam"], LAM_GRID)]
+        taus = [float(v) for v in candidates(self.params["tau"], TAU_GRID)]
+        if data.n_train_models < 2:  # no LLM to hold out, nothing to check a factor or a prior strength on
+            ranks, lams, taus = [0], lams[:1], [1.0 if self.params["tau"] == "auto" else taus[0]]
+        return ranks, lams, taus
+
+    def _select(self, data: FitData, ranks: list[int], lams: list[float],
+                taus: list[float]) -> tuple[int, float, float, dict[str, float]]:
+        rows = subset(len(data.X_train), CV_ROWS, data.seed)
+        X, E = data.X_train[rows], data.E_train[rows]
+        n, m = E.shape
+        F = min(int(self.params["folds"]), m)
+        rng = np.random.default_rng([data.seed, 11])
+        prompt_part, llm_part = rng.permutation(n) % F, rng.permutation(m) % F
+        rmax = max(int(self.params["max_rank"]), max(ranks))
+        tau1 = 1.0 if 1.0 in taus else taus[len(taus) // 2]  # stage 1 prior strength
+        losses: dict[tuple, np.ndarray] = {}  # (lam, rank, tau) -> summed loss per held-out prompt
+        cells = np.zeros(n)
+        fits: dict[tuple, tuple] = {}  # (fold, lam, rank) -> prompt map, x_mean and prior
+
+        def score(lam: float, r: int, tau: float, f: int) -> None:
+            M, x_mean, mu, prec = fits[(f, lam, r)]
+            po, lo = np.flatnonzero(prompt_part == f), np.flatnonzero(llm_part == f)
+            T = fold_in(features(M, x_mean, data.X_val), data.E_val[:, lo], mu, tau * prec)
+            G = sigmoid(features(M, x_mean, X[po]) @ T.T)
+            losses.setdefault((lam, r, tau), np.zeros(n))[po] = heldout_logloss(G, E[np.ix_(po, lo)])
+
+        for f in range(F):
+            pi, po = np.flatnonzero(prompt_part != f), np.flatnonzero(prompt_part == f)
+            li, lo = np.flatnonzero(llm_part != f), np.flatnonzero(llm_part == f)
+            cells[po] = (~np.isnan(E[np.ix_(po, lo)])).sum(axis=1)
+            init = None
+            for lam in sorted(lams):  # warm start from the weakest penalty (a zero solution would stall the path)
+                P = train_factors(X[pi], E[np.ix_(pi, li)], rmax, lam, data.seed, int(self.params["maxiter"]), init)
+                init = {k: P[k] for k in ("A", "V", "b")}
+                for r in ranks:
+                    M, T = truncate(P, r)
+                    fits[(f, lam, r)] = (M, P["x_mean"], *gaussian_prior(T))
+                    score(lam, r, tau1, f)
+        # stage 1: the simplest (rank, then penalty) within one standard error of the best
+        lam, r, _ = one_se_choice(losses, cells, simpler=lambda k: (k[1], -k[0]))
+        for tau in taus:
+            if (lam, r, tau) not in losses:
+                for f in range(F):
+                    score(lam, r, tau, f)
+        # the weakest prior within one standard error: new LLMs are often unlike (better than) the training ones
+        tau = one_se_choice({k: v for k, v in losses.items() if k[:2] == (lam, r)}, cells, simpler=lambda k: k[2])[2]
+        total = max(float(cells.sum()), 1.0)
+        return r, lam, tau, {f"lam={k[0]:g},rank={k[1]},tau={k[2]:g}": float(v.sum()) / total
+                             for k, v in losses.items()}
+
+    def fit(self, data: FitData) -> FoldInRouter:
+        ranks, lams, taus = self._grids(data)
+        r, lam, tau, self.selection_ = ranks[0], lams[0], taus[0], {}
+        if len(ranks) * len(lams) * len(taus) > 1:
+            r, lam, tau, self.selection_ = self._select(data, ranks, lams, taus)
+        self.mu_, self.prec_ = np.zeros(1), np.eye(1)
+        self.M_, self.x_mean_ = np.zeros((0, data.X_train.shape[1])), data.X_train.mean(axis=0).astype(np.float64)
+        if r > 0:
+            P = train_factors(data.X_train, data.E_train, max(int(self.params["max_rank"]), r), lam, data.seed,
+                              int(self.params["maxiter"]))
+            self.M_, T = truncate(P, r)
+            self.x_mean_ = P["x_mean"]
+        else:  # rank 0: the training LLMs' logit biases only
+            err = np.nanmean(data.E_train, axis=0) if data.n_train_models else np.array([0.5])
+            p = np.clip(np.nan_to_num(err, nan=0.5), 0.01, 0.99)
+            T = np.log(p / (1 - p))[:, None]
+        self.mu_, self.prec_ = gaussian_prior(T)
+        self.tau_ = float(tau)
+        self.hyperparams_ = {"rank": int(self.M_.shape[0]), "lam": float(lam), "tau": self.tau_}
+        return self
+
+    def llm_vectors(self, pool: Pool) -> np.ndarray:
+        """Each pool LLM's [v, b], folded in from its validation answers alone."""
+        return fold_in(features(self.M_, self.x_mean_, pool.X_val), np.asarray(pool.E_val, dtype=np.float64),
+                       self.mu_, self.tau_ * self.prec_)
+
+    def predict(self, X: np.ndarray, pool: Pool) -> np.ndarray:
+        return sigmoid(features(self.M_, self.x_mean_, X) @ self.llm_vectors(pool).T)
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta, _ = super().state()
+        meta["tau"] = self.tau_
+        return meta, {"M": self.M_, "x_mean": self.x_mean_, "mu": self.mu_, "prec": self.prec_}
+
+    def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> FoldInRouter:
+        super().load_state(meta, arrays)
+        self.M_, self.x_mean_ = arrays["M"], arrays["x_mean"]
+        self.mu_, self.prec_ = arrays["mu"], arrays["prec"]
+        self.tau_ = float(meta["tau"])
+        return self
