@@ -15,7 +15,7 @@ from .common import boundary, info, progress_factory
 if TYPE_CHECKING:
     from ..rundir import RunConfig
 
-DEFAULT_FIT_ROUTERS = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap", "oracle"]
+DEFAULT_FIT_ROUTERS = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap", "foldin", "oracle"]
 
 
 def parse_params(items: list[str]) -> dict[str, dict]:

@@ -38,7 +38,7 @@ from .clusters import cluster_profile, kmeans, nearest, nested_kmeans
 from .neighbours import knn_errors
 
 DEFAULT_ROUTERS = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap", "retrained-mlp",
-                   "clairvoyant-mlp", "clairvoyant-matfac", "oracle"]
+                   "clairvoyant-mlp", "clairvoyant-matfac", "oracle", "foldin"]  # (plot styles follow this order)
 
 __all__ = ["DEFAULT_ROUTERS", "ENTRY_POINT_GROUP", "ROUTERS", "FitData", "Param", "Pool", "Router", "RouterSpec",
            "check_params", "check_routers", "cluster_profile", "get_spec", "kmeans", "knn_errors", "load_plugins",

@@ -14,13 +14,16 @@ Model: ``logit P(h wrong on x) = v_h . A (x - x_mean) + b_h``, with a prompt map
   ``N(mu, Sigma / tau)``: mean and Ledoit-Wolf covariance of the training LLMs' vectors. Newton's method,
   one small problem per LLM, so an LLM's gamma depends on its own answers only.
 
-Hyperparameters (``rank``, ``lam``, ``tau``) set to ``"auto"`` are chosen inside each trial by held-out
-log-loss of a cross-fold over *both* axes: fold f trains the prompt side on the training prompts outside
-prompt part f and the training LLMs outside LLM part f, folds in the LLMs of part f on the validation
-prompts (as unseen LLMs are) and scores them on the prompts of part f, which the prompt side never saw.
-``lam`` and ``rank`` are chosen first (``tau`` = 1), then ``tau`` at the chosen pair. Log-loss of every
-held-out cell rather than deferral-curve Area: the model is probabilistic, the log-loss is a proper score
-over all held-out cells, while the Area of a fold's few held-out LLMs is noisy.
+Hyperparameters (``rank``, ``lam``, ``tau``) set to ``"auto"`` are chosen inside each trial from training
+and validation data only, by held-out log-loss in a cross-fold over *both* axes (on at most ``CV_ROWS``
+training prompts): fold f trains the prompt side on the prompts outside prompt part f and the training
+LLMs outside LLM part f, folds in the LLMs of part f on the validation prompts (as unseen LLMs are) and
+scores them on the prompts of part f, which the prompt side never saw. Holding out LLMs alone would
+score the prompt side on the very cells it was trained on. The log-loss of every held-out cell is used
+rather than a deferral-curve Area: the model is probabilistic, the log-loss is a proper score, and the
+Area of a fold's few held-out LLMs is noisy. ``lam`` and ``rank`` are chosen first (``tau`` = 1; see
+``choose``: rank 0 unless a factor beats it by more than one standard error, then the largest capacity
+within one standard error of the best), then ``tau`` by the lowest held-out loss at the chosen pair.
 """
 
 from __future__ import annotations
@@ -113,7 +116,8 @@ def features(M: np.ndarray, x_mean: np.ndarray, X: np.ndarray) -> np.ndarray:
 def fold_in(F: np.ndarray, E: np.ndarray, mu: np.ndarray, prec: np.ndarray, T0: np.ndarray | None = None,
             iters: int = 30, tol: float = 1e-5) -> np.ndarray:
     """MAP vector per column of ``E`` (errors on the prompts of ``F``, NaN = missing): logistic regression
-    on features ``F`` (n, k) with prior N(mu, prec^-1). Newton steps with backtracking, all columns at once."""
+    on features ``F`` (n, k) with prior N(mu, prec^-1). Newton steps with backtracking, all columns at once;
+    stops when no column's objective (summed over its answers) falls by ``tol`` or more."""
     obs = ~np.isnan(E)
     ob = obs.astype(np.float64)
     y = np.where(obs, E, 0.0)
@@ -121,30 +125,29 @@ def fold_in(F: np.ndarray, E: np.ndarray, mu: np.ndarray, prec: np.ndarray, T0: 
     m = E.shape[1]
     T = np.tile(mu, (m, 1)) if T0 is None else T0.copy()
 
-    def objective(T: np.ndarray) -> np.ndarray:
+    def objective(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         S = F @ T.T
         d = T - mu
         nll = np.maximum(S, 0) + np.log1p(np.exp(-np.abs(S))) - y * S
-        return (ob * nll).sum(axis=0) + 0.5 * np.einsum("mi,ij,mj->m", d, prec, d)
+        return (ob * nll).sum(axis=0) + 0.5 * np.einsum("mi,ij,mj->m", d, prec, d), S
 
-    f = objective(T)
+    f, S = objective(T)
     for _ in range(iters):
-        p = sigmoid(F @ T.T)
+        p = sigmoid(S)
         g = (F.T @ (ob * (p - y))).T + (T - mu) @ prec
         wgt = ob * p * (1 - p)
         H = (F.T @ (wgt[:, :, None] * F[:, None, :]).reshape(n, m * k)).reshape(k, m, k).transpose(1, 0, 2)
         step = np.linalg.solve(H + prec, g[..., None])[..., 0]
         t = np.ones(m)
-        for _ in range(30):  # halve the step of every LLM whose objective went up
+        for _ in range(30):  # halve the step of every column whose objective went up
             Tn = T - t[:, None] * step
-            fn = objective(Tn)
-            worse = fn > f
+            fn, Sn = objective(Tn)
+            worse = fn > f + 1e-9 * np.abs(f)  # (a converged column's rounding noise is no reason to halve)
             if not worse.any():
                 break
             t = np.where(worse, t / 2, t)
-        Tn, fn = np.where(worse[:, None], T, Tn), np.where(worse, f, fn)
-        gain = float((f - fn).max())
-        T, f = Tn, fn
+        gain = float(np.where(worse, 0.0, f - fn).max())
+        T, f, S = np.where(worse[:, None], T, Tn), np.where(worse, f, fn), np.where(worse[None, :], S, Sn)
         if gain < tol:
             break
     return T
@@ -158,25 +161,36 @@ def heldout_logloss(G: np.ndarray, E: np.ndarray) -> np.ndarray:
     return -np.where(obs, e * np.log(Gc) + (1 - e) * np.log1p(-Gc), 0.0).sum(axis=1)
 
 
-def one_se_choice(losses: dict[tuple, np.ndarray], cells: np.ndarray, simpler: callable) -> tuple:
-    """The simplest candidate whose mean held-out loss is within one standard error of the best one's.
+def within_one_se(d: np.ndarray, total: float) -> bool:
+    """Whether a candidate whose per-prompt loss exceeds the best one's by ``d`` is within one standard
+    error of it (``total`` held-out cells; prompts are the independent units)."""
+    return float(d.sum()) / total <= np.sqrt(len(d)) * float(d.std()) / total
 
-    ``losses`` maps a candidate to its summed loss per held-out prompt, ``cells`` counts each prompt's
-    held-out cells; the standard error is that of the paired per-prompt difference to the best
-    candidate (prompts are the independent units). ``simpler`` orders candidates, simplest first."""
+
+def choose(losses: dict[tuple, np.ndarray], cells: np.ndarray) -> tuple:
+    """Stage 1 of the selection among candidates (lam, rank, tau), from their summed held-out loss per prompt.
+
+    * Rank 0 (the LLM bias alone) if it is within one standard error of the best candidate: a factor
+      has to earn its place.
+    * Otherwise the candidate of largest capacity (rank, then weaker penalty) within one standard error
+      of the best: the final prompt side is fitted on every training prompt and LLM, several times the
+      cells of a cross-fold part, and a larger model gains more from more data.
+    """
     total = max(float(cells.sum()), 1.0)
-    best = min(losses, key=lambda k: float(losses[k].sum()))
-    ok = []
-    for k, v in losses.items():
-        d = v - losses[best]
-        if d.sum() / total <= np.sqrt(len(d)) * d.std() / total:
-            ok.append(k)
-    return min(ok, key=simpler)
+    best = min(losses, key=lambda k: (float(losses[k].sum()), k[1]))
+    plain = [k for k in losses if k[1] == 0]
+    if best[1] == 0 or not plain:
+        return best
+    zero = min(plain, key=lambda k: float(losses[k].sum()))
+    if within_one_se(losses[zero] - losses[best], total):
+        return zero
+    near = [k for k in losses if k[1] > 0 and within_one_se(losses[k] - losses[best], total)]
+    return min(near, key=lambda k: (-k[1], k[0]))
 
 
 @register_router("foldin", "dynamic",
-                 "fold-in factor model: sigmoid(v_h . A x + b_h), A from training LLMs, (v_h, b_h) fitted on "
-                 "the new LLM's validation answers with a prior from the training LLMs",
+                 "fold-in factor model: gamma = sigmoid(v_h . A x + b_h), A learned on the training LLMs, "
+                 "(v_h, b_h) from the new LLM's validation answers",
                  params={"rank": Param(int, "auto", low=0, high=256, auto=True, grid=True,
                                        help="rank of the prompt map (0 = LLM bias only)"),
                          "lam": Param(float, "auto", low=0, high=1e6, auto=True, grid=True,
@@ -185,7 +199,7 @@ def one_se_choice(losses: dict[tuple, np.ndarray], cells: np.ndarray, simpler: c
                                       help="strength of the Gaussian prior on a new LLM's vector"),
                          "max_rank": Param(int, 16, low=1, high=256, help="rank of the trained prompt side"),
                          "folds": Param(int, 3, low=2, high=20, help="cross-fold parts (prompts and LLMs)"),
-                         "maxiter": Param(int, 150, low=1, high=100_000, help="L-BFGS iterations")})
+                         "maxiter": Param(int, 80, low=1, high=100_000, help="L-BFGS iterations")})
 class FoldInRouter(Router):
     def _grids(self, data: FitData) -> tuple[list[int], list[float], list[float]]:
         ranks = [int(r) for r in candidates(self.params["rank"], RANK_GRID)]
@@ -207,13 +221,12 @@ class FoldInRouter(Router):
         tau1 = 1.0 if 1.0 in taus else taus[len(taus) // 2]  # stage 1 prior strength
         losses: dict[tuple, np.ndarray] = {}  # (lam, rank, tau) -> summed loss per held-out prompt
         cells = np.zeros(n)
-        fits: dict[tuple, tuple] = {}  # (fold, lam, rank) -> prompt map, x_mean and prior
+        fits: dict[tuple, tuple] = {}  # (fold, lam, rank) -> validation and held-out features, prior
 
         def score(lam: float, r: int, tau: float, f: int) -> None:
-            M, x_mean, mu, prec = fits[(f, lam, r)]
+            Fv, Fo, mu, prec = fits[(f, lam, r)]
             po, lo = np.flatnonzero(prompt_part == f), np.flatnonzero(llm_part == f)
-            T = fold_in(features(M, x_mean, data.X_val), data.E_val[:, lo], mu, tau * prec)
-            G = sigmoid(features(M, x_mean, X[po]) @ T.T)
+            G = sigmoid(Fo @ fold_in(Fv, data.E_val[:, lo], mu, tau * prec).T)
             losses.setdefault((lam, r, tau), np.zeros(n))[po] = heldout_logloss(G, E[np.ix_(po, lo)])
 
         for f in range(F):
@@ -226,16 +239,16 @@ class FoldInRouter(Router):
                 init = {k: P[k] for k in ("A", "V", "b")}
                 for r in ranks:
                     M, T = truncate(P, r)
-                    fits[(f, lam, r)] = (M, P["x_mean"], *gaussian_prior(T))
+                    fits[(f, lam, r)] = (features(M, P["x_mean"], data.X_val), features(M, P["x_mean"], X[po]),
+                                         *gaussian_prior(T))
                     score(lam, r, tau1, f)
-        # stage 1: the simplest (rank, then penalty) within one standard error of the best
-        lam, r, _ = one_se_choice(losses, cells, simpler=lambda k: (k[1], -k[0]))
+        lam, r, _ = choose(losses, cells)
         for tau in taus:
             if (lam, r, tau) not in losses:
                 for f in range(F):
                     score(lam, r, tau, f)
-        # the weakest prior within one standard error: new LLMs are often unlike (better than) the training ones
-        tau = one_se_choice({k: v for k, v in losses.items() if k[:2] == (lam, r)}, cells, simpler=lambda k: k[2])[2]
+        stage2 = {k: float(v.sum()) for k, v in losses.items() if k[:2] == (lam, r)}
+        tau = min(stage2, key=lambda k: (stage2[k], abs(np.log(k[2]))))[2]
         total = max(float(cells.sum()), 1.0)
         return r, lam, tau, {f"lam={k[0]:g},rank={k[1]},tau={k[2]:g}": float(v.sum()) / total
                              for k, v in losses.items()}
