@@ -42,6 +42,7 @@ def _peak_mb() -> float:
 # cases (run inside a subprocess: python benchmarks/run.py --case NAME ARGS...)
 # ------------------------------------------------------------------------------------------
 def case_router(name: str) -> dict:
+    import scipy.optimize  # noqa: F401 - load scipy's own BLAS first, so that the limit below reaches it too
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
