@@ -92,7 +92,7 @@ def test_fixed_hyperparameters_skip_the_selection():
     X, E, P = _table(n=1200, m=10, rank=2, seed=5)
     data, pool, Xt, _ = _split(X, E, P, n_tr=800, n_val=150, m_tr=7)
     r = make_router("foldin", rank=2, lam=6.0, tau=1.0).fit(data)
-    assert r.selection_ == {} and r.hyperparams_ == {"rank": 2, "lam": 6.0, "tau": 1.0}
+    assert r.selection_ == {} and r.hyperparams_ == {"rank": 2, "ensemble": "2", "lam": 6.0, "tau": 1.0}
     r = make_router("foldin", rank=[0, 2], lam=6.0, tau=1.0).fit(data)  # a list is a grid
     assert set(r.selection_) == {"lam=6,rank=0,tau=1", "lam=6,rank=2,tau=1"}
 
