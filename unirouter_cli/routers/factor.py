@@ -134,12 +134,12 @@ def fold_in(F: np.ndarray, E: np.ndarray, mu: np.ndarray, prec: np.ndarray, T0: 
         nll = np.maximum(S, 0) + np.log1p(np.exp(-np.abs(S))) - y * S
         return (ob * nll).sum(axis=0) + 0.5 * np.einsum("mi,ij,mj->m", d, prec, d), S
 
+    outer = (F[:, :, None] * F[:, None, :]).reshape(n, k * k)  # F_i F_i', so a Hessian is one matrix product
     f, S = objective(T)
     for _ in range(iters):
         p = sigmoid(S)
         g = (F.T @ (ob * (p - y))).T + (T - mu) @ prec
-        wgt = ob * p * (1 - p)
-        H = (F.T @ (wgt[:, :, None] * F[:, None, :]).reshape(n, m * k)).reshape(k, m, k).transpose(1, 0, 2)
+        H = ((ob * p * (1 - p)).T @ outer).reshape(m, k, k)
         step = np.linalg.solve(H + prec, g[..., None])[..., 0]
         t = np.ones(m)
         for _ in range(30):  # halve the step of every column whose objective went up
