@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from unirouter_cli.routers import FitData, Pool, make_router
-from unirouter_cli.routers.factor import fold_in, gaussian_prior, sigmoid, train_factors, truncate
+from unirouter_cli.routers.factor import fold_in, gaussian_prior, prior_precision, sigmoid, train_factors, truncate
 
 
 def _logloss(G: np.ndarray, P: np.ndarray) -> float:
@@ -156,8 +156,21 @@ def test_truncation_and_prior_shapes():
     for r in (0, 1, 3):
         M, T = truncate(P, r)
         assert M.shape == (r, X.shape[1]) and T.shape == (9, r + 1)
-        mu, prec = gaussian_prior(T)
+        mu, cov = gaussian_prior(T)
+        prec = prior_precision(cov, 4.0)
         assert mu.shape == (r + 1,) and np.all(np.linalg.eigvalsh(prec) > 0)
+        assert np.linalg.inv(prec)[-1, -1] >= 0.25 - 1e-12  # the bias variance floor holds after tau
     full = truncate(P, 6)
     W = P["A"].T @ P["V"].T
     np.testing.assert_allclose(full[0].T @ full[1][:, :-1].T, W, atol=1e-8)
+
+
+def test_near_identical_training_llms_do_not_pin_a_new_llms_error_rate():
+    rng = np.random.default_rng(9)
+    n, m = 1500, 6
+    X = rng.normal(size=(n, 16))
+    rates = np.r_[np.full(5, 0.4), 0.05]  # five alike training LLMs; the new one is much better
+    E = (rng.random((n, m)) < rates).astype(np.float64)
+    data, pool, Xt, _ = _split(X, E, np.zeros_like(E), n_tr=1000, n_val=200, m_tr=5)
+    g = make_router("foldin").fit(data).predict(Xt, pool)
+    assert np.nanmean(pool.E_val) < 0.08 and g.mean() < 0.15  # its own answers win over the prior

@@ -11,7 +11,8 @@ Model: ``logit P(h wrong on x) = v_h . A (x - x_mean) + b_h``, with a prompt map
   (ZeroRouter on the logit scale); rank 1 is one prompt "difficulty" direction with a per-LLM slope.
 * **Fold-in** (``predict``): each new LLM's ``(v_h, b_h)`` is the MAP of a logistic regression on its
   validation answers (NaN = not evaluated, masked) with the prompt side frozen and a Gaussian prior
-  ``N(mu, Sigma / tau)``: mean and Ledoit-Wolf covariance of the training LLMs' vectors. Newton's method,
+  ``N(mu, Sigma / tau)``: mean and Ledoit-Wolf covariance of the training LLMs' vectors (bias variance
+  at least ``BIAS_VAR_FLOOR``). Newton's method,
   one small problem per LLM, so an LLM's gamma depends on its own answers only.
 
 Hyperparameters (``rank``, ``lam``, ``tau``) set to ``"auto"`` are chosen inside each trial from training
@@ -38,7 +39,7 @@ from .optim import lbfgs
 
 RANK_GRID = [0, 1, 2, 4, 8, 16]
 LAM_GRID = [2.0, 6.0, 20.0]
-TAU_GRID = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0]
+TAU_GRID = [0.03, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0]
 CV_ROWS = 3_000  # training prompts the cross-fold selection uses (a seeded subset)
 
 
@@ -100,15 +101,25 @@ def truncate(P: dict[str, np.ndarray], r: int) -> tuple[np.ndarray, np.ndarray]:
     return (U[:, :r] * root).T, np.c_[Vt[:r].T * root, P["b"]]
 
 
+BIAS_VAR_FLOOR = 0.25  # the prior never pins a new LLM's logit error rate closer than +-0.5 to the training mean
+
+
 def gaussian_prior(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and precision of the LLM vectors ``T`` (m, k): Ledoit-Wolf covariance (well conditioned
-    even with fewer LLMs than dimensions); one LLM gives an identity covariance."""
+    """Mean and covariance of the LLM vectors ``T`` = [v, b] (m, k): Ledoit-Wolf (well conditioned even
+    with fewer LLMs than dimensions); one LLM gives an identity covariance."""
     from sklearn.covariance import ledoit_wolf
 
     k = T.shape[1]
     cov = ledoit_wolf(T)[0] if len(T) > 1 else np.eye(k)
-    cov = cov + 1e-6 * max(float(np.trace(cov)) / k, 1e-12) * np.eye(k)
-    return T.mean(axis=0), np.linalg.inv(cov)
+    return T.mean(axis=0), cov + 1e-6 * max(float(np.trace(cov)) / k, 1e-12) * np.eye(k)
+
+
+def prior_precision(cov: np.ndarray, tau: float) -> np.ndarray:
+    """Precision of the prior N(mu, cov / tau), its bias variance at least ``BIAS_VAR_FLOOR``: a pool of
+    near-identical training LLMs (or a large tau) cannot force its error rate on a new LLM."""
+    c = cov / tau
+    c[-1, -1] = max(c[-1, -1], BIAS_VAR_FLOOR)
+    return np.linalg.inv(c)
 
 
 def features(M: np.ndarray, x_mean: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -157,21 +168,39 @@ def fold_in(F: np.ndarray, E: np.ndarray, mu: np.ndarray, prec: np.ndarray, T0: 
 
 
 def heldout_logloss(G: np.ndarray, E: np.ndarray) -> np.ndarray:
-    """Log-loss of gamma ``G`` summed over each row's observed cells of ``E`` (NaN = not evaluated)."""
+    """Log-loss of gamma ``G`` on each observed cell of ``E`` (0 where E is NaN = not evaluated)."""
     obs = ~np.isnan(E)
     Gc = np.clip(G, 1e-6, 1 - 1e-6)
     e = np.where(obs, E, 0.0)
-    return -np.where(obs, e * np.log(Gc) + (1 - e) * np.log1p(-Gc), 0.0).sum(axis=1)
+    return -np.where(obs, e * np.log(Gc) + (1 - e) * np.log1p(-Gc), 0.0)
 
 
-def within_one_se(d: np.ndarray, total: float) -> bool:
-    """Whether a candidate whose per-prompt loss exceeds the best one's by ``d`` is within one standard
-    error of it (``total`` held-out cells; prompts are the independent units)."""
-    return float(d.sum()) / total <= np.sqrt(len(d)) * float(d.std()) / total
+class Losses:
+    """Held-out log-loss of one candidate, summed per held-out prompt and per held-out LLM (every
+    prompt and every training LLM is held out in exactly one fold)."""
+
+    def __init__(self, n: int, m: int) -> None:
+        self.prompts, self.llms = np.zeros(n), np.zeros(m)
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, cell_loss: np.ndarray) -> None:
+        self.prompts[rows] = cell_loss.sum(axis=1)
+        self.llms[cols] = cell_loss.sum(axis=0)
+
+    @property
+    def total(self) -> float:
+        return float(self.prompts.sum())
+
+    def within_one_se(self, best: Losses) -> bool:
+        """Whether this candidate's mean loss is within one standard error of ``best``'s: the paired
+        difference with a two-way cluster-robust variance (prompts and LLMs both share errors - an
+        LLM's whole column moves with its folded-in vector), leaving out the cell term (conservative)."""
+        dp, dl = self.prompts - best.prompts, self.llms - best.llms
+        var = len(dp) * float(dp.var()) + len(dl) * float(dl.var())
+        return self.total - best.total <= np.sqrt(var)
 
 
-def choose(losses: dict[tuple, np.ndarray], cells: np.ndarray) -> tuple:
-    """Stage 1 of the selection among candidates (lam, rank, tau), from their summed held-out loss per prompt.
+def choose(losses: dict[tuple, Losses]) -> tuple:
+    """Stage 1 of the selection among candidates (lam, rank, tau), from their held-out losses.
 
     * Rank 0 (the LLM bias alone) if it is within one standard error of the best candidate: a factor
       has to earn its place.
@@ -179,28 +208,26 @@ def choose(losses: dict[tuple, np.ndarray], cells: np.ndarray) -> tuple:
       of the best: the final prompt side is fitted on every training prompt and LLM, several times the
       cells of a cross-fold part, and a larger model gains more from more data.
     """
-    total = max(float(cells.sum()), 1.0)
-    best = min(losses, key=lambda k: (float(losses[k].sum()), k[1]))
+    best = min(losses, key=lambda k: (losses[k].total, k[1]))
     plain = [k for k in losses if k[1] == 0]
     if best[1] == 0 or not plain:
         return best
-    zero = min(plain, key=lambda k: float(losses[k].sum()))
-    if within_one_se(losses[zero] - losses[best], total):
+    zero = min(plain, key=lambda k: losses[k].total)
+    if losses[zero].within_one_se(losses[best]):
         return zero
-    near = [k for k in losses if k[1] > 0 and within_one_se(losses[k] - losses[best], total)]
+    near = [k for k in losses if k[1] > 0 and losses[k].within_one_se(losses[best])]
     return min(near, key=lambda k: (-k[1], k[0]))
 
 
-def ensemble_ranks(losses: dict[tuple, np.ndarray], cells: np.ndarray, lam: float, r: int) -> tuple[int, ...]:
+def ensemble_ranks(losses: dict[tuple, Losses], lam: float, r: int) -> tuple[int, ...]:
     """The ranks averaged at the chosen penalty: every positive rank up to the chosen one whose held-out
     loss is within one standard error of the best candidate's (the cross-fold cannot tell them apart);
     averaging their gammas hedges the choice (measured on mmlu-pro: a small gain). Rank 0 stays alone."""
     if r == 0:
         return (0,)
-    total = max(float(cells.sum()), 1.0)
-    best = min(losses, key=lambda k: float(losses[k].sum()))
-    return tuple(sorted({r} | {k[1] for k in losses if k[0] == lam and 0 < k[1] <= r
-                               and within_one_se(losses[k] - losses[best], total)}))
+    best = losses[min(losses, key=lambda k: losses[k].total)]
+    return tuple(sorted({r} | {k[1] for k, v in losses.items() if k[0] == lam and 0 < k[1] <= r
+                               and v.within_one_se(best)}))
 
 
 @register_router("foldin", "dynamic",
@@ -234,8 +261,8 @@ class FoldInRouter(Router):
         prompt_part, llm_part = rng.permutation(n) % F, rng.permutation(m) % F
         rmax = max(int(self.params["max_rank"]), max(ranks))
         tau1 = 1.0 if 1.0 in taus else taus[len(taus) // 2]  # stage 1 prior strength
-        losses: dict[tuple, np.ndarray] = {}  # (lam, ranks, tau) -> summed loss per held-out prompt
-        cells = np.zeros(n)
+        losses: dict[tuple, Losses] = {}  # (lam, ranks, tau) -> held-out losses
+        cells = 0.0
         fits: dict[tuple, tuple] = {}  # (fold, lam, rank) -> validation and held-out features, prior
 
         last: dict[tuple, np.ndarray] = {}  # (fold, lam, rank) -> the latest fold-in, to start the next from
@@ -249,18 +276,19 @@ class FoldInRouter(Router):
                 if tau == tau1 and (f, lam, r) in held_gamma:
                     g = held_gamma[(f, lam, r)]
                 else:
-                    Fv, Fo, mu, prec = fits[(f, lam, r)]
-                    T = last[(f, lam, r)] = fold_in(Fv, data.E_val[:, lo], mu, tau * prec, last.get((f, lam, r)))
+                    Fv, Fo, mu, cov = fits[(f, lam, r)]
+                    T = last[(f, lam, r)] = fold_in(Fv, data.E_val[:, lo], mu, prior_precision(cov, tau),
+                                                    last.get((f, lam, r)))
                     g = sigmoid(Fo @ T.T)
                     if tau == tau1:
                         held_gamma[(f, lam, r)] = g
                 G = G + g / len(members)
-            losses.setdefault((lam, members, tau), np.zeros(n))[po] = heldout_logloss(G, E[np.ix_(po, lo)])
+            losses.setdefault((lam, members, tau), Losses(n, m)).add(po, lo, heldout_logloss(G, E[np.ix_(po, lo)]))
 
         for f in range(F):
             pi, po = np.flatnonzero(prompt_part != f), np.flatnonzero(prompt_part == f)
             li, lo = np.flatnonzero(llm_part != f), np.flatnonzero(llm_part == f)
-            cells[po] = (~np.isnan(E[np.ix_(po, lo)])).sum(axis=1)
+            cells += float((~np.isnan(E[np.ix_(po, lo)])).sum())
             init = None
             for lam in sorted(lams):  # warm start from the weakest penalty (a zero solution would stall the path)
                 P = train_factors(X[pi], E[np.ix_(pi, li)], rmax, lam, data.seed, int(self.params["maxiter"]), init)
@@ -271,17 +299,16 @@ class FoldInRouter(Router):
                                          *gaussian_prior(T))
                     score(lam, (r,), tau1, f)
         single = {(k[0], k[1][0], k[2]): v for k, v in losses.items()}
-        lam, r, _ = choose(single, cells)
-        members = ensemble_ranks(single, cells, lam, r)
+        lam, r, _ = choose(single)
+        members = ensemble_ranks(single, lam, r)
         for tau in sorted(taus, key=lambda t: abs(np.log(t / tau1))):  # outward from tau1: warm starts
             if (lam, members, tau) not in losses:
                 for f in range(F):
                     score(lam, members, tau, f)
-        stage2 = {k[2]: float(v.sum()) for k, v in losses.items() if k[:2] == (lam, members)}
+        stage2 = {k[2]: v.total for k, v in losses.items() if k[:2] == (lam, members)}
         tau = min(stage2, key=lambda t: (stage2[t], abs(np.log(t))))
-        total = max(float(cells.sum()), 1.0)
         return list(members), lam, tau, {f"lam={k[0]:g},rank={'+'.join(map(str, k[1]))},tau={k[2]:g}":
-                                         float(v.sum()) / total for k, v in losses.items()}
+                                         v.total / max(cells, 1.0) for k, v in losses.items()}
 
     def fit(self, data: FitData) -> FoldInRouter:
         ranks, lams, taus = self._grids(data)
@@ -289,14 +316,15 @@ class FoldInRouter(Router):
         if len(ranks) * len(lams) * len(taus) > 1:
             members, lam, tau, self.selection_ = self._select(data, ranks, lams, taus)
         self.x_mean_ = data.X_train.mean(axis=0).astype(np.float64)
-        self.members_ = []  # (prompt map M, prior mean, prior precision) per rank of the ensemble
+        self.members_ = []  # (prompt map M, prior mean, prior covariance) per rank of the ensemble
         if max(members) > 0:
             P = train_factors(data.X_train, data.E_train, max(int(self.params["max_rank"]), max(members)), lam,
                               data.seed, int(self.params["maxiter"]))
             self.x_mean_ = P["x_mean"]
             for r in members:
                 M, T = truncate(P, r)
-                self.members_.append((M, *gaussian_prior(T)))
+                if all(len(M) != len(N) for N, _, _ in self.members_):  # ranks capped alike are one member
+                    self.members_.append((M, *gaussian_prior(T)))
         else:  # rank 0: the training LLMs' logit biases only
             err = np.nanmean(data.E_train, axis=0) if data.n_train_models else np.array([0.5])
             p = np.clip(np.nan_to_num(err, nan=0.5), 0.01, 0.99)
@@ -310,8 +338,8 @@ class FoldInRouter(Router):
     def llm_vectors(self, pool: Pool) -> list[np.ndarray]:
         """Each pool LLM's [v, b] per ensemble member, folded in from its validation answers alone."""
         E = np.asarray(pool.E_val, dtype=np.float64)
-        return [fold_in(features(M, self.x_mean_, pool.X_val), E, mu, self.tau_ * prec)
-                for M, mu, prec in self.members_]
+        return [fold_in(features(M, self.x_mean_, pool.X_val), E, mu, prior_precision(cov, self.tau_))
+                for M, mu, cov in self.members_]
 
     def predict(self, X: np.ndarray, pool: Pool) -> np.ndarray:
         """The mean, over the ensemble's ranks, of sigmoid(v_h . M (x - x_mean) + b_h)."""
@@ -323,14 +351,14 @@ class FoldInRouter(Router):
         meta, _ = super().state()
         meta["tau"] = self.tau_
         arrays = {"x_mean": self.x_mean_}
-        for i, (M, mu, prec) in enumerate(self.members_):
-            arrays.update({f"M{i}": M, f"mu{i}": mu, f"prec{i}": prec})
+        for i, (M, mu, cov) in enumerate(self.members_):
+            arrays.update({f"M{i}": M, f"mu{i}": mu, f"cov{i}": cov})
         meta["members"] = len(self.members_)
         return meta, arrays
 
     def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> FoldInRouter:
         super().load_state(meta, arrays)
         self.x_mean_ = arrays["x_mean"]
-        self.members_ = [(arrays[f"M{i}"], arrays[f"mu{i}"], arrays[f"prec{i}"]) for i in range(int(meta["members"]))]
+        self.members_ = [(arrays[f"M{i}"], arrays[f"mu{i}"], arrays[f"cov{i}"]) for i in range(int(meta["members"]))]
         self.tau_ = float(meta["tau"])
         return self
