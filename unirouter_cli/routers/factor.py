@@ -12,8 +12,8 @@ Model: ``logit P(h wrong on x) = v_h . A (x - x_mean) + b_h``, with a prompt map
 * **Fold-in** (``predict``): each new LLM's ``(v_h, b_h)`` is the MAP of a logistic regression on its
   validation answers (NaN = not evaluated, masked) with the prompt side frozen and a Gaussian prior
   ``N(mu, Sigma / tau)``: mean and Ledoit-Wolf covariance of the training LLMs' vectors (bias variance
-  at least ``BIAS_VAR_FLOOR``). Newton's method,
-  one small problem per LLM, so an LLM's gamma depends on its own answers only.
+  at least ``BIAS_VAR_FLOOR``). Newton's method, one small problem per LLM, so an LLM's gamma depends
+  on its own answers only.
 
 Hyperparameters (``rank``, ``lam``, ``tau``) set to ``"auto"`` are chosen inside each trial from training
 and validation data only, by held-out log-loss in a cross-fold over *both* axes (on at most ``CV_ROWS``
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import FitData, Param, Pool, Router, candidates, register_router, subset
+from .base import FitData, Param, Pool, Router, candidates, masked_mean, register_router, subset
 from .optim import lbfgs
 
 RANK_GRID = [0, 1, 2, 4, 8, 16]
@@ -264,9 +264,7 @@ class FoldInRouter(Router):
         losses: dict[tuple, Losses] = {}  # (lam, ranks, tau) -> held-out losses
         cells = 0.0
         fits: dict[tuple, tuple] = {}  # (fold, lam, rank) -> validation and held-out features, prior
-
         last: dict[tuple, np.ndarray] = {}  # (fold, lam, rank) -> the latest fold-in, to start the next from
-
         held_gamma: dict[tuple, np.ndarray] = {}  # (fold, lam, rank) -> gamma on the held-out cells at tau1
 
         def score(lam: float, members: tuple[int, ...], tau: float, f: int) -> None:
@@ -326,8 +324,8 @@ class FoldInRouter(Router):
                 if all(len(M) != len(N) for N, _, _ in self.members_):  # ranks capped alike are one member
                     self.members_.append((M, *gaussian_prior(T)))
         else:  # rank 0: the training LLMs' logit biases only
-            err = np.nanmean(data.E_train, axis=0) if data.n_train_models else np.array([0.5])
-            p = np.clip(np.nan_to_num(err, nan=0.5), 0.01, 0.99)
+            err = masked_mean(data.E_train, axis=0, fallback=0.5) if data.n_train_models else np.array([0.5])
+            p = np.clip(err, 0.01, 0.99)
             self.members_.append((np.zeros((0, data.X_train.shape[1])), *gaussian_prior(np.log(p / (1 - p))[:, None])))
         self.tau_ = float(tau)
         ranks_used = [int(M.shape[0]) for M, _, _ in self.members_]
