@@ -161,7 +161,7 @@ def deferral_curve(gamma: np.ndarray, score: np.ndarray, cost: np.ndarray) -> Cu
         raise ValueError("deferral curve needs at least one prompt")
     if not np.isfinite(gamma).all():
         raise ValueError("router returned a non-finite error estimate")
-    cost = cost / cost_norm(cost)  # scale before any arithmetic: huge costs (1e308) never overflow
+    cost = scaled_costs(cost)  # scale before any arithmetic: huge costs (1e308) never overflow
     g, c, s, w = _group_rows(gamma, score, cost)
     return grouped_curve(g, c, s, w, 1.0)
 
@@ -242,15 +242,27 @@ def cost_norm(cost: np.ndarray) -> float:
     """The cost that maps to 1: the mean over prompts of the largest cost in the pool, computed
     after scaling by the table's largest cost so that extreme values (1e308) cannot overflow."""
     cost = np.asarray(cost, dtype=np.float64)
+    if cost.ndim == 2 and len(cost) and cost.strides[0] == 0:
+        cost = cost[:1]  # per-LLM costs: every prompt has the same largest cost
     top = float(cost.max())
     if not np.isfinite(top) or top <= 0:
         raise ValueError("costs must be positive and finite")
     return float((cost.max(axis=1) / top).mean()) * top
 
 
+def scaled_costs(cost: np.ndarray) -> np.ndarray:
+    """Costs divided by ``cost_norm``; per-LLM costs (one row broadcast over prompts) stay a
+    broadcast view, which keeps the per-LLM fast paths (one cost row, grouped gamma rows)."""
+    cost = np.asarray(cost, dtype=np.float64)
+    norm = cost_norm(cost)
+    if cost.ndim == 2 and len(cost) and cost.strides[0] == 0:
+        return np.broadcast_to(cost[0] / norm, cost.shape)
+    return cost / norm
+
+
 def single_points(score: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(normalised cost, accuracy) of always using each single LLM of the pool."""
-    return (np.asarray(cost, dtype=np.float64) / cost_norm(cost)).mean(axis=0), score.mean(axis=0)
+    return scaled_costs(cost).mean(axis=0), score.mean(axis=0)
 
 
 def curve_metrics(curve: Curve, score: np.ndarray, cost: np.ndarray) -> dict[str, float]:

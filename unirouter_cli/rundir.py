@@ -356,6 +356,8 @@ class RunDir:
 # task functions (run in worker processes: they reload the dataset and embeddings by path)
 # --------------------------------------------------------------------------------------------
 def _context(run_path: str) -> tuple[RunDir, RunConfig, Dataset, np.ndarray]:
+    import scipy.optimize  # noqa: F401 - load scipy's own BLAS first, so the limit below reaches it too
+    import sklearn.utils  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # parallelism is across trials; BLAS/OpenMP threads inside a trial oversubscribe
