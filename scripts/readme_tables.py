@@ -27,6 +27,7 @@ import pandas as pd
 from unirouter_cli.report import (
     cost_unit,
     fmt_cell,
+    gap_line,
     read_metrics,
     read_run_config,
     short_unit,
@@ -156,7 +157,10 @@ def block(name: str, run: Path, references: list[str]) -> str:
              "test, `+`/`-` = significant at alpha = 0.01.")
     if not sweep:
         intro += f" Costs in {unit}."
-        table = main_table(metrics[metrics["val_size"] == metrics["val_size"].iloc[0]], refs, unit)
+        one = metrics[metrics["val_size"] == metrics["val_size"].iloc[0]]
+        table = main_table(one, refs, unit)
+        if gap := gap_line(one):
+            table += ["", gap]
     elif metrics["probe_strategy"].nunique() > 1:  # the profiling-cost curve: the report's own section
         table = profiling_section(run)
     else:

@@ -32,7 +32,7 @@ from unirouter_cli.plot import (
     router_colours,
     router_styles,
 )
-from unirouter_cli.report import ci95, default_reference, report_run, sign_test, summarise
+from unirouter_cli.report import ci95, default_reference, gap_line, report_run, sign_test, summarise
 
 from .conftest import ROOT, invoke, write_dataset
 
@@ -88,6 +88,18 @@ def test_default_reference_is_knn_then_zero_then_first_dynamic():
     assert default_reference(_metrics({"oracle": x, "foldin": x}, {"oracle": "bound"})) == "foldin"
     s = summarise(_metrics({"uniroute-kmeans": x, "zero": x}))
     assert set(s["reference"]) == {"zero"}
+
+
+def test_gap_line_is_the_share_of_the_zero_to_clairvoyant_gap():
+    rows = [(t, r, k, a) for t in range(3) for r, k, a in
+            [("zero", "dynamic", 0.50 + t / 100), ("knn", "dynamic", 0.55 + t / 100),
+             ("clairvoyant-mlp", "reference", 0.60 + t / 100), ("oracle", "bound", 0.9)]]
+    m = pd.DataFrame(rows, columns=["trial", "router", "kind", "area"])
+    line = gap_line(m)
+    assert "knn 50%" in line and "oracle" not in line and "clairvoyant-mlp 100%" not in line
+    assert gap_line(m[m["router"] != "clairvoyant-mlp"]) is None  # no reference, no line
+    worse = m.assign(area=np.where(m["router"] == "clairvoyant-mlp", 0.4, m["area"]))
+    assert gap_line(worse) is None  # no positive gap to close
 
 
 def test_qnc_interval_is_clipped_to_its_range():

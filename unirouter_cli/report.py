@@ -334,6 +334,22 @@ def _select(df: pd.DataFrame | None, pool: str, vs: int, strategy: str) -> pd.Da
     return df[(df["pool"] == pool) & (df["val_size"] == vs) & (df["probe_strategy"] == strategy)]
 
 
+def gap_line(metrics: pd.DataFrame, low: str = "zero", high: str = "clairvoyant-mlp") -> str | None:
+    """One line: each dynamic router's share of the ``low`` -> ``high`` Area gap, from mean Areas over trials.
+
+    ``(mean Area(router) - mean Area(low)) / (mean Area(high) - mean Area(low))``; None when the run lacks
+    either router or the gap is not positive.
+    """
+    area = metrics.groupby("router", sort=False)["area"].mean()
+    if low not in area or high not in area or not area[high] > area[low]:
+        return None
+    kinds = metrics.drop_duplicates("router").set_index("router")["kind"]
+    shares = [f"{r} {round(100 * (area[r] - area[low]) / (area[high] - area[low])):d}%"
+              for r in area.index if r != low and kinds.get(r) == "dynamic"]
+    return (f"Share of the `{low}` -> `{high}` Area gap closed (difference of mean Areas): "
+            + ", ".join(shares) + ".")
+
+
 def render_markdown(summary: pd.DataFrame, metrics: pd.DataFrame, config: dict, hyper: pd.DataFrame | None,
                     alpha: float, reference: str, by_category: pd.DataFrame | None = None,
                     singles: pd.DataFrame | None = None, unit: str = "cost units") -> str:
@@ -391,6 +407,8 @@ def render_markdown(summary: pd.DataFrame, metrics: pd.DataFrame, config: dict, 
             reached = m[m["router"] == router]["qnc_reached"].astype(bool).mean()
             lines.append(f"| {router} | {r['kind'].iloc[0]} | " + " | ".join(cells) + f" | {100 * reached:.0f}% |")
         lines.append("")
+        if gap := gap_line(m):
+            lines += [gap, ""]
         cat = _select(by_category, pool, vs, strategy)
         if cat is not None and len(cat):
             lines += category_table(cat, reference)
