@@ -12,7 +12,8 @@ Each case runs in a fresh subprocess so its peak RSS is its own. Sections:
 
 Environment: BENCH_TRIALS (default 40; 400 = the full protocol), BENCH_FULL=1 (largest sizes),
 BENCH_ONLY=a,c (sections to run), BENCH_REPEATS (default 3; medians are reported).
-Results are also written to .bench/results.json.
+Results are also written to .bench/results.json, and the tables in Markdown to .bench/tables.md (the README's
+Performance block: ``python scripts/readme_tables.py --text bench=.bench/tables.md``).
 """
 
 from __future__ import annotations
@@ -234,6 +235,9 @@ def run_case(*args: str, timeout: float = 3600) -> dict:
 # ------------------------------------------------------------------------------------------
 # the sections
 # ------------------------------------------------------------------------------------------
+MARKDOWN: list[str] = []  # the same tables in Markdown, written to .bench/tables.md for the README
+
+
 def table(title: str, header: list[str], rows: list[list]) -> str:
     from rich.console import Console
     from rich.table import Table
@@ -241,9 +245,12 @@ def table(title: str, header: list[str], rows: list[list]) -> str:
     t = Table(title=title)
     for h in header:
         t.add_column(h, justify="right" if h not in ("router", "encoder", "case", "stage") else "left")
-    for r in rows:
-        t.add_row(*[f"{v:,.3f}" if isinstance(v, float) else str(v) for v in r])
+    cells = [[f"{v:,.3f}" if isinstance(v, float) else str(v) for v in r] for r in rows]
+    for r in cells:
+        t.add_row(*r)
     Console(width=140).print(t)
+    MARKDOWN.extend([f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                     *["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in cells], ""])
     return title
 
 
@@ -261,7 +268,7 @@ def section_a(results: dict) -> None:
 
 def section_b(results: dict) -> None:
     trials = int(os.environ.get("BENCH_TRIALS", "40"))
-    routers = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap"]
+    routers = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap", "foldin"]
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         base = [sys.executable, "-m", "unirouter_cli", "-q"]
@@ -356,8 +363,9 @@ def main() -> int:
         name, args = sys.argv[2], [int(a) if a.isdigit() else a for a in sys.argv[3:]]
         print(json.dumps(CASES[name](*args), default=str))
         return 0
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    machine = (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python "
+               f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"machine: {machine}")
     results: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()}}
     for key, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d), ("e", section_e),
                     ("f", section_f)):
@@ -366,6 +374,11 @@ def main() -> int:
     out = ROOT / ".bench" / "results.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("BENCH_TRIALS", "BENCH_FULL", "BENCH_ONLY", "BENCH_REPEATS")
+                   if k in os.environ)
+    head = (f"Made by `{(env + ' ') if env else ''}make bench` (benchmarks/run.py) on {machine}; "
+            f"medians of {REPEATS} repeats, each case in its own process.")
+    (out.parent / "tables.md").write_text("\n".join([head, "", *MARKDOWN]).rstrip() + "\n")
     return 0
 
 

@@ -2,7 +2,7 @@
 # The runs behind the README numbers that `make reproduce` does not make (longer sweeps), then the
 # README blocks they fill. Usage, from the repository root after `make install`:
 #   bash scripts/readme_runs.sh [OUT]            (default OUT: runs/readme)
-# Takes about an hour on 2 cores. The numbers of `make reproduce` go in with
+# Takes about 20 minutes on 2 cores (17.5 min on 2026-11-28). The numbers of `make reproduce` go in with
 #   .venv/bin/python scripts/readme_tables.py runs/reproduce-<timestamp>
 set -euo pipefail
 out=${1:-runs/readme}

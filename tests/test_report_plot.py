@@ -401,6 +401,7 @@ def test_readme_result_blocks_are_paired_and_name_presets():
     presets = {yaml.safe_load(p.read_text())["name"] for p in (ROOT / "configs").glob("*.yaml")}
     # blocks filled by scripts/readme_runs.sh (NAME=$out/... arguments of readme_tables.py)
     extra = set(re.findall(r'"([\w-]+)=\$out/', (ROOT / "scripts" / "readme_runs.sh").read_text()))
+    extra.add("bench")  # filled from `make bench`'s .bench/tables.md (benchmarks/run.py)
     assert extra and set(starts) - {"reproduce-timing"} <= presets | extra
     tables = _script_module()
     for name in starts:
