@@ -323,6 +323,13 @@ def _damage(d: Path, how: str) -> None:
         z = dict(np.load(d / "profiles.npz"))
         z["errors"][0, 0] = 7.0
         np.savez(d / "profiles.npz", **z)
+    elif how in ("router-shape", "router-nan"):  # arrays keep their names, lose their fit to the card
+        z = dict(np.load(d / "router.npz"))
+        floats = [k for k, v in z.items() if v.dtype.kind == "f"]
+        assert floats
+        for k in floats:
+            z[k] = z[k][..., :1] if how == "router-shape" else np.full_like(z[k], np.nan)
+        np.savez(d / "router.npz", **z)
     elif how == "encoder":
         (d / "encoder.json").write_text(json.dumps({"encoder": "tfidf", "dim": 3}))
     elif how == "fifo":
@@ -331,7 +338,8 @@ def _damage(d: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["card-alias", "card-list", "cost", "twice", "version", "npz-garbage", "npz-pickle",
-                                 "npz-missing", "reserve-json", "reserve-short", "errors-range", "encoder", "fifo"])
+                                 "npz-missing", "reserve-json", "reserve-short", "errors-range", "encoder", "fifo",
+                                 "router-shape", "router-nan"])
 def test_a_damaged_router_directory_is_one_line(scenario, tmp_path, how):
     d = shutil.copytree(scenario["dir"], tmp_path / "r")
     _damage(d, how)

@@ -489,6 +489,12 @@ def _npz_pickled(run: Path, t: Path) -> None:
         np.savez(fh, x=np.array([{"a": 1}], dtype=object))
 
 
+def _router_nan(run: Path, t: Path) -> None:
+    with np.load(run / _T0 / "zero.npz") as z:
+        arrays = {k: np.full_like(z[k], np.nan) if z[k].dtype.kind == "f" else z[k] for k in z.files}
+    np.savez(run / _T0 / "zero.npz", **arrays)
+
+
 def _split_missing_key(run: Path, t: Path) -> None:
     with np.load(run / _T0 / "split.npz") as z:
         arrays = {k: z[k] for k in z.files if k != "test"}
@@ -555,6 +561,7 @@ RUNDIR_ATTACKS = [
     Attack("config-alias-bomb-plot", _rd(_rw("config.yaml", ALIAS_BOMB), "plot"), "aliases"),
     Attack("router-npz-truncated", _rd(_rtrunc(f"{_T0}/knn.npz"), fresh_eval=True), "knn.npz"),
     Attack("router-npz-pickled-object", _rd(_npz_pickled, fresh_eval=True), "knn.npz"),
+    Attack("router-npz-nan", _rd(_router_nan, fresh_eval=True), "NaN or infinite"),
     Attack("router-npz-directory", _rd(lambda run, t: ((run / _T0 / "knn.npz").unlink(),
                                                        (run / _T0 / "knn.npz").mkdir()), fresh_eval=True), "knn.npz"),
     Attack("router-npz-fifo", _rd(_rfifo(f"{_T0}/knn.npz"), fresh_eval=True), "FIFO"),

@@ -577,11 +577,18 @@ def load_router(path: str | Path) -> DeployedRouter:
         enc = encoder_from_state(_json(d / "encoder.json"), read_npz(d / "encoder.npz"))
         name = card["router"]["name"]
         get_spec(name)  # an unknown router (e.g. a plug-in that is not installed) is refused by name
-        router = make_router(name).load_state(_json(d / "router.json"), read_npz(d / "router.npz"))
+        arrays = read_npz(d / "router.npz")
+        bad = [k for k, v in arrays.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()]
+        if bad:
+            raise RouterDirError(f"{d / 'router.npz'}: array {bad[0]!r} holds NaN or infinite values (a router "
+                                 "state is finite); rebuild the router")
+        router = make_router(name).load_state(_json(d / "router.json"), arrays)
         reserve = _json(d / "reserve.json")
         X = read_npz(d / "reserve.npz")["X"]
         prof = read_npz(d / "profiles.npz")
         E, models = prof["errors"], prof["models"]
+    except RouterDirError:
+        raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, UnirouterError, zipfile.BadZipFile,
             zlib.error) as e:
         raise RouterDirError(f"{d}: missing or unreadable router file ({type(e).__name__}: "
@@ -603,9 +610,28 @@ def load_router(path: str | Path) -> DeployedRouter:
         raise RouterDirError(f"{d}: profiles.npz lists other LLMs than {CARD}")
     if np.any((E < 0) | (E > 1)):  # NaN compares False: not answered
         raise RouterDirError(f"{d / 'profiles.npz'}: errors outside [0, 1]; rebuild the router")
-    return DeployedRouter(card=card, encoder=enc, router=router, reserve_ids=np.asarray(ids, dtype=str),
-                          reserve_texts=texts, X_reserve=np.asarray(X, dtype=np.float32),
-                          errors=np.asarray(E, dtype=np.float32), path=d.absolute(), _loaded_card_hash=card_hash)
+    dr = DeployedRouter(card=card, encoder=enc, router=router, reserve_ids=np.asarray(ids, dtype=str),
+                        reserve_texts=texts, X_reserve=np.asarray(X, dtype=np.float32),
+                        errors=np.asarray(E, dtype=np.float32), path=d.absolute(), _loaded_card_hash=card_hash)
+    _self_check(dr, d)
+    return dr
+
+
+def _self_check(dr: DeployedRouter, d: Path, rows: int = 32) -> None:
+    """Estimate the errors of the first ``rows`` reserve prompts once: a router state that does not fit the
+    card and the reserve (arrays of the wrong shape, NaN) is refused here in one line, not mid-route."""
+    cols = np.arange(len(dr.models))
+    try:
+        with np.errstate(all="ignore"):
+            g = np.asarray(dr.router.predict(dr.X_reserve[:rows], dr._pool(cols)), dtype=np.float64)
+    except (ValueError, IndexError, TypeError, KeyError, AttributeError) as e:
+        raise RouterDirError(f"{d / 'router.npz'}: the router state does not fit the reserve and LLMs of the card "
+                             f"({type(e).__name__}: {' '.join(str(e).split())[:100]}); rebuild the router") from e
+    want = (min(rows, len(dr.X_reserve)), len(cols))
+    if g.shape != want or not np.isfinite(g).all():
+        raise RouterDirError(f"{d / 'router.npz'}: the router state gives estimates of shape {g.shape} "
+                             f"({'finite' if np.isfinite(g).all() else 'not finite'}) for {want[0]} reserve "
+                             f"prompts x {want[1]} LLMs; rebuild the router")
 
 
 def _check_card(card: Any, where: Path) -> None:

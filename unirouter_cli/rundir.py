@@ -341,6 +341,10 @@ class RunDir:
             if not isinstance(meta, dict):
                 raise RunDirError(f"{jf}: expected a JSON object (router parameters); refit this run")
             arrays = _read_npz(d / f"{name}.npz")
+            bad = [k for k, v in arrays.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()]
+            if bad:
+                raise RunDirError(f"{d / name}.npz: array {bad[0]!r} holds NaN or infinite values (a router state "
+                                  "is finite); refit this run")
             try:
                 routers[name] = make_router(name).load_state(meta, arrays)
             except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:

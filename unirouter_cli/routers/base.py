@@ -270,6 +270,8 @@ class Router:
         raise NotImplementedError
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able metadata, named numpy arrays). Float arrays must be finite: a built router whose state
+        holds NaN or infinity is refused when loaded."""
         return {"params": self.params, "hyperparams": self.hyperparams_}, {}
 
     def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> Router:
