@@ -1021,3 +1021,27 @@ def test_atomic_write_replaces_a_planted_link_instead_of_following_it(tmp_path: 
         assert stat.S_IMODE(tmp.parent.stat().st_mode) == 0o700 and tmp.parent.parent == tmp_path / "run"
         tmp.write_text("x")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["metrics.csv", "x.csv"]  # no leftovers
+
+
+def test_parquet_that_would_inflate_past_the_caps_is_refused_from_its_footer(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 60M-row outcomes.parquet that compresses to a few hundred kB is refused from its metadata, in one line,
+    before pandas inflates it; the byte cap is checked the same way (lowered here to a size a test can write)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import unirouter_cli.data as data
+
+    ds = make_dataset(tmp_path / "ds")
+    n = 60_000_000
+    pq.write_table(pa.table({"prompt_id": pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int8), ["p0"]),
+                             "score": np.zeros(n, dtype=np.int8)}), ds / "outcomes.parquet", compression="zstd")
+    assert (ds / "outcomes.parquet").stat().st_size < 5 << 20
+    res = CliRunner().invoke(app, ["data", "validate", str(ds)])
+    assert res.exit_code == 2 and "outcomes.parquet" in res.output and "declares 60,000,000 rows" in res.output
+    assert "Traceback" not in res.output
+    ds2 = make_dataset(tmp_path / "ds2")
+    monkeypatch.setattr(data, "PARQUET_MAX_BYTES", 1000)
+    pq.write_table(pq.read_table(ds2 / "outcomes.parquet"), ds2 / "outcomes.parquet", compression="zstd")
+    res = CliRunner().invoke(app, ["data", "validate", str(ds2)])
+    assert res.exit_code == 2 and "bytes uncompressed, more than the 1,000" in res.output

@@ -62,6 +62,25 @@ def _row_label(path: Path, i: int) -> str:
     return f"line {i + 2}" if path.suffix == ".csv" else f"row {i}"
 
 
+PARQUET_MAX_ROWS = 50_000_000
+PARQUET_MAX_BYTES = 4 << 30  # uncompressed, as the file's metadata declares it
+
+
+def _check_parquet_size(path: Path) -> None:
+    """Refuse, from the footer alone, a parquet file that declares more rows or more uncompressed bytes than a
+    correctness table needs (a small, highly compressed file must not be inflated into all of memory)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    if meta.num_rows > PARQUET_MAX_ROWS:
+        raise DataError(f"declares {meta.num_rows:,} rows, more than the {PARQUET_MAX_ROWS:,} unirouter reads")
+    size = sum(max(meta.row_group(i).total_byte_size,
+                   sum(meta.row_group(i).column(j).total_uncompressed_size for j in range(meta.num_columns)))
+               for i in range(meta.num_row_groups))
+    if size > PARQUET_MAX_BYTES:
+        raise DataError(f"declares {size:,} bytes uncompressed, more than the {PARQUET_MAX_BYTES:,} unirouter reads")
+
+
 def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
     from .io import check_regular
 
@@ -70,6 +89,7 @@ def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
         if path.suffix == ".csv":
             return pd.read_csv(path, dtype={"prompt_id": str, "model": str}, keep_default_na=True,
                                encoding="utf-8")
+        _check_parquet_size(path)
         return pd.read_parquet(path)
     except UnicodeDecodeError as e:
         problems.append(Problem(path.name, f"byte {e.start}", "is not valid UTF-8 text"))
