@@ -188,3 +188,18 @@ def test_shared_k_reaches_learnedmap_in_a_trial(problem):
     params["uniroute-learnedmap"].update(maxiter=10, l2=1e-3)
     fitted, _ = fit_trial(ds, X, trial, ["uniroute-kmeans", "uniroute-learnedmap"], params)
     assert fitted["uniroute-kmeans"].hyperparams_["K"] == 4 == fitted["uniroute-learnedmap"].hyperparams_["K"]
+
+
+def test_fixed_sizes_above_the_grid_cap_are_kept_not_replaced_by_one(problem):
+    """The grid ("auto") drops K and k above a quarter of the validation prompts; a value the user fixed is
+    used as given (clipped only to the validation prompts there are), never silently replaced by 1."""
+    ds, X, trial = problem
+    data = fit_data(ds, X, trial, False)
+    n_val = len(data.X_val)
+    big = n_val // 4 + 3
+    km = make_router("uniroute-kmeans", K=big, alpha=0.0).fit(data)
+    nn = make_router("knn", k=big).fit(data)
+    assert km.hyperparams_["K"] == big and nn.hyperparams_["k"] == big
+    assert make_router("knn", k=[big, 10 * n_val]).fit(data).hyperparams_["k"] in (big, n_val)
+    auto = make_router("knn").fit(data).hyperparams_["k"]
+    assert auto <= max(1, n_val // 4) or auto == 1

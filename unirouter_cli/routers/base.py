@@ -327,6 +327,15 @@ def validation_folds(n_val: int, seed: int) -> list[tuple[np.ndarray, np.ndarray
     return [(a, b), (b, a)]
 
 
+def capped_candidates(value: Any, grid: list[int], cap: int, hard_cap: int) -> list[int]:
+    """Candidates of a size hyperparameter (K clusters, k neighbours). Grid values ("auto") above ``cap`` are
+    dropped (each cluster or neighbourhood needs validation labels; 1 always stays); values the user fixed are
+    kept, clipped only to ``hard_cap`` (the validation prompts there are)."""
+    if value == "auto" or value is None:
+        return [v for v in grid if v == 1 or v <= max(1, cap)] or [1]
+    return sorted({max(1, min(int(v), hard_cap)) for v in candidates(value, grid)})
+
+
 def candidates(value: Any, default: list) -> list:
     """The candidate values of a hyperparameter: the default grid for "auto", else the given value(s)."""
     if value == "auto" or value is None:

@@ -18,6 +18,7 @@ from .base import (
     Pool,
     Router,
     candidates,
+    capped_candidates,
     make_router,
     overall_error,
     register_router,
@@ -153,7 +154,7 @@ def nested_kmeans(X: np.ndarray, ks: list[int], seed: int,
 class KMeansRouter(Router):
     def _candidates(self, data: FitData) -> tuple[list[int], list[float]]:
         n_val = len(data.X_val)
-        ks = [k for k in candidates(self.params.get("K"), K_GRID) if k == 1 or k <= max(1, n_val // 4)] or [1]
+        ks = capped_candidates(self.params.get("K"), K_GRID, n_val // 4, n_val)
         return ks, candidates(self.params.get("alpha"), ALPHA_GRID)
 
     def _select_on_validation(self, data: FitData, ks: list[int], alphas: list[float]) -> tuple[int, float, dict]:

@@ -15,7 +15,7 @@ from .base import (
     Param,
     Pool,
     Router,
-    candidates,
+    capped_candidates,
     overall_error,
     register_router,
     selection_area,
@@ -76,9 +76,11 @@ def knn_errors(Xq: np.ndarray, X_val: np.ndarray, E_val: np.ndarray, ks: list[in
                  needs_training_llms=False)
 class KNNRouter(Router):
     def fit(self, data: FitData) -> KNNRouter:
-        ks = [k for k in candidates(self.params.get("k"), KNN_GRID) if k <= max(1, len(data.X_val) // 4)] or [1]
+        n_val = len(data.X_val)
         if data.pool_labels:  # no training LLMs: neighbours of one validation half among the other
-            ks = [k for k in ks if k <= max(1, len(data.X_val) // 8)] or [1]
+            ks = capped_candidates(self.params.get("k"), KNN_GRID, n_val // 8, n_val // 2)
+        else:
+            ks = capped_candidates(self.params.get("k"), KNN_GRID, n_val // 4, n_val)
         if len(ks) == 1:
             self.k_ = ks[0]
         elif data.pool_labels:
