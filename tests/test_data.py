@@ -173,3 +173,35 @@ def test_model_without_outcomes_is_refused(tmp_path, small_tables, runner):
         res = invoke(runner, *cmd)
         assert res.exit_code == 2 and "ghost-llm" in res.output and "without any outcome row" in res.output
         assert "line 13" in res.output  # models.csv: header + 11 models + the ghost
+
+
+def test_na_like_ids_and_names_in_csv_stay_strings(tmp_path, small_tables):
+    """A model called "NA" or a prompt id "None" is a name, not a missing value; in the numeric columns the
+    same spellings still mean missing."""
+    p, o, m = (df.copy() for df in small_tables)
+    ren_m = {m["model"].iloc[0]: "NA", m["model"].iloc[1]: "null"}
+    ren_p = {p["prompt_id"].iloc[0]: "None", p["prompt_id"].iloc[1]: "nan"}
+    m["model"] = m["model"].replace(ren_m)
+    o["model"] = o["model"].replace(ren_m)
+    p["prompt_id"] = p["prompt_id"].replace(ren_p)
+    o["prompt_id"] = o["prompt_id"].replace(ren_p)
+    d = write_dataset(tmp_path / "d", p, o, m, fmt="csv")
+    assert validate_folder(d)[0] == []
+    ds = load_folder(d)
+    assert {"NA", "null"} <= set(ds.models) and {"None", "nan"} <= set(ds.prompt_ids)
+    m.loc[2, "cost"] = np.nan  # written as an empty cell: still a missing cost
+    write_dataset(tmp_path / "e", p, o, m, fmt="csv")
+    assert any("missing cost" in str(x) for x in validate_folder(tmp_path / "e")[0])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_empty_category_is_refused_with_its_row(tmp_path, small_tables, runner, fmt):
+    p, o, m = (df.copy() for df in small_tables)
+    if "category" not in p.columns:
+        p["category"] = "a"
+    p["category"] = p["category"].astype(object)
+    p.loc[3, "category"] = None
+    d = write_dataset(tmp_path / fmt, p, o, m, fmt=fmt)
+    res = invoke(runner, "data", "validate", str(d))
+    assert res.exit_code == 2 and "category is empty" in res.output
+    assert ("line 5" if fmt == "csv" else "row 3") in res.output

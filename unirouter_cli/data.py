@@ -62,6 +62,23 @@ def _row_label(path: Path, i: int) -> str:
     return f"line {i + 2}" if path.suffix == ".csv" else f"row {i}"
 
 
+NA_STRINGS = ["", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None", "#N/A", "<NA>"]
+NUMERIC_COLUMNS = ("score", "cost", "params_b", "output_chars")
+
+
+def read_csv_table(path: Path) -> pd.DataFrame:
+    """A CSV table with every column but the numeric ones read as text: a prompt id, model name, text or
+    category such as ``NA``, ``None`` or ``null`` stays that string (only an empty cell is missing); in the
+    numeric columns those spellings mean a missing value, as pandas reads them by default."""
+    header = pd.read_csv(path, nrows=0, encoding="utf-8").columns
+    text = [c for c in header if c not in NUMERIC_COLUMNS]
+    df = pd.read_csv(path, dtype=dict.fromkeys(text, str), keep_default_na=False, encoding="utf-8",
+                     na_values={c: NA_STRINGS for c in NUMERIC_COLUMNS})
+    for c in text:
+        df[c] = df[c].mask(df[c].str.strip() == "")
+    return df
+
+
 PARQUET_MAX_ROWS = 50_000_000
 PARQUET_MAX_BYTES = 4 << 30  # uncompressed, as the file's metadata declares it
 
@@ -87,8 +104,7 @@ def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
     try:
         check_regular(path, "table")  # a FIFO would block the reader forever
         if path.suffix == ".csv":
-            return pd.read_csv(path, dtype={"prompt_id": str, "model": str}, keep_default_na=True,
-                               encoding="utf-8")
+            return read_csv_table(path)
         _check_parquet_size(path)
         return pd.read_parquet(path)
     except UnicodeDecodeError as e:
@@ -209,6 +225,10 @@ def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.Dat
                 t = prompts["text"]
                 empty = t.isna().to_numpy() | (t.astype(str).str.strip() == "").to_numpy()
                 _report_rows(problems, p, empty, "prompt without text")
+            if "category" in prompts.columns:
+                c = prompts["category"]
+                _report_rows(problems, p, (c.isna() | (c.astype(str).str.strip() == "")).to_numpy(),
+                             "category is empty (give every prompt a category, or leave the column out)")
             prompt_set = set(ids.dropna().astype(str))
     if models is not None:
         p = paths["models"]

@@ -94,7 +94,9 @@ def read_user_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd
         raise DataError(f"{path}: unknown format {path.suffix or '(none)'} (expected .csv, .jsonl or .parquet)")
     try:
         if path.suffix == ".csv":
-            df = pd.read_csv(path, dtype={"prompt_id": str}, encoding="utf-8", keep_default_na=True)
+            from .data import read_csv_table
+
+            df = read_csv_table(path)
         elif path.suffix == ".jsonl":
             df = pd.read_json(path, lines=True, dtype={"prompt_id": str}, encoding="utf-8")
         else:
