@@ -330,6 +330,11 @@ def _damage(d: Path, how: str) -> None:
         for k in floats:
             z[k] = z[k][..., :1] if how == "router-shape" else np.full_like(z[k], np.nan)
         np.savez(d / "router.npz", **z)
+    elif how == "param-range":
+        meta = json.loads((d / "router.json").read_text())
+        key = next(k for k in ("alpha", "k") if k in meta)
+        meta[key] = -5.0
+        (d / "router.json").write_text(json.dumps(meta))
     elif how == "encoder":
         (d / "encoder.json").write_text(json.dumps({"encoder": "tfidf", "dim": 3}))
     elif how == "fifo":
@@ -339,7 +344,7 @@ def _damage(d: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["card-alias", "card-list", "cost", "twice", "version", "npz-garbage", "npz-pickle",
                                  "npz-missing", "reserve-json", "reserve-short", "errors-range", "encoder", "fifo",
-                                 "router-shape", "router-nan"])
+                                 "router-shape", "router-nan", "param-range"])
 def test_a_damaged_router_directory_is_one_line(scenario, tmp_path, how):
     d = shutil.copytree(scenario["dir"], tmp_path / "r")
     _damage(d, how)

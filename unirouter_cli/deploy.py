@@ -584,7 +584,9 @@ def load_router(path: str | Path) -> DeployedRouter:
         if bad:
             raise RouterDirError(f"{d / 'router.npz'}: array {bad[0]!r} holds NaN or infinite values (a router "
                                  "state is finite); rebuild the router")
-        router = make_router(name).load_state(_json(d / "router.json"), arrays)
+        meta = _json(d / "router.json")
+        _check_meta(name, meta, d / "router.json")
+        router = make_router(name).load_state(meta, arrays)
         reserve = _json(d / "reserve.json")
         X = read_npz(d / "reserve.npz")["X"]
         prof = read_npz(d / "profiles.npz")
@@ -617,6 +619,24 @@ def load_router(path: str | Path) -> DeployedRouter:
                         errors=np.asarray(E, dtype=np.float32), path=d.absolute(), _loaded_card_hash=card_hash)
     _self_check(dr, d)
     return dr
+
+
+def _check_meta(name: str, meta: Any, where: Path) -> None:
+    """router.json: a mapping whose declared parameters (as given, as chosen, and at the top level where a
+    router keeps them) are in their declared types and ranges."""
+    from .routers import check_params, get_spec
+
+    if not isinstance(meta, dict):
+        raise RouterDirError(f"{where}: expected a JSON object (the router's parameters and state)")
+    declared = get_spec(name).params
+    for part in (meta.get("params", {}), meta.get("hyperparams", {}), meta):
+        if not isinstance(part, dict):
+            raise RouterDirError(f"{where}: expected 'params' and 'hyperparams' to be objects")
+        values = {k: v for k, v in part.items() if k in declared and not (v == "auto" and part is not meta)}
+        try:
+            check_params(name, values)
+        except ConfigError as e:
+            raise RouterDirError(f"{where}: {e}; rebuild the router") from None
 
 
 def _self_check(dr: DeployedRouter, d: Path, rows: int = 32) -> None:
