@@ -330,7 +330,9 @@ class DeployedRouter:
                           (~np.isnan(score) & ((score < 0) | (score > 1)), "score outside [0, 1]")):
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise DataError(f"{where}: {_row_label(where, i)}: {what} (got {df['score'].iloc[i]!r})")
+                got = df["score"].iloc[i]
+                got = got.item() if isinstance(got, np.generic) else got
+                raise DataError(f"{where}: {_row_label(where, i)}: {what} (got {got!r})")
         ids = df["prompt_id"].astype(str).to_numpy()
         if len(np.unique(ids)) != len(ids):
             i = int(np.flatnonzero(pd.Series(ids).duplicated().to_numpy())[0])

@@ -22,7 +22,8 @@ class _State:
 
 
 STATE = _State()
-console = Console(highlight=False)
+# Tables piped to a file or another program keep their full width (rich would cut them to 80 columns).
+console = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err_console = Console(stderr=True, highlight=False)
 
 

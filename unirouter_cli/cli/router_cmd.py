@@ -24,7 +24,12 @@ def note(msg: str) -> None:
 
 
 def _pool(pool: str | None) -> list[str] | None:
-    return [m.strip() for m in pool.split(",") if m.strip()] if pool else None
+    if pool is None:
+        return None
+    names = [m.strip() for m in pool.split(",") if m.strip()]
+    if not names:
+        raise ConfigError(f"--pool {pool!r}: expected LLM names separated by commas")
+    return names
 
 
 def _reserve(spec: str | None) -> float | None:
