@@ -69,3 +69,12 @@ def test_cross_domain_run_reports_train_and_test_categories(runner, small_datase
     assert invoke(runner, "report", "--run-dir", run, "--reference", "zero").exit_code == 0
     text = (run / "report.md").read_text()
     assert "trained on categories arc-challenge, winogrande; tested on mbpp" in text
+
+
+def test_val_size_larger_than_the_split_allows_names_the_limit(ds):
+    from unirouter_cli.errors import ConfigError
+
+    n = len(ds.prompt_ids)
+    with pytest.raises(ConfigError, match=r"--val-size .*: more validation prompts than the split leaves.*at most"):
+        SplitConfig(val_size=10 * n).check(ds)
+    SplitConfig(val_size=max(1, n // 20)).check(ds)  # a size the split allows passes

@@ -184,6 +184,11 @@ class SplitConfig:
             n_train, n_other = None, len(u.prompts)
         n_test, n_val, reserve = self._sizes(n_other)
         left = (n_train if n_train is not None else n_other - n_test - reserve)
+        if self.val_size and n_test >= 1 and left < 1 and self.val_size == reserve:
+            most = n_other - n_test - (0 if n_train is not None else 1)
+            raise ConfigError(f"--val-size {self.val_size}: more validation prompts than the split leaves; "
+                              f"{len(u.prompts)} prompts in the universe, {n_test} of them test, so at most "
+                              f"{max(most, 0)} can be validation prompts")
         if n_val < 1 or n_test < 1 or left < 1:
             raise ConfigError(f"split leaves an empty part: {len(u.prompts)} prompts in the universe, {n_val} "
                               f"validation, {n_test} test (each of train/validation/test needs at least one prompt)")
