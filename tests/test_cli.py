@@ -139,7 +139,7 @@ def test_second_writer_is_refused(runner, small_dataset, tmp_path):
     (["--param", "uniroute-kmeans.Q=3"], "unknown parameter"),
     (["--param", "badformat"], "ROUTER.NAME=VALUE"),
     (["--trials", "0"], "'--trials' / '-n': Input should be greater than or equal to 1"),
-    (["--val-size", "100000"], "empty part"),
+    (["--val-size", "100000"], "more validation prompts than the split leaves"),
     (["--jobs", "0"], "'--jobs' / '-j': Input should be greater than or equal to 1"),
     (["--seed", "-1"], "'--seed': Input should be greater than or equal to 0"),
     (["--val-sizes", "0,abc"], "--val-sizes '0,abc': expected positive integers"),

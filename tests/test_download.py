@@ -347,11 +347,14 @@ def test_data_list_counts_come_from_the_folder_not_the_registry(runner):
     assert " 60 " in row() and "36,497" not in row() and "downloaded" in row()
 
 
-def test_data_list_keeps_numbers_whole_at_80_columns(monkeypatch):
-    from typer.testing import CliRunner
+def test_data_list_keeps_numbers_whole_at_80_columns():
+    import os
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("COLUMNS", "80")
-    out = CliRunner().invoke(__import__("unirouter_cli.cli", fromlist=["app"]).app, ["data", "list"]).output
+    env = {**os.environ, "COLUMNS": "80"}
+    out = subprocess.run([sys.executable, "-m", "unirouter_cli", "data", "list"], capture_output=True, text=True,
+                         env=env, check=True).stdout
     assert max(len(ln) for ln in out.splitlines()) <= 80
     assert "12,032" in out and "3,178" in out and "(36,497)" in out
 
