@@ -206,6 +206,10 @@ def read_run_config(run_dir: Path) -> dict:
         raise RunDirError(f"{f}: not valid YAML ({yaml_problem(e)})") from e
     if not isinstance(d, dict):
         raise RunDirError(f"{f}: expected a mapping")
+    from .rundir import RunDir  # every key checked as fit checks it, and against what the trials were fitted with
+
+    rd = RunDir(run_dir)
+    rd.check_fitted_with(d, rd.read_config().tasks())
     return d
 
 
