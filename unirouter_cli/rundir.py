@@ -92,10 +92,12 @@ class RunConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "config") -> RunConfig:
+    def from_dict(cls, d: dict, where: str = "config", check: bool = True) -> RunConfig:
         """A RunConfig from a mapping (a config.yaml, a --config file, a preset): every key checked
-        first (``check_config_keys``), one ConfigError naming ``where`` and the key otherwise."""
-        check_config_keys(d, where)
+        first (``check_config_keys``), one ConfigError naming ``where`` and the key otherwise.
+        ``check=False``: values from the command line, which ``prepare`` checks naming the options."""
+        if check:
+            check_config_keys(d, where)
         split = dict(d.get("split") or {})
         split["unseen_models"] = tuple(split.get("unseen_models") or ())
         split["train_categories"] = tuple(split.get("train_categories") or ())
@@ -133,7 +135,7 @@ def _str_list(where: str, key: str, v: object, allow_empty: bool = True) -> list
     return v
 
 
-def _check_split(where: str, split: object) -> None:
+def _check_split(where: str, split: object, partial: bool = False) -> None:
     if not isinstance(split, dict):
         raise ConfigError(f"{where}: split = {split!r}; expected a mapping, e.g. {{train_frac: 0.6}}")
     keys = set(SplitConfig.__dataclass_fields__)
@@ -162,7 +164,7 @@ def _check_split(where: str, split: object) -> None:
         raise ConfigError(f"{where}: split.probe_strategy = {split['probe_strategy']!r}; expected one of "
                           f"{', '.join(STRATEGIES)}")
     fr = [split.get(k, getattr(SplitConfig, k)) for k in ("train_frac", "val_frac", "test_frac")]
-    if split.get("val_size") is None and not split.get("train_categories") and abs(sum(fr) - 1) > 1e-6:
+    if not partial and split.get("val_size") is None and not split.get("train_categories") and abs(sum(fr) - 1) > 1e-6:
         raise ConfigError(f"{where}: split fractions train_frac + val_frac + test_frac = {fr[0]:g} + {fr[1]:g} + "
                           f"{fr[2]:g} = {sum(fr):g}; expected them to sum to 1")
 
@@ -198,7 +200,7 @@ def check_config_keys(d: dict, where: str, partial: bool = False) -> None:
         except ConfigError as e:
             raise ConfigError(f"{where}: encoder = {d['encoder']!r}: {e}") from None
     if d.get("split") is not None:
-        _check_split(where, d["split"])
+        _check_split(where, d["split"], partial)
     if d.get("val_sizes") is not None:
         v = d["val_sizes"]
         if not isinstance(v, list) or not all(_is_int(x) and x >= 1 for x in v):

@@ -74,6 +74,9 @@ def stored_options(run_dir: Path) -> dict:
     return d
 
 
+OPTION_NAMES = {"routers": "router", "params": "param"}  # build_config keyword -> option (without --)
+
+
 def build_config(config: Path | None, base: dict | None = None, **cli: object) -> RunConfig:
     """The run config: ``base`` (a run's stored options) or the --config file, then the command line."""
     base = dict(base) if base is not None else load_config_file(config) if config else {}
@@ -101,17 +104,17 @@ def build_config(config: Path | None, base: dict | None = None, **cli: object) -
         rp.setdefault(r, {}).update(p)
     base["router_params"] = rp
     from ..rundir import RunConfig
-    from ..split import SplitConfig
 
     base.setdefault("dataset", "mmlu-pro")
     base.setdefault("routers", DEFAULT_FIT_ROUTERS)
     base["split"] = split
-    where = str(config) if config else "command line"
-    try:
-        SplitConfig(**{k: (tuple(v) if k in ("unseen_models", "train_categories") else v) for k, v in split.items()})
-    except TypeError as e:
-        raise ConfigError(f"{where}: {e}") from e
-    return RunConfig.from_dict(base, where)
+    if config is None:  # the command line (over a run's stored, checked options): prepare names the options
+        return RunConfig.from_dict(base, "command line", check=False)
+    from ..rundir import check_config_keys
+
+    given = [f"--{OPTION_NAMES.get(k, k).replace('_', '-')}" for k, v in cli.items() if v]
+    check_config_keys(base, f"{config}" + (f" with {', '.join(given)}" if given else ""))
+    return RunConfig.from_dict(base, str(config), check=False)
 
 
 def interrupted(what: str) -> NoReturn:
