@@ -176,12 +176,12 @@ def test_interrupted_fit_says_how_to_continue(fitted, tmp_path):
     """A real Ctrl-C (SIGINT) while fit runs: one line naming `fit --resume`, exit 130, trials kept."""
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "unirouter_cli", "-q", "fit", "-d", str(fitted[0]), "-r", "zero", "-r", "knn",
-           "-n", "400", "--run-dir", str(run)]
+           "-n", "5000", "--run-dir", str(run)]
     proc = subprocess.Popen(cmd, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not (run / "trials" / "trial-0001" / "fit.json").exists():
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    while time.time() < deadline and not (run / "trials" / "trial-0000" / "fit.json").exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)  # 5000 trials take minutes: the signal lands mid-fit
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.strip() == (f"error: interrupted (fitted trials are kept; continue with `unirouter fit --resume "
