@@ -206,10 +206,14 @@ def read_run_config(run_dir: Path) -> dict:
         raise RunDirError(f"{f}: not valid YAML ({yaml_problem(e)})") from e
     if not isinstance(d, dict):
         raise RunDirError(f"{f}: expected a mapping")
-    from .rundir import RunDir  # every key checked as fit checks it, and against what the trials were fitted with
+    from .rundir import RunConfig, RunDir, check_config_keys  # checked as fit checks it, and against fit.json
 
-    rd = RunDir(run_dir)
-    rd.check_fitted_with(d, rd.read_config().tasks())
+    try:
+        check_config_keys(d, str(f), partial=True)
+        if "dataset" in d and "routers" in d:
+            RunDir(run_dir).check_fitted_with(d, RunConfig.from_dict(d, str(f)).tasks())
+    except ConfigError as e:
+        raise RunDirError(str(e)) from None
     return d
 
 
