@@ -8,7 +8,7 @@ directory (a shared run directory) cannot swap it for a symbolic link; the final
 a link at the target instead of following it.
 
 Reading: ``load_yaml`` parses YAML without aliases (a 1 KB "billion laughs" file expands to
-gigabytes), with a size and a nesting limit; ``check_regular`` refuses FIFOs, devices and
+gigabytes) or repeated keys, with a size and a nesting limit; ``check_regular`` refuses FIFOs, devices and
 directories where a data file is expected (reading a FIFO blocks forever); ``read_table`` reads a
 run directory's CSV/parquet file and checks its columns, turning every failure into one line.
 """
@@ -137,11 +137,25 @@ def check_regular(path: str | Path, what: str = "file") -> Path:
 
 
 class YAMLLimitError(yaml.YAMLError):
-    """A YAML file that uses aliases, is too large or is nested too deeply."""
+    """A YAML file that uses aliases, is too large, is nested too deeply or repeats a key."""
 
 
 class _NoAliasLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without aliases (``*name``, merge keys): nothing can expand."""
+    """PyYAML's safe loader without aliases (``*name``, merge keys): nothing can expand. A mapping
+    that repeats a key is refused (PyYAML keeps the last value silently)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _value in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise YAMLLimitError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice")
+                    seen.add(key)
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    break
+        return super().construct_mapping(node, deep=deep)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):

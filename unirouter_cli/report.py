@@ -206,6 +206,14 @@ def read_run_config(run_dir: Path) -> dict:
         raise RunDirError(f"{f}: not valid YAML ({yaml_problem(e)})") from e
     if not isinstance(d, dict):
         raise RunDirError(f"{f}: expected a mapping")
+    from .rundir import RunConfig, RunDir, check_config_keys  # checked as fit checks it, and against fit.json
+
+    try:
+        check_config_keys(d, str(f), partial=True)
+        if "dataset" in d and "routers" in d:
+            RunDir(run_dir).check_fitted_with(d, RunConfig.from_dict(d, str(f)).tasks())
+    except ConfigError as e:
+        raise RunDirError(str(e)) from None
     return d
 
 

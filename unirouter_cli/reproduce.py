@@ -21,7 +21,7 @@ from .errors import ConfigError
 from .io import load_yaml_mapping, write_text
 from .plot import FIGURE_HELP, figure_help, plot_run
 from .report import fmt_cost, report_run
-from .rundir import RunConfig, evaluate_run, fit_run
+from .rundir import RunConfig, check_preset_keys, evaluate_run, fit_run
 
 
 def find_presets(configs: list[Path] | None) -> list[Path]:
@@ -37,6 +37,7 @@ def load_preset(path: Path) -> tuple[dict, RunConfig]:
     d = load_yaml_mapping(path, str(path))
     if d.get("version") != 1:
         raise ConfigError(f"{path}: version {d.get('version')!r}; this unirouter reads preset version 1")
+    check_preset_keys(d, str(path))
     meta = {"name": d.pop("name", path.stem), "description": d.pop("description", ""),
             "pools": d.pop("pools", ["unseen"]), "reference": d.pop("reference", None)}
     d.pop("version")

@@ -46,9 +46,9 @@ from .io import (
     write_yaml,
     yaml_problem,
 )
-from .probes import check_strategy
+from .probes import STRATEGIES, check_strategy
 from .routers import check_routers, get_spec, make_router, resolve_params
-from .split import SplitConfig, Trial, make_trial, universe_line
+from .split import COVERAGE_POLICIES, SplitConfig, Trial, make_trial, universe_line
 
 CONFIG_VERSION = 1
 METRIC_COLUMNS = ["trial", "val_size", "probe_strategy", "router", "kind", "pool", "area", "area_50", "qnc",
@@ -92,33 +92,158 @@ class RunConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "config") -> RunConfig:
-        known = {"config_version", "unirouter_version", "dataset", "dataset_name", "dataset_path", "dataset_hash",
-                 "encoder", "routers", "router_params", "trials", "seed", "split", "val_sizes", "probe_strategies",
-                 "universe", "skipped_routers"}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
-        if "dataset" not in d or "routers" not in d:
-            raise ConfigError(f"{where}: needs at least 'dataset' and 'routers'")
+    def from_dict(cls, d: dict, where: str = "config", check: bool = True) -> RunConfig:
+        """A RunConfig from a mapping (a config.yaml, a --config file, a preset): every key checked
+        first (``check_config_keys``), one ConfigError naming ``where`` and the key otherwise.
+        ``check=False``: values from the command line, which ``prepare`` checks naming the options."""
+        if check:
+            check_config_keys(d, where)
         split = dict(d.get("split") or {})
-        split_keys = set(SplitConfig.__dataclass_fields__)
-        bad = sorted(set(split) - split_keys)
-        if bad:
-            raise ConfigError(f"{where}: unknown split key(s) {', '.join(bad)}; "
-                              f"expected {', '.join(sorted(split_keys))}")
         split["unseen_models"] = tuple(split.get("unseen_models") or ())
         split["train_categories"] = tuple(split.get("train_categories") or ())
+        return cls(dataset=str(d["dataset"]), routers=list(d["routers"]), trials=d.get("trials", 10),
+                   seed=d.get("seed", 0), encoder=d.get("encoder", "tfidf"), split=SplitConfig(**split),
+                   val_sizes=list(d.get("val_sizes") or []), probe_strategies=list(d.get("probe_strategies") or []),
+                   router_params=dict(d.get("router_params") or {}), dataset_name=d.get("dataset_name", ""),
+                   dataset_path=d.get("dataset_path", ""), dataset_hash=d.get("dataset_hash", ""),
+                   universe=dict(d.get("universe") or {}), skipped_routers=dict(d.get("skipped_routers") or {}))
+
+
+# --------------------------------------------------------------------------------------------
+# checking a config mapping (the rules `fit` applies to its options)
+# --------------------------------------------------------------------------------------------
+CONFIG_KEYS = ("config_version", "unirouter_version", "dataset", "dataset_name", "dataset_path", "dataset_hash",
+               "encoder", "routers", "router_params", "trials", "seed", "split", "val_sizes", "probe_strategies",
+               "universe", "skipped_routers")
+PRESET_KEYS = ("name", "description", "version", "pools", "reference")  # a preset / --config file only
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _str_list(where: str, key: str, v: object, allow_empty: bool = True) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v) or (not allow_empty and not v):
+        raise ConfigError(f"{where}: {key} = {v!r}; expected a {'' if allow_empty else 'non-empty '}list of names, "
+                          f"e.g. [a, b]")
+    if len(set(v)) != len(v):
+        raise ConfigError(f"{where}: {key} lists a name twice: {', '.join(v)}")
+    return v
+
+
+def _check_split(where: str, split: object, partial: bool = False) -> None:
+    if not isinstance(split, dict):
+        raise ConfigError(f"{where}: split = {split!r}; expected a mapping, e.g. {{train_frac: 0.6}}")
+    keys = set(SplitConfig.__dataclass_fields__)
+    bad = sorted(map(str, set(split) - keys))
+    if bad:
+        raise ConfigError(f"{where}: unknown split key(s) {', '.join(bad)}; expected {', '.join(sorted(keys))}")
+    for k in ("train_frac", "val_frac", "test_frac"):
+        if k in split and not (_is_number(split[k]) and 0 <= split[k] <= 1):
+            raise ConfigError(f"{where}: split.{k} = {split[k]!r}; expected a number in [0, 1]")
+    for k in ("val_size", "val_reserve"):
+        if split.get(k) is not None and not (_is_int(split[k]) and split[k] >= 1):
+            raise ConfigError(f"{where}: split.{k} = {split[k]!r}; expected an integer >= 1 (or null)")
+    if "unseen_frac" in split and not (_is_number(split["unseen_frac"]) and 0 < split["unseen_frac"] <= 1):
+        raise ConfigError(f"{where}: split.unseen_frac = {split['unseen_frac']!r}; expected a number in (0, 1] "
+                          "(1 = every LLM unseen)")
+    for k in ("unseen_models", "train_categories"):
+        if split.get(k) is not None:
+            _str_list(where, f"split.{k}", split[k])
+    if split.get("unseen_source") is not None and not isinstance(split["unseen_source"], str):
+        raise ConfigError(f"{where}: split.unseen_source = {split['unseen_source']!r}; expected a string (or null)")
+    if "coverage" in split and split["coverage"] not in COVERAGE_POLICIES:
+        raise ConfigError(f"{where}: split.coverage = {split['coverage']!r}; expected one of "
+                          f"{', '.join(COVERAGE_POLICIES)}")
+    if "probe_strategy" in split and (not isinstance(split["probe_strategy"], str)
+                                      or split["probe_strategy"] not in STRATEGIES):
+        raise ConfigError(f"{where}: split.probe_strategy = {split['probe_strategy']!r}; expected one of "
+                          f"{', '.join(STRATEGIES)}")
+    fr = [split.get(k, getattr(SplitConfig, k)) for k in ("train_frac", "val_frac", "test_frac")]
+    if not partial and split.get("val_size") is None and not split.get("train_categories") and abs(sum(fr) - 1) > 1e-6:
+        raise ConfigError(f"{where}: split fractions train_frac + val_frac + test_frac = {fr[0]:g} + {fr[1]:g} + "
+                          f"{fr[2]:g} = {sum(fr):g}; expected them to sum to 1")
+
+
+def check_config_keys(d: dict, where: str, partial: bool = False) -> None:
+    """Check a run config mapping with the rules ``fit`` applies to its options: types, ranges and
+    names (routers, encoder, probe strategies, router parameters against their declared Params).
+    ``partial``: a --config file that the command line completes (dataset and routers may be absent).
+    Checks that need the dataset (split sizes, unseen LLMs, categories) are ``prepare``'s."""
+    unknown = sorted(map(str, set(d) - set(CONFIG_KEYS)))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(CONFIG_KEYS)}")
+    if not partial and ("dataset" not in d or "routers" not in d):
+        raise ConfigError(f"{where}: needs at least 'dataset' and 'routers'")
+    if "dataset" in d and not (isinstance(d["dataset"], str) and d["dataset"]):
+        raise ConfigError(f"{where}: dataset = {d['dataset']!r}; expected a registered name or a dataset folder path")
+    if "routers" in d:
+        routers = _str_list(where, "routers", d["routers"], allow_empty=False)
+        for r in routers:
+            try:
+                get_spec(r)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: routers: {e}") from None
+    if "trials" in d and not (_is_int(d["trials"]) and d["trials"] >= 1):
+        raise ConfigError(f"{where}: trials = {d['trials']!r}; expected an integer >= 1")
+    if "seed" in d and not (_is_int(d["seed"]) and d["seed"] >= 0):
+        raise ConfigError(f"{where}: seed = {d['seed']!r}; expected an integer >= 0")
+    if "encoder" in d:
         try:
-            return cls(dataset=str(d["dataset"]), routers=list(d["routers"]), trials=int(d.get("trials", 10)),
-                       seed=int(d.get("seed", 0)), encoder=str(d.get("encoder", "tfidf")), split=SplitConfig(**split),
-                       val_sizes=[int(v) for v in d.get("val_sizes") or []],
-                       probe_strategies=[str(v) for v in d.get("probe_strategies") or []],
-                       router_params=dict(d.get("router_params") or {}), dataset_name=d.get("dataset_name", ""),
-                       dataset_path=d.get("dataset_path", ""), dataset_hash=d.get("dataset_hash", ""),
-                       universe=dict(d.get("universe") or {}), skipped_routers=dict(d.get("skipped_routers") or {}))
-        except (TypeError, ValueError, OverflowError) as e:
-            raise ConfigError(f"{where}: {e}") from e
+            if not isinstance(d["encoder"], str):
+                raise ConfigError("expected a string")
+            check_encoder(d["encoder"])
+        except ConfigError as e:
+            raise ConfigError(f"{where}: encoder = {d['encoder']!r}: {e}") from None
+    if d.get("split") is not None:
+        _check_split(where, d["split"], partial)
+    if d.get("val_sizes") is not None:
+        v = d["val_sizes"]
+        if not isinstance(v, list) or not all(_is_int(x) and x >= 1 for x in v):
+            raise ConfigError(f"{where}: val_sizes = {v!r}; expected a list of positive integers, e.g. [100, 200]")
+        if len(set(v)) != len(v):
+            raise ConfigError(f"{where}: val_sizes lists a size twice: {v}")
+    if d.get("probe_strategies") is not None:
+        for s in _str_list(where, "probe_strategies", d["probe_strategies"]):
+            if s not in STRATEGIES:
+                raise ConfigError(f"{where}: probe_strategies: unknown probe strategy {s!r}; expected one of "
+                                  f"{', '.join(STRATEGIES)}")
+    if d.get("router_params") is not None:
+        try:
+            resolve_params(d["router_params"], d.get("routers") if isinstance(d.get("routers"), list) else None)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: router_params: {e}") from None
+    for k in ("dataset_name", "dataset_path", "dataset_hash", "unirouter_version"):
+        if k in d and not isinstance(d[k], str):
+            raise ConfigError(f"{where}: {k} = {d[k]!r}; expected a string")
+    for k in ("universe", "skipped_routers"):
+        if d.get(k) is not None and not isinstance(d[k], dict):
+            raise ConfigError(f"{where}: {k} = {d[k]!r}; expected a mapping")
+
+
+def check_preset_keys(d: dict, where: str) -> None:
+    """The keys only a preset (or a --config file) has: version 1, pools, reference, name, description."""
+    if "version" in d and d["version"] != 1:
+        raise ConfigError(f"{where}: version = {d['version']!r}; this unirouter reads preset version 1")
+    if "pools" in d:
+        pools = _str_list(where, "pools", d["pools"], allow_empty=False)
+        bad = [p for p in pools if p not in POOLS]
+        if bad:
+            raise ConfigError(f"{where}: pools: unknown pool {bad[0]!r}; expected one of {', '.join(POOLS)}")
+    if d.get("reference") is not None:
+        if not isinstance(d["reference"], str):
+            raise ConfigError(f"{where}: reference = {d['reference']!r}; expected a router name")
+        try:
+            get_spec(d["reference"])
+        except ConfigError as e:
+            raise ConfigError(f"{where}: reference: {e}") from None
+    for k in ("name", "description"):
+        if d.get(k) is not None and not isinstance(d[k], str):
+            raise ConfigError(f"{where}: {k} = {d[k]!r}; expected a string")
 
 
 @dataclass(frozen=True)
@@ -292,7 +417,9 @@ class RunDir:
             raise RunDirError(f"{self.config_file}: malformed ({_why(e)})") from e
 
     # ---- per-task state -------------------------------------------------------------------
-    def save_fit(self, task: Task, trial: Trial, routers: dict, seconds: dict) -> None:
+    def save_fit(self, task: Task, trial: Trial, routers: dict, seconds: dict, fitted_with: dict | None = None) -> None:
+        """Write one task's split and router states; fit.json last, with ``fitted_with`` (the config
+        values the states depend on, see ``FITTED_WITH``) so a later edit of config.yaml is caught."""
         d = self.task_dir(task)
         write_npz(d / "split.npz", train=trial.train, val=trial.val, test=trial.test,
                   train_models=trial.train_models, test_models=trial.test_models)
@@ -302,7 +429,23 @@ class RunDir:
             write_npz(d / f"{name}.npz", **arrays)
             write_json(d / f"{name}.json", meta)
             hyper[name] = r.hyperparams_
-        write_json(d / "fit.json", {"routers": list(routers), "seconds": seconds, "hyperparams": hyper})
+        write_json(d / "fit.json", {"routers": list(routers), "seconds": seconds, "hyperparams": hyper,
+                                    "fitted_with": fitted_with or {}})
+
+    def check_fitted_with(self, d: dict, tasks: list[Task]) -> None:
+        """Refuse a config.yaml (mapping ``d``) whose encoder, seed, router parameters or dataset hash
+        differ from what the tasks' router states were fitted with (fit.json ``fitted_with``; runs
+        written before it was recorded are not checked)."""
+        for task in tasks:
+            try:
+                info = json.loads(check_regular(self.task_dir(task) / "fit.json", "JSON file").read_text("utf-8"))
+            except (OSError, ValueError, DataError):
+                continue  # not fitted: is_fitted / load_fit say so
+            fitted = info.get("fitted_with") if isinstance(info, dict) else None
+            for key, value in (fitted if isinstance(fitted, dict) else {}).items():
+                if key in d and d[key] != value:
+                    raise RunDirError(f"{self.config_file}: {key} = {d[key]!r}, but {task.name} was fitted with "
+                                      f"{key} = {value!r}; restore it, or refit into a new --run-dir")
 
     def is_fitted(self, task: Task, routers: list[str]) -> bool:
         """True if the task's fit.json is complete for ``routers`` (a corrupt one means: fit again)."""
@@ -372,11 +515,14 @@ def _context(run_path: str) -> tuple[RunDir, RunConfig, Dataset, np.ndarray]:
     return rd, cfg, ds, X
 
 
+FITTED_WITH = ("encoder", "seed", "dataset_hash", "router_params")  # recorded in each fit.json
+
+
 def fit_task(run_path: str, task: Task) -> dict:
     rd, cfg, ds, X = _context(run_path)
     trial = trial_for(ds, cfg, task, X)
     routers, seconds = fit_trial(ds, X, trial, cfg.routers, cfg.router_params)
-    rd.save_fit(task, trial, routers, seconds)
+    rd.save_fit(task, trial, routers, seconds, {k: getattr(cfg, k) for k in FITTED_WITH})
     return seconds
 
 
@@ -485,9 +631,11 @@ def _fit_locked(cfg: RunConfig, ds: Dataset, rd: RunDir, resume: bool, jobs: int
             diff = [k for k in new if k != "unirouter_version" and old.get(k) != new.get(k)]
             if diff:
                 raise RunDirError(f"{rd.config_file}: this run was made with other settings ({', '.join(diff)}); "
-                                  "use a new --run-dir")
+                                  f"to continue it, repeat the original options or run `unirouter fit --resume "
+                                  f"--run-dir {rd.path}` alone; else use a new --run-dir")
             if not resume:
                 raise RunDirError(f"{rd.path} already holds a run; add --resume to continue it or use a new --run-dir")
+            rd.check_fitted_with(new, cfg.tasks())
         get_embeddings(ds, cfg.encoder)  # compute + cache once, before workers start
         write_yaml(rd.config_file, cfg.to_dict())
         todo = [(str(rd.path.resolve()), task) for task in cfg.tasks() if not rd.is_fitted(task, cfg.routers)]
@@ -531,10 +679,11 @@ def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: 
         if h != cfg.dataset_hash:
             raise RunDirError(f"dataset {folder} changed since the run was fitted (content hash {h}, "
                               f"run recorded {cfg.dataset_hash}); refit into a new --run-dir")
+        rd.check_fitted_with(cfg.to_dict(), cfg.tasks())
         missing = [task.name for task in cfg.tasks() if not rd.is_fitted(task, cfg.routers)]
         if missing:
             raise RunDirError(f"{rd.path}: {len(missing)} trial(s) not fitted (first: {missing[0]}); "
-                              f"run `unirouter fit --resume` with the same options")
+                              f"run `unirouter fit --resume --run-dir {rd.path}`")
         todo = [(str(rd.path.resolve()), task, p) for p in pools for task in cfg.tasks()
                 if not rd.eval_file(p, task).exists()]
         progress = progress_factory(len(todo), "evaluate") if progress_factory else None

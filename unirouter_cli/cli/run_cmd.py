@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 import yaml
@@ -44,14 +45,41 @@ def parse_int_list(option: str, text: str) -> list[int]:
 
 
 def load_config_file(path: Path) -> dict:
+    """A --config file (a preset or a run's config.yaml): every key checked (as ``fit`` checks its
+    options); the preset-only keys are checked and dropped."""
+    from ..rundir import PRESET_KEYS, check_config_keys, check_preset_keys
+
     d = load_yaml_mapping(path, f"--config {path}")
-    for key in ("name", "description", "version", "pools", "reference"):  # preset-only keys
+    check_preset_keys(d, str(path))
+    for key in PRESET_KEYS:
+        d.pop(key, None)
+    check_config_keys(d, str(path), partial=True)
+    return d
+
+
+STORED_ONLY = ("config_version", "unirouter_version", "dataset_name", "dataset_path", "dataset_hash", "universe",
+               "skipped_routers")  # written by fit, recomputed on every fit
+
+
+def stored_options(run_dir: Path) -> dict:
+    """The options a run directory was fitted with (its config.yaml, checked), as a --config mapping:
+    the routers fit skipped are listed again, so fitting with it reproduces the same config."""
+    from ..rundir import RunDir
+
+    cfg = RunDir(run_dir).read_config()
+    d = cfg.to_dict()
+    d["routers"] = list(cfg.routers) + [r for r in cfg.skipped_routers if r not in cfg.routers]
+    for key in STORED_ONLY:
         d.pop(key, None)
     return d
 
 
-def build_config(config: Path | None, **cli: object) -> RunConfig:
-    base: dict = load_config_file(config) if config else {}
+OPTION_NAMES = {"routers": "router", "params": "param"}  # build_config keyword -> option (without --)
+
+
+def build_config(config: Path | None, base: dict | None = None, **cli: object) -> RunConfig:
+    """The run config: ``base`` (a run's stored options) or the --config file, then the command line."""
+    base = dict(base) if base is not None else load_config_file(config) if config else {}
     split = dict(base.pop("split", {}) or {})
     for key in ("train_frac", "val_frac", "test_frac", "val_size", "unseen_frac", "unseen_source", "coverage",
                 "probe_strategy"):
@@ -76,17 +104,23 @@ def build_config(config: Path | None, **cli: object) -> RunConfig:
         rp.setdefault(r, {}).update(p)
     base["router_params"] = rp
     from ..rundir import RunConfig
-    from ..split import SplitConfig
 
     base.setdefault("dataset", "mmlu-pro")
     base.setdefault("routers", DEFAULT_FIT_ROUTERS)
     base["split"] = split
-    where = str(config) if config else "command line"
-    try:
-        SplitConfig(**{k: (tuple(v) if k in ("unseen_models", "train_categories") else v) for k, v in split.items()})
-    except TypeError as e:
-        raise ConfigError(f"{where}: {e}") from e
-    return RunConfig.from_dict(base, where)
+    if config is None:  # the command line (over a run's stored, checked options): prepare names the options
+        return RunConfig.from_dict(base, "command line", check=False)
+    from ..rundir import check_config_keys
+
+    given = [f"--{OPTION_NAMES.get(k, k).replace('_', '-')}" for k, v in cli.items() if v]
+    check_config_keys(base, f"{config}" + (f" with {', '.join(given)}" if given else ""))
+    return RunConfig.from_dict(base, str(config), check=False)
+
+
+def interrupted(what: str) -> NoReturn:
+    """Ctrl-C: one line saying what is kept and how this command continues, exit code 130."""
+    print(f"error: interrupted ({what})", file=sys.stderr)
+    raise typer.Exit(130)
 
 
 def register(root: typer.Typer) -> None:
@@ -129,21 +163,28 @@ def register(root: typer.Typer) -> None:
         jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Trials in parallel on this machine (joblib)."),
         backend: str = typer.Option("local", help="local (joblib) or dask (extra 'dask')."),
         scheduler: str | None = typer.Option(None, help="Dask scheduler address for --backend dask."),
-        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --run-dir."),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --run-dir; alone (no "
+                                    "--dataset or --config) it continues with the run's own config.yaml."),
     ) -> None:
         """Split prompts and LLMs for each trial and fit the routers; write the run directory.
 
         Example: unirouter fit --dataset mmlu-pro --router uniroute-kmeans --router knn --trials 10 --run-dir runs/demo
         """
-        cfg = build_config(config, dataset=dataset, routers=routers, trials=trials, seed=seed, encoder=encoder,
+        from ..rundir import fit_run
+
+        base = None
+        if resume and config is None and dataset is None and (run_dir / "config.yaml").exists():
+            base = stored_options(run_dir)  # `fit --resume --run-dir X` alone: continue with X's own options
+        cfg = build_config(config, base, dataset=dataset, routers=routers, trials=trials, seed=seed, encoder=encoder,
                            train_frac=train_frac, val_frac=val_frac, test_frac=test_frac, val_size=val_size,
                            val_sizes=val_sizes, unseen_frac=unseen_frac, unseen=unseen, unseen_source=unseen_source,
                            coverage=coverage, train_categories=train_categories, probe_strategy=probe_strategy,
                            probe_strategies=probe_strategies, params=params)
-        from ..rundir import fit_run
-
-        rd = fit_run(cfg, run_dir, resume=resume, jobs=jobs, backend=backend, scheduler=scheduler,
-                     progress_factory=progress_factory(), info=info)
+        try:
+            rd = fit_run(cfg, run_dir, resume=resume, jobs=jobs, backend=backend, scheduler=scheduler,
+                         progress_factory=progress_factory(), info=info)
+        except KeyboardInterrupt:
+            interrupted(f"fitted trials are kept; continue with `unirouter fit --resume --run-dir {run_dir}`")
         info(f"fitted {len(cfg.tasks())} trial(s) x {len(cfg.routers)} router(s) into {rd.path}")
 
     @root.command("evaluate")
@@ -163,6 +204,9 @@ def register(root: typer.Typer) -> None:
         """
         from ..rundir import evaluate_run
 
-        rd = evaluate_run(run_dir, list(pool), jobs=jobs, backend=backend, scheduler=scheduler,
-                          progress_factory=progress_factory())
+        try:
+            rd = evaluate_run(run_dir, list(pool), jobs=jobs, backend=backend, scheduler=scheduler,
+                              progress_factory=progress_factory())
+        except KeyboardInterrupt:
+            interrupted(f"evaluated trials are kept; continue with `unirouter evaluate --run-dir {run_dir}`")
         info(f"wrote {rd.path / 'metrics.csv'} and {rd.path / 'curves.parquet'}")
