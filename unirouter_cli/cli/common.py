@@ -67,7 +67,7 @@ def boundary(fn: Callable) -> Callable:
             print(f"error: {_one_line(e)}", file=sys.stderr)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            print("error: interrupted (finished trials are kept; rerun with --resume)", file=sys.stderr)
+            print("error: interrupted (files already written are complete; nothing is half-written)", file=sys.stderr)
             raise typer.Exit(130) from None
         except Exception as e:  # noqa: BLE001 - the boundary: a bug gets a short line and a saved traceback
             if os.environ.get("UNIROUTER_DEBUG"):
