@@ -564,6 +564,7 @@ def _json(p: Path) -> Any:
 def load_router(path: str | Path) -> DeployedRouter:
     """Load a router directory written by ``unirouter router build`` (or ``DeployedRouter.save``)."""
     from .routers import get_spec, make_router
+    from .routers.base import nonfinite_array
 
     d = Path(path).expanduser()
     if not (d / CARD).is_file():
@@ -582,9 +583,8 @@ def load_router(path: str | Path) -> DeployedRouter:
         name = card["router"]["name"]
         get_spec(name)  # an unknown router (e.g. a plug-in that is not installed) is refused by name
         arrays = read_npz(d / "router.npz")
-        bad = [k for k, v in arrays.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()]
-        if bad:
-            raise RouterDirError(f"{d / 'router.npz'}: array {bad[0]!r} holds NaN or infinite values (a router "
+        if (bad := nonfinite_array(arrays)) is not None:
+            raise RouterDirError(f"{d / 'router.npz'}: array {bad!r} holds NaN or infinite values (a router "
                                  "state is finite); rebuild the router")
         meta = _json(d / "router.json")
         _check_meta(name, meta, d / "router.json")

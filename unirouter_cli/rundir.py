@@ -48,7 +48,8 @@ from .io import (
 )
 from .probes import STRATEGIES, check_strategy
 from .routers import check_routers, get_spec, make_router, resolve_params
-from .split import COVERAGE_POLICIES, SplitConfig, Trial, make_trial, universe_line
+from .routers.base import nonfinite_array
+from .split import COVERAGE_POLICIES, SplitConfig, Trial, fractions_off, make_trial, universe_line
 
 CONFIG_VERSION = 1
 METRIC_COLUMNS = ["trial", "val_size", "probe_strategy", "router", "kind", "pool", "area", "area_50", "qnc",
@@ -164,7 +165,7 @@ def _check_split(where: str, split: object, partial: bool = False) -> None:
         raise ConfigError(f"{where}: split.probe_strategy = {split['probe_strategy']!r}; expected one of "
                           f"{', '.join(STRATEGIES)}")
     fr = [split.get(k, getattr(SplitConfig, k)) for k in ("train_frac", "val_frac", "test_frac")]
-    if not partial and split.get("val_size") is None and not split.get("train_categories") and abs(sum(fr) - 1) > 1e-6:
+    if not partial and fractions_off(fr, split.get("val_size"), split.get("train_categories")):
         raise ConfigError(f"{where}: split fractions train_frac + val_frac + test_frac = {fr[0]:g} + {fr[1]:g} + "
                           f"{fr[2]:g} = {sum(fr):g}; expected them to sum to 1")
 
@@ -484,9 +485,8 @@ class RunDir:
             if not isinstance(meta, dict):
                 raise RunDirError(f"{jf}: expected a JSON object (router parameters); refit this run")
             arrays = _read_npz(d / f"{name}.npz")
-            bad = [k for k, v in arrays.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()]
-            if bad:
-                raise RunDirError(f"{d / name}.npz: array {bad[0]!r} holds NaN or infinite values (a router state "
+            if (bad := nonfinite_array(arrays)) is not None:
+                raise RunDirError(f"{d / name}.npz: array {bad!r} holds NaN or infinite values (a router state "
                                   "is finite); refit this run")
             try:
                 routers[name] = make_router(name).load_state(meta, arrays)

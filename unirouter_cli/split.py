@@ -38,6 +38,12 @@ MIN_PROMPTS = 10  # a universe needs at least this many prompts (and 2 LLMs)
 # --------------------------------------------------------------------------------------------
 # the universe
 # --------------------------------------------------------------------------------------------
+def fractions_off(fr: tuple | list, val_size: int | None, train_categories: tuple | list | None) -> bool:
+    """True if train/val/test fractions must sum to 1 and do not (a fixed val_size or training categories
+    set the validation and training parts by count or category instead)."""
+    return val_size is None and not train_categories and abs(sum(fr) - 1) > 1e-6
+
+
 @dataclass(frozen=True)
 class Universe:
     policy: str
@@ -162,7 +168,7 @@ class SplitConfig:
         fr = (self.train_frac, self.val_frac, self.test_frac)
         if any(not (0 <= f <= 1) for f in fr):
             raise ConfigError(f"split fractions must lie in [0, 1], got train/val/test = {fr}")
-        if self.val_size is None and not self.train_categories and abs(sum(fr) - 1) > 1e-6:
+        if fractions_off(fr, self.val_size, self.train_categories):
             raise ConfigError(f"split fractions must sum to 1, got {self.train_frac} + {self.val_frac} + "
                               f"{self.test_frac} = {sum(fr):g}")
         from .probes import check_strategy

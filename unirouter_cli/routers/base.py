@@ -327,6 +327,11 @@ def validation_folds(n_val: int, seed: int) -> list[tuple[np.ndarray, np.ndarray
     return [(a, b), (b, a)]
 
 
+def nonfinite_array(arrays: dict[str, np.ndarray]) -> str | None:
+    """The name of the first float array of a router state that holds NaN or infinity (a state is finite)."""
+    return next((k for k, v in arrays.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()), None)
+
+
 def capped_candidates(value: Any, grid: list[int], cap: int, hard_cap: int) -> list[int]:
     """Candidates of a size hyperparameter (K clusters, k neighbours). Grid values ("auto") above ``cap`` are
     dropped (each cluster or neighbourhood needs validation labels; 1 always stays); values the user fixed are
