@@ -443,6 +443,24 @@ def test_python_api(scenario, tmp_path):
     assert dir_hash(scenario["dir"]) != scenario["built_hash"]  # (the scenario router has the added LLM)
 
 
+def test_pool_names_holding_commas(scenario, tmp_path):
+    """`--pool` is comma-separated, yet an LLM whose name holds commas can be named (longest known match)."""
+    r = load_router(scenario["dir"])
+    ans = pd.read_csv(scenario["answers"], dtype={"prompt_id": str})
+    r.add_llm("acme/chat,v2", 0.004, dict(zip(ans["prompt_id"], ans["score"], strict=True)))
+    assert r.parse_pool("claude-v1, acme/chat,v2") == ["claude-v1", "acme/chat,v2"]
+    assert r.parse_pool("acme/chat,v2,claude-v1") == ["acme/chat,v2", "claude-v1"]
+    assert r.parse_pool("acme/chat") == ["acme/chat"]  # not a name: left for the pool check to refuse
+    with pytest.raises(ConfigError, match="unknown LLM"):
+        r.route(["a prompt"], lam=0.0, pool=r.parse_pool("acme/chat"))
+    r.save(tmp_path / "commas")
+    (tmp_path / "p.csv").write_text("prompt_id,text\n1,What is 2+2?\n")
+    res = run("router", "route", tmp_path / "commas", "--prompts", tmp_path / "p.csv", "--lambda", "0",
+              "--pool", "acme/chat,v2")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout.splitlines()[0])["model"] == "acme/chat,v2"
+
+
 def test_info_command(scenario):
     res = run("router", "info", scenario["dir"], "--json")
     assert res.exit_code == 0, res.output

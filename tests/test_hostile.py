@@ -396,6 +396,8 @@ DATASET_ATTACKS = [
     Attack("card-a-list", _ds(_write("dataset.yaml", "- 1\n- 2\n")), "mapping"),
     Attack("prompts-truncated", _ds(_truncate("prompts.parquet"), "validate")),
     Attack("prompts-fifo", _ds(_fifo("prompts.parquet"), "validate"), "FIFO"),
+    Attack("prompts-csv-beside-parquet", _ds(_write("prompts.csv", "prompt_id,text,category\nq1,hi,x\n"), "validate"),
+           "keep one of the two"),
     Attack("outcomes-binary-csv", _ds(lambda d: ((d / "outcomes.parquet").unlink(),
                                                  (d / "outcomes.csv").write_bytes(b"\x00\xff" * 500)))),
     Attack("models-dev-zero", _ds(_symlink("models.csv", "/dev/zero")), "device"),
@@ -495,6 +497,14 @@ def _router_nan(run: Path, t: Path) -> None:
     np.savez(run / _T0 / "zero.npz", **arrays)
 
 
+def _router_wrong_shape(run: Path, t: Path) -> None:
+    """A finite state of the wrong shape (centroids with half the embedding's columns): refused by name at
+    load, not an internal error inside the evaluation."""
+    with np.load(run / _T0 / "zero.npz") as z:
+        arrays = {k: z[k][..., : max(1, z[k].shape[-1] // 2)] if z[k].ndim == 2 else z[k] for k in z.files}
+    np.savez(run / _T0 / "zero.npz", **arrays)
+
+
 def _split_missing_key(run: Path, t: Path) -> None:
     with np.load(run / _T0 / "split.npz") as z:
         arrays = {k: z[k] for k in z.files if k != "test"}
@@ -562,6 +572,7 @@ RUNDIR_ATTACKS = [
     Attack("router-npz-truncated", _rd(_rtrunc(f"{_T0}/knn.npz"), fresh_eval=True), "knn.npz"),
     Attack("router-npz-pickled-object", _rd(_npz_pickled, fresh_eval=True), "knn.npz"),
     Attack("router-npz-nan", _rd(_router_nan, fresh_eval=True), "NaN or infinite"),
+    Attack("router-npz-wrong-shape", _rd(_router_wrong_shape, fresh_eval=True), "does not fit zero"),
     Attack("router-npz-directory", _rd(lambda run, t: ((run / _T0 / "knn.npz").unlink(),
                                                        (run / _T0 / "knn.npz").mkdir()), fresh_eval=True), "knn.npz"),
     Attack("router-npz-fifo", _rd(_rfifo(f"{_T0}/knn.npz"), fresh_eval=True), "FIFO"),

@@ -158,3 +158,13 @@ def test_mmlu_pro_test_set_is_fixed_per_dataset():
     assert [n for n, _ in u.dropped] == ["DeepSeek-Coder-V2"] and len(u.models) == 48
     sizes = {len(make_trial(ds, SplitConfig(), seed=0, index=i).test) for i in range(20)}
     assert sizes == {int(round(0.3 * len(u.prompts)))}
+
+
+def test_a_one_llm_unseen_pool_is_warned_about(runner, tmp_path):
+    """11 LLMs at --unseen-frac 0.05: one unseen LLM per trial, so routing has nothing to choose; fit says so."""
+    args = ["fit", "--dataset", "routerbench-subset", "--trials", 1, "-r", "zero"]
+    res = invoke(runner, *args, "--unseen-frac", "0.05", "--run-dir", tmp_path / "one")
+    assert res.exit_code == 0, res.output
+    assert "warning: the unseen pool holds 1 of the universe's 11 LLMs" in res.output
+    res = invoke(runner, *args, "--run-dir", tmp_path / "default")
+    assert res.exit_code == 0 and "warning" not in res.output, res.output

@@ -199,6 +199,10 @@ def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.Dat
             problems.append(Problem(f"{stem}.parquet", "",
                                     f"missing (expected {stem}.parquet or {stem}.csv)"))
             continue
+        if (folder / f"{stem}.parquet").exists() and (folder / f"{stem}.csv").exists():
+            problems.append(Problem(f"{stem}.csv", "", f"{stem}.parquet is here too: keep one of the two (which "
+                                    "table is meant is ambiguous)"))
+            continue
         paths[stem] = p
     mp = folder / "models.csv"
     if mp.exists():

@@ -182,6 +182,19 @@ class DeployedRouter:
     def cost_unit(self) -> str:
         return str(self.card.get("cost_unit") or "?")
 
+    def parse_pool(self, spec: str) -> list[str]:
+        """LLM names from a comma-separated ``--pool``. A name that itself holds commas is recognised: at each
+        position the longest run of comma-separated pieces that is one of this router's LLMs is taken."""
+        pieces, known, out, i = spec.split(","), set(self.models), [], 0
+        while i < len(pieces):
+            j = next((j for j in range(len(pieces), i + 1, -1) if ",".join(pieces[i:j]).strip() in known), i + 1)
+            if name := ",".join(pieces[i:j]).strip():
+                out.append(name)
+            i = j
+        if not out:
+            raise ConfigError(f"--pool {spec!r}: expected LLM names separated by commas")
+        return out
+
     def _pool_cols(self, pool: list[str] | None) -> np.ndarray:
         if not pool:
             return np.arange(len(self.models))
@@ -313,8 +326,8 @@ class DeployedRouter:
         outside [0, 1], and fewer than ``MIN_ANSWERS`` answers.
         """
         name = str(name).strip()
-        if not name or any(ch in name for ch in "\n\r,"):
-            raise ConfigError(f"--model {name!r}: expected a non-empty LLM name without commas or line breaks")
+        if not name or any(ch in name for ch in "\n\r"):
+            raise ConfigError(f"--model {name!r}: expected a non-empty LLM name without line breaks")
         if name in self.models:
             raise ConfigError(f"LLM {name!r} is already in this router (remove-llm it first to replace its answers)")
         try:

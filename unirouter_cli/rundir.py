@@ -33,7 +33,7 @@ from . import __version__
 from .data import Dataset, folder_hash, load_dataset, resolve
 from .embed import check_encoder, get_embeddings
 from .errors import ConfigError, DataError, RunDirError
-from .evaluate import CATEGORY_COLUMNS, POOLS, evaluate_trial, fit_trial
+from .evaluate import CATEGORY_COLUMNS, POOLS, evaluate_trial, fit_trial, pool_models
 from .io import (
     check_regular,
     load_yaml,
@@ -47,9 +47,9 @@ from .io import (
     yaml_problem,
 )
 from .probes import STRATEGIES, check_strategy
-from .routers import check_routers, get_spec, make_router, resolve_params
+from .routers import Pool, Router, check_routers, get_spec, make_router, resolve_params
 from .routers.base import nonfinite_array
-from .split import COVERAGE_POLICIES, SplitConfig, Trial, fractions_off, make_trial, universe_line
+from .split import COVERAGE_POLICIES, SplitConfig, Trial, fractions_off, make_trial, pool_warning, universe_line
 
 CONFIG_VERSION = 1
 METRIC_COLUMNS = ["trial", "val_size", "probe_strategy", "router", "kind", "pool", "area", "area_50", "qnc",
@@ -263,6 +263,21 @@ class Task:
     @property
     def val_size_column(self) -> int:
         return -1 if self.val_size is None else self.val_size
+
+
+def smoke_predict(router: Router, ds: Dataset, X: np.ndarray, trial: Trial) -> None:
+    """Predict two of the trial's test prompts for a pool of (up to) two of its LLMs, so that a stored
+    state of the wrong shape fails here, named, rather than inside an evaluation."""
+    cols = np.r_[pool_models(trial, "unseen"), pool_models(trial, "train")][:2]
+    if not len(cols) or not len(trial.test):
+        return
+    val, test = trial.val[:3], trial.test[:2]
+    pool = Pool(models=[ds.models[j] for j in cols], X_val=X[val], E_val=np.zeros((len(val), len(cols))),
+                truth=np.zeros((len(test), len(cols))) if router.kind == "bound" else None)
+    g = np.asarray(router.predict(X[test], pool), dtype=np.float64)
+    if g.shape != (len(test), len(cols)) or not np.isfinite(g).all():
+        raise ValueError(f"a prediction for {len(test)} prompts x {len(cols)} LLMs came out {g.shape}"
+                         f"{'' if np.isfinite(g).all() else ', not finite'}")
 
 
 def _why(e: BaseException) -> str:
@@ -489,10 +504,11 @@ class RunDir:
                 raise RunDirError(f"{d / name}.npz: array {bad!r} holds NaN or infinite values (a router state "
                                   "is finite); refit this run")
             try:
-                routers[name] = make_router(name).load_state(meta, arrays)
+                routers[name] = router = make_router(name).load_state(meta, arrays)
+                smoke_predict(router, ds, X, trial)
             except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-                raise RunDirError(f"{d / name}.npz/.json: router state does not fit {name} ({_why(e)}); "
-                                  "refit this run") from e
+                raise RunDirError(f"{d / name}.npz/.json: router state does not fit {name} and this trial "
+                                  f"({_why(e)}); refit this run") from e
         return trial, routers
 
     def eval_file(self, pool: str, task: Task) -> Path:
@@ -610,6 +626,8 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, jobs: int
     rd = RunDir(run_dir)
     if info:
         info(universe_line(cfg.universe))
+        if warn := pool_warning(cfg.split, int(cfg.universe.get("n_models", 0))):
+            info(warn)
         for r, why in cfg.skipped_routers.items():
             info(f"skipped router {r}: {why}")
     fresh = not rd.path.exists()

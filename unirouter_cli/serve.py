@@ -60,6 +60,8 @@ def make_server(router_dir: str | Path, host: str = "127.0.0.1", port: int = 800
                 defaults: dict | None = None) -> ThreadingHTTPServer:
     router = load_router(router_dir)
     defaults = dict(defaults or {})
+    if isinstance(defaults.get("pool"), str):  # the command line's comma-separated --pool
+        defaults["pool"] = router.parse_pool(defaults["pool"])
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "unirouter"

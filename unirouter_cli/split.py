@@ -64,6 +64,20 @@ class Universe:
                 "models_left_out": {name: int(n) for name, n in self.dropped}, "masked_cells": 0}
 
 
+def unseen_count(unseen_frac: float, m: int) -> int:
+    """LLMs of the unseen pool when ``unseen_frac`` of the universe's ``m`` LLMs are drawn for it (at least
+    one, and one left for training unless the fraction is 1)."""
+    return m if unseen_frac >= 1 else min(m - 1, max(1, int(round(unseen_frac * m))))
+
+
+def pool_warning(cfg: SplitConfig, m: int) -> str | None:
+    """A line when every trial's unseen pool holds a single LLM: routing then has nothing to choose."""
+    if cfg.unseen_models or cfg.unseen_source is not None or unseen_count(cfg.unseen_frac, m) != 1:
+        return None
+    return (f"warning: the unseen pool holds 1 of the universe's {m} LLMs (--unseen-frac {cfg.unseen_frac:g}): every "
+            "router sends every prompt to it and all Areas are equal; raise --unseen-frac or use a larger table")
+
+
 def universe_line(u: dict) -> str:
     """One line saying what a universe keeps and leaves out (from ``Universe.summary()``)."""
     s = (f"universe (--coverage {u.get('coverage')}): {u.get('n_models')} of {u.get('n_models_total')} LLMs, "
@@ -277,7 +291,7 @@ def make_trial(ds: Dataset, cfg: SplitConfig, seed: int, index: int, X: np.ndarr
     elif cfg.unseen_source is not None:
         is_test = ds.model_source[M] == cfg.unseen_source
     else:
-        k = m if cfg.unseen_frac >= 1 else min(m - 1, max(1, int(round(cfg.unseen_frac * m))))
+        k = unseen_count(cfg.unseen_frac, m)
         is_test = np.zeros(m, dtype=bool)
         is_test[rng.permutation(m)[:k]] = True
     train_models = M[~is_test]

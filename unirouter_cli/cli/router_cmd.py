@@ -23,15 +23,6 @@ def note(msg: str) -> None:
         print(msg, file=sys.stderr)
 
 
-def _pool(pool: str | None) -> list[str] | None:
-    if pool is None:
-        return None
-    names = [m.strip() for m in pool.split(",") if m.strip()]
-    if not names:
-        raise ConfigError(f"--pool {pool!r}: expected LLM names separated by commas")
-    return names
-
-
 def _reserve(spec: str | None) -> float | None:
     if spec is None:
         return None
@@ -184,7 +175,8 @@ def route_cmd(
                                           "unit); lambda is chosen on the probe reserve."),
     min_quality: float | None = typer.Option(None, "--min-quality", help="Cheapest lambda whose estimated accuracy "
                                              "on the probe reserve is at least this."),
-    pool: str | None = typer.Option(None, "--pool", help="Route only among these LLMs (comma-separated)."),
+    pool: str | None = typer.Option(None, "--pool", help="Route only among these LLMs (comma-separated; a name "
+                                    "holding commas is recognised)."),
 ) -> None:
     """Route prompts: one JSON line per prompt with prompt_id, model, p_correct (estimated), cost, lambda.
 
@@ -198,7 +190,8 @@ def route_cmd(
 
     r = load_router(router_dir)
     ids, texts = read_prompts(prompts)
-    routes = r.route(texts, ids, lam=lam, max_cost=max_cost, min_quality=min_quality, pool=_pool(pool))
+    routes = r.route(texts, ids, lam=lam, max_cost=max_cost, min_quality=min_quality,
+                     pool=None if pool is None else r.parse_pool(pool))
     body = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in routes)
     if out is None:
         sys.stdout.write(body)
@@ -269,7 +262,7 @@ def serve_cmd(
     """
     from ..serve import make_server
 
-    defaults = {"lambda": lam, "max_cost": max_cost, "min_quality": min_quality, "pool": _pool(pool)}
+    defaults = {"lambda": lam, "max_cost": max_cost, "min_quality": min_quality, "pool": pool}
     server = make_server(router_dir, host, port, defaults)
     h, p = server.server_address[:2]
     print(f"serving {router_dir} on http://{h}:{p} (POST /route, GET /info); Ctrl-C stops", file=sys.stderr,
