@@ -58,10 +58,10 @@ def main() -> None:
         pool = Pool(models=[ds.models[j] for j in cols], X_val=X[tr.val], E_val=errors(ds, tr.val, cols))
         router = make_router("foldin").fit(data)
 
-        def area(idx: np.ndarray) -> float:
+        def area(idx: np.ndarray, router=router, pool=pool, Xt=X[tr.test], S=S, C=C) -> float:
             sub = Pool(models=pool.models, X_val=pool.X_val[idx], E_val=pool.E_val[idx])
-            g = router.predict(X[tr.test], sub)
-            return float(curve_metrics(deferral_curve(np.asarray(g, float), S, C), S, C)["area"])
+            g = np.asarray(router.predict(Xt, sub), dtype=np.float64)
+            return float(curve_metrics(deferral_curve(g, S, C), S, C)["area"])
 
         rng = np.random.default_rng([a.seed, t])
         N = len(tr.val)
