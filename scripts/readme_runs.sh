@@ -2,7 +2,7 @@
 # The runs behind the README numbers that `make reproduce` does not make (longer sweeps), then the
 # README blocks they fill. Usage, from the repository root after `make install`:
 #   bash scripts/readme_runs.sh [OUT]            (default OUT: runs/readme)
-# Takes about 20 minutes on 2 cores (17.5 min on 2026-11-28). The numbers of `make reproduce` go in with
+# Takes about 30 minutes on 2 cores. The numbers of `make reproduce` go in with
 #   .venv/bin/python scripts/readme_tables.py runs/reproduce-<timestamp>
 set -euo pipefail
 out=${1:-runs/readme}
@@ -20,6 +20,14 @@ $u -q evaluate --run-dir "$run" --jobs "$jobs"
 $u -q report --run-dir "$run" --reference zero
 $u -q plot --run-dir "$run" --reference zero
 
+# the same strategies on routerbench-subset (issue 12: they must run and never be significantly worse than random)
+run="$out/routerbench-subset-probes-50"
+$u -q fit --dataset routerbench-subset --trials 50 --seed 1 --jobs "$jobs" --val-sizes 25,50,100,200 \
+  --probe-strategies random,stratified,informative -r zero -r knn -r uniroute-kmeans -r uniroute-learnedmap \
+  -r foldin --run-dir "$run" --resume
+$u -q evaluate --run-dir "$run" --jobs "$jobs"
+$u -q report --run-dir "$run" --reference zero
+
 # ZeroRouter over the paper's 400 trials under the coverage policy (the README compares it with the
 # same 400 trials before the policy, commit 59f46f5)
 run="$out/mmlu-pro-zero-400"
@@ -30,6 +38,7 @@ $u -q evaluate --run-dir "$run" --jobs "$jobs"
 UNIROUTER="$u" PYTHON="$py" bash scripts/use_a_router/run.sh uniroute-kmeans "$out/use-a-router"
 
 $py scripts/readme_tables.py "mmlu-pro-probes-50=$out/mmlu-pro-probes-50" \
+  "routerbench-subset-probes-50=$out/routerbench-subset-probes-50" \
   --text "use-a-router=$out/use-a-router/table.md"
 $py - "$out/mmlu-pro-zero-400/metrics.csv" <<'PY'
 import sys, pandas as pd
