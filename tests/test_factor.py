@@ -97,6 +97,23 @@ def test_fixed_hyperparameters_skip_the_selection():
     assert set(r.selection_) == {"lam=6,rank=0,tau=1", "lam=6,rank=2,tau=1"}
 
 
+def test_the_final_prompt_side_learns_from_the_validation_prompts_unless_told_not_to():
+    """The training LLMs' answers on the validation prompts train the final prompt side (x_mean and A see those
+    prompts); the new LLMs' answers there serve only the fold-in, so their labels cannot move the prompt side."""
+    X, E, P = _table(n=1200, m=10, rank=2, seed=5)
+    data, pool, Xt, _ = _split(X, E, P, n_tr=800, n_val=150, m_tr=7)
+    fixed = {"rank": 2, "lam": 6.0, "tau": 1.0}
+    on = make_router("foldin", **fixed).fit(data)
+    off = make_router("foldin", **fixed, val_prompts=False).fit(data)
+    np.testing.assert_allclose(on.x_mean_, np.r_[data.X_train, data.X_val].mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(off.x_mean_, data.X_train.mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(on.members_[0][0], off.members_[0][0])
+    flipped = Pool(models=pool.models, X_val=pool.X_val, E_val=1.0 - pool.E_val)  # other new-LLM answers ...
+    again = make_router("foldin", **fixed).fit(data)
+    np.testing.assert_array_equal(again.members_[0][0], on.members_[0][0])  # ... the same prompt side
+    assert not np.allclose(again.predict(Xt, flipped), on.predict(Xt, pool))  # (they do move the fold-in)
+
+
 def test_train_factors_gradient_matches_finite_differences():
     from unirouter_cli.routers import optim
 

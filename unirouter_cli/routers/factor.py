@@ -26,9 +26,9 @@ Area of a fold's few held-out LLMs is noisy. ``lam`` and ``rank`` are chosen fir
 ``choose``: rank 0 unless a factor beats it by more than one standard error, then the largest capacity
 within one standard error of the best), then ``tau`` by the lowest held-out loss at the chosen pair.
 The cross-fold's prompt sides see training prompts only; the final one also learns from the training LLMs'
-answers on the validation prompts (the prompts every new LLM is folded in on): on development trials
-(seeds 3 and 4, never the README's) that raised mmlu-pro Area by .0008 on average (34 wins, 16 losses of 50),
-where cross-folds that also add them chose lower ranks and gained less (seed 3).
+answers on the validation prompts (the prompts every new LLM is folded in on; ``val_prompts=False`` turns this
+off): on development trials (seeds 3 and 4, never the README's) that raised mmlu-pro Area by .0008 on average
+(34 wins, 16 losses of 50), where cross-folds that also add them chose lower ranks and gained less (seed 3).
 gamma is the mean over an ensemble of truncation ranks of one prompt side (``ensemble_ranks``: the
 positive ranks up to the chosen one that the cross-fold cannot tell from the best), each rank with its
 own prior and fold-in; a single rank when only one qualifies.
@@ -171,10 +171,10 @@ def fold_in(F: np.ndarray, E: np.ndarray, mu: np.ndarray, prec: np.ndarray, T0: 
     return T
 
 
-def prompt_side_extra(data: FitData) -> tuple[np.ndarray, np.ndarray]:
+def prompt_side_extra(data: FitData, none: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The validation prompts and the training LLMs' answers there: training data for the prompt side too
-    (the new LLMs' answers on them are used only by the fold-in). Empty with no training LLMs."""
-    if data.pool_labels or data.X_val is None or not len(data.X_val):
+    (the new LLMs' answers on them are used only by the fold-in). Empty with no training LLMs (or ``none``)."""
+    if none or data.pool_labels or data.X_val is None or not len(data.X_val):
         return np.zeros((0, data.X_train.shape[1]), dtype=data.X_train.dtype), np.zeros((0, data.n_train_models))
     return np.asarray(data.X_val), np.asarray(data.E_val, dtype=np.float64)
 
@@ -253,7 +253,9 @@ def ensemble_ranks(losses: dict[tuple, Losses], lam: float, r: int) -> tuple[int
                                       help="strength of the Gaussian prior on a new LLM's vector"),
                          "max_rank": Param(int, 16, low=1, high=256, help="rank of the trained prompt side"),
                          "folds": Param(int, 3, low=2, high=20, help="cross-fold parts (prompts and LLMs)"),
-                         "maxiter": Param(int, 80, low=1, high=100_000, help="L-BFGS iterations")})
+                         "maxiter": Param(int, 80, low=1, high=100_000, help="L-BFGS iterations"),
+                         "val_prompts": Param(bool, True, help="the final prompt side also learns from the training "
+                                              "LLMs' answers on the validation prompts")})
 class FoldInRouter(Router):
     def _grids(self, data: FitData) -> tuple[list[int], list[float], list[float]]:
         ranks = [int(r) for r in candidates(self.params["rank"], RANK_GRID)]
@@ -328,7 +330,7 @@ class FoldInRouter(Router):
         self.x_mean_ = data.X_train.mean(axis=0).astype(np.float64)
         self.members_ = []  # (prompt map M, prior mean, prior covariance) per rank of the ensemble
         if max(members) > 0:
-            Xv, Ev = prompt_side_extra(data)
+            Xv, Ev = prompt_side_extra(data, none=not self.params["val_prompts"])
             rank = max(int(self.params["max_rank"]), max(members))
             P = train_factors(np.r_[data.X_train, Xv], np.r_[data.E_train, Ev], rank, lam, data.seed,
                               int(self.params["maxiter"]))
