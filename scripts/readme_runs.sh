@@ -11,22 +11,19 @@ py=${PYTHON:-$PWD/.venv/bin/python}
 jobs=${JOBS:-2}
 mkdir -p "$out"
 
-# the profiling-cost curve, 50 fresh trials (seed 1), every dynamic router
-run="$out/mmlu-pro-probes-50"
-$u -q fit --dataset mmlu-pro --trials 50 --seed 1 --jobs "$jobs" --val-sizes 50,100,200,400 \
-  --probe-strategies random,stratified,informative -r zero -r knn -r uniroute-kmeans -r uniroute-learnedmap \
-  -r foldin --run-dir "$run" --resume
-$u -q evaluate --run-dir "$run" --jobs "$jobs"
-$u -q report --run-dir "$run" --reference zero
-$u -q plot --run-dir "$run" --reference zero
-
+# probe_sweep NAME DATASET SIZES: the profiling-cost curve, 50 fresh trials (seed 1), every dynamic router
+probe_sweep() {
+  local run="$out/$1"
+  $u -q fit --dataset "$2" --trials 50 --seed 1 --jobs "$jobs" --val-sizes "$3" \
+    --probe-strategies random,stratified,informative -r zero -r knn -r uniroute-kmeans -r uniroute-learnedmap \
+    -r foldin --run-dir "$run" --resume
+  $u -q evaluate --run-dir "$run" --jobs "$jobs"
+  $u -q report --run-dir "$run" --reference zero
+  $u -q plot --run-dir "$run" --reference zero
+}
+probe_sweep mmlu-pro-probes-50 mmlu-pro 50,100,200,400
 # the same strategies on routerbench-subset (issue 12: they must run and never be significantly worse than random)
-run="$out/routerbench-subset-probes-50"
-$u -q fit --dataset routerbench-subset --trials 50 --seed 1 --jobs "$jobs" --val-sizes 25,50,100,200 \
-  --probe-strategies random,stratified,informative -r zero -r knn -r uniroute-kmeans -r uniroute-learnedmap \
-  -r foldin --run-dir "$run" --resume
-$u -q evaluate --run-dir "$run" --jobs "$jobs"
-$u -q report --run-dir "$run" --reference zero
+probe_sweep routerbench-subset-probes-50 routerbench-subset 25,50,100,200
 
 # ZeroRouter over the paper's 400 trials under the coverage policy (the README compares it with the
 # same 400 trials before the policy, commit 59f46f5)

@@ -657,18 +657,13 @@ def _check_meta(name: str, meta: Any, where: Path) -> None:
 def _self_check(dr: DeployedRouter, d: Path, rows: int = 32) -> None:
     """Estimate the errors of the first ``rows`` reserve prompts once: a router state that does not fit the
     card and the reserve (arrays of the wrong shape, NaN) is refused here in one line, not mid-route."""
-    cols = np.arange(len(dr.models))
+    from .routers.base import STATE_ERRORS, check_prediction
+
     try:
-        with np.errstate(all="ignore"):
-            g = np.asarray(dr.router.predict(dr.X_reserve[:rows], dr._pool(cols)), dtype=np.float64)
-    except (ValueError, IndexError, TypeError, KeyError, AttributeError) as e:
+        check_prediction(dr.router, dr.X_reserve[:rows], dr._pool(np.arange(len(dr.models))))
+    except STATE_ERRORS as e:
         raise RouterDirError(f"{d / 'router.npz'}: the router state does not fit the reserve and LLMs of the card "
                              f"({type(e).__name__}: {' '.join(str(e).split())[:100]}); rebuild the router") from e
-    want = (min(rows, len(dr.X_reserve)), len(cols))
-    if g.shape != want or not np.isfinite(g).all():
-        raise RouterDirError(f"{d / 'router.npz'}: the router state gives estimates of shape {g.shape} "
-                             f"({'finite' if np.isfinite(g).all() else 'not finite'}) for {want[0]} reserve "
-                             f"prompts x {want[1]} LLMs; rebuild the router")
 
 
 def _check_card(card: Any, where: Path) -> None:

@@ -48,7 +48,7 @@ from .io import (
 )
 from .probes import STRATEGIES, check_strategy
 from .routers import Pool, Router, check_routers, get_spec, make_router, resolve_params
-from .routers.base import nonfinite_array
+from .routers.base import STATE_ERRORS, check_prediction, nonfinite_array
 from .split import COVERAGE_POLICIES, SplitConfig, Trial, fractions_off, make_trial, pool_warning, universe_line
 
 CONFIG_VERSION = 1
@@ -266,18 +266,14 @@ class Task:
 
 
 def smoke_predict(router: Router, ds: Dataset, X: np.ndarray, trial: Trial) -> None:
-    """Predict two of the trial's test prompts for a pool of (up to) two of its LLMs, so that a stored
-    state of the wrong shape fails here, named, rather than inside an evaluation."""
+    """``check_prediction`` on two of the trial's test prompts for (up to) two of its LLMs."""
     cols = np.r_[pool_models(trial, "unseen"), pool_models(trial, "train")][:2]
     if not len(cols) or not len(trial.test):
         return
     val, test = trial.val[:3], trial.test[:2]
     pool = Pool(models=[ds.models[j] for j in cols], X_val=X[val], E_val=np.zeros((len(val), len(cols))),
                 truth=np.zeros((len(test), len(cols))) if router.kind == "bound" else None)
-    g = np.asarray(router.predict(X[test], pool), dtype=np.float64)
-    if g.shape != (len(test), len(cols)) or not np.isfinite(g).all():
-        raise ValueError(f"a prediction for {len(test)} prompts x {len(cols)} LLMs came out {g.shape}"
-                         f"{'' if np.isfinite(g).all() else ', not finite'}")
+    check_prediction(router, X[test], pool)
 
 
 def _why(e: BaseException) -> str:
@@ -506,7 +502,7 @@ class RunDir:
             try:
                 routers[name] = router = make_router(name).load_state(meta, arrays)
                 smoke_predict(router, ds, X, trial)
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            except STATE_ERRORS as e:
                 raise RunDirError(f"{d / name}.npz/.json: router state does not fit {name} and this trial "
                                   f"({_why(e)}); refit this run") from e
         return trial, routers

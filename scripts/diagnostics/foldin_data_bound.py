@@ -12,46 +12,24 @@ foldin's gap is the noise of too few answers, not a prompt model too small. Usag
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
+from trials import arguments, trials
 
-from unirouter_cli.data import load_dataset
-from unirouter_cli.embed import get_embeddings
-from unirouter_cli.evaluate import errors, fit_data
-from unirouter_cli.metrics import curve_metrics, deferral_curve
+from unirouter_cli.evaluate import errors
 from unirouter_cli.routers import Pool, make_router
-from unirouter_cli.split import SplitConfig, make_trial
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="mmlu-pro")
-    ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--trials", type=int, default=12)
-    a = ap.parse_args()
-    ds = load_dataset(a.dataset)
-    X = get_embeddings(ds, "tfidf")
+    a = arguments(__doc__.splitlines()[0], seed=3, trials=12).parse_args()
     rows = []
-    for t in range(a.trials):
-        tr = make_trial(ds, SplitConfig(), a.seed, t, X)
-        data = fit_data(ds, X, tr, needs_all=True)
-        cols = tr.test_models
-        S = ds.scores[np.ix_(tr.test, cols)].astype(np.float64)
-        C = ds.cost_matrix(tr.test, cols)
-        names = [ds.models[j] for j in cols]
-        pool = Pool(models=names, X_val=X[tr.val], E_val=errors(ds, tr.val, cols))
-        more = Pool(models=names, X_val=np.r_[X[tr.val], X[tr.train]],
-                    E_val=np.r_[pool.E_val, errors(ds, tr.train, cols)])
-
-        def area(router, p: Pool, S=S, C=C, Xt=X[tr.test]) -> float:
-            g = np.asarray(router.predict(Xt, p), dtype=np.float64)
-            return float(curve_metrics(deferral_curve(g, S, C), S, C)["area"])
-
-        foldin = make_router("foldin").fit(data)
-        row = {"zero": area(make_router("zero").fit(data), pool), "foldin": area(foldin, pool),
-               "foldin+train": area(foldin, more),
-               "clairvoyant-mlp": area(make_router("clairvoyant-mlp").fit(data), pool)}
+    for t, td in enumerate(trials(a.dataset, a.seed, a.trials, needs_all=True)):
+        tr, pool = td.trial, td.pool
+        more = Pool(models=pool.models, X_val=np.r_[pool.X_val, td.X[tr.train]],
+                    E_val=np.r_[pool.E_val, errors(td.ds, tr.train, tr.test_models)])
+        foldin = make_router("foldin").fit(td.data)
+        row = {"zero": td.area(make_router("zero").fit(td.data)), "foldin": td.area(foldin),
+               "foldin+train": td.area(foldin, more),
+               "clairvoyant-mlp": td.area(make_router("clairvoyant-mlp").fit(td.data))}
         rows.append(row)
         print(f"trial {t}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

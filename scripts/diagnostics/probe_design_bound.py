@@ -13,17 +13,11 @@ what selection can do for foldin. Usage (about 1 s per trial on one core):
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
+from trials import arguments, trials
 
-from unirouter_cli.data import load_dataset
-from unirouter_cli.embed import get_embeddings
-from unirouter_cli.evaluate import errors, fit_data
-from unirouter_cli.metrics import curve_metrics, deferral_curve
 from unirouter_cli.routers import Pool, make_router
 from unirouter_cli.routers.factor import features, prior_precision, sigmoid
-from unirouter_cli.split import SplitConfig, make_trial
 
 
 def d_optimal(F: np.ndarray, w: np.ndarray, prec: np.ndarray, n: int) -> np.ndarray:
@@ -40,36 +34,23 @@ def d_optimal(F: np.ndarray, w: np.ndarray, prec: np.ndarray, n: int) -> np.ndar
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="mmlu-pro")
-    ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--trials", type=int, default=20)
+    ap = arguments(__doc__.splitlines()[0], seed=3, trials=20)
     ap.add_argument("--probes", type=int, default=100)
     a = ap.parse_args()
-    ds = load_dataset(a.dataset)
-    X = get_embeddings(ds, "tfidf")
     rows = []
-    for t in range(a.trials):
-        tr = make_trial(ds, SplitConfig(), a.seed, t, X)
-        data = fit_data(ds, X, tr, needs_all=False)
-        cols = tr.test_models
-        S = ds.scores[np.ix_(tr.test, cols)].astype(np.float64)
-        C = ds.cost_matrix(tr.test, cols)
-        pool = Pool(models=[ds.models[j] for j in cols], X_val=X[tr.val], E_val=errors(ds, tr.val, cols))
-        router = make_router("foldin").fit(data)
+    for t, td in enumerate(trials(a.dataset, a.seed, a.trials)):
+        router = make_router("foldin").fit(td.data)
 
-        def area(idx: np.ndarray, router=router, pool=pool, Xt=X[tr.test], S=S, C=C) -> float:
-            sub = Pool(models=pool.models, X_val=pool.X_val[idx], E_val=pool.E_val[idx])
-            g = np.asarray(router.predict(Xt, sub), dtype=np.float64)
-            return float(curve_metrics(deferral_curve(g, S, C), S, C)["area"])
+        def area(idx: np.ndarray, router=router, td=td) -> float:
+            return td.area(router, Pool(models=td.pool.models, X_val=td.pool.X_val[idx], E_val=td.pool.E_val[idx]))
 
         rng = np.random.default_rng([a.seed, t])
-        N = len(tr.val)
+        N = len(td.trial.val)
         row = {"full": area(np.arange(N))}
         for n in (a.probes, 2 * a.probes):
             row[f"random{n}"] = float(np.mean([area(rng.permutation(N)[:n]) for _ in range(3)]))
         M, mu, cov = max(router.members_, key=lambda m: len(m[0]))
-        F = features(M, router.x_mean_, pool.X_val)
+        F = features(M, router.x_mean_, td.pool.X_val)
         p = sigmoid(F @ mu)
         row[f"doptimal{a.probes}"] = area(d_optimal(F, p * (1 - p), prior_precision(cov, router.tau_), a.probes))
         rows.append(row)

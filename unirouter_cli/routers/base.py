@@ -332,6 +332,22 @@ def nonfinite_array(arrays: dict[str, np.ndarray]) -> str | None:
     return next((k for k, v in arrays.items() if v.dtype.kind in "fc" and not np.isfinite(v).all()), None)
 
 
+STATE_ERRORS = (ValueError, IndexError, TypeError, KeyError, AttributeError)  # what a misfit loaded state raises
+
+
+def check_prediction(router: Router, X: np.ndarray, pool: Pool) -> None:
+    """Predict ``X`` for ``pool`` once and raise ValueError unless the estimates are finite and of shape
+    (prompts, pool LLMs): a loaded state that does not fit (arrays of the wrong shape) fails here, at load,
+    rather than in the middle of an evaluation or a route. Errors of the prediction itself propagate
+    (``STATE_ERRORS``)."""
+    with np.errstate(all="ignore"):
+        g = np.asarray(router.predict(X, pool), dtype=np.float64)
+    want = (len(X), len(pool.models))
+    if g.shape != want or not np.isfinite(g).all():
+        raise ValueError(f"estimates of shape {g.shape} ({'finite' if np.isfinite(g).all() else 'not finite'}) "
+                         f"for {want[0]} prompts x {want[1]} LLMs")
+
+
 def capped_candidates(value: Any, grid: list[int], cap: int, hard_cap: int) -> list[int]:
     """Candidates of a size hyperparameter (K clusters, k neighbours). Grid values ("auto") above ``cap`` are
     dropped (each cluster or neighbourhood needs validation labels; 1 always stays); values the user fixed are
