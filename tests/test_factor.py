@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from unirouter_cli.routers import FitData, Pool, make_router
-from unirouter_cli.routers.factor import fold_in, gaussian_prior, prior_precision, sigmoid, train_factors, truncate
+from unirouter_cli.routers.factor import (fold_in, gaussian_prior, neighbour_fit, neighbour_gamma, neighbour_weights,
+                                          prior_precision, sigmoid, train_factors, truncate)
 
 
 def _logloss(G: np.ndarray, P: np.ndarray) -> float:
@@ -91,10 +92,13 @@ def test_selection_is_deterministic_and_round_trips(tmp_path):
 def test_fixed_hyperparameters_skip_the_selection():
     X, E, P = _table(n=1200, m=10, rank=2, seed=5)
     data, pool, Xt, _ = _split(X, E, P, n_tr=800, n_val=150, m_tr=7)
-    r = make_router("foldin", rank=2, lam=6.0, tau=1.0).fit(data)
-    assert r.selection_ == {} and r.hyperparams_ == {"rank": 2, "ensemble": "2", "lam": 6.0, "tau": 1.0}
-    r = make_router("foldin", rank=[0, 2], lam=6.0, tau=1.0).fit(data)  # a list is a grid
+    r = make_router("foldin", rank=2, lam=6.0, tau=1.0, mix=0.3, mix_temp=0.5).fit(data)
+    assert r.selection_ == {} and r.hyperparams_ == {"rank": 2, "ensemble": "2", "lam": 6.0, "tau": 1.0,
+                                                     "mix": 0.3, "mix_temp": 0.5}
+    r = make_router("foldin", rank=[0, 2], lam=6.0, tau=1.0, mix=0).fit(data)  # a list is a grid
     assert set(r.selection_) == {"lam=6,rank=0,tau=1", "lam=6,rank=2,tau=1"}
+    r = make_router("foldin", rank=2, lam=6.0, tau=1.0, mix=[0, 0.5], mix_temp=0.2).fit(data)
+    assert set(r.selection_) == {"lam=6,rank=2,tau=1", "lam=6,rank=2,tau=1,mix=0.5@0.2"}
 
 
 def test_the_final_prompt_side_learns_from_the_validation_prompts_unless_told_not_to():
@@ -102,7 +106,7 @@ def test_the_final_prompt_side_learns_from_the_validation_prompts_unless_told_no
     prompts); the new LLMs' answers there serve only the fold-in, so their labels cannot move the prompt side."""
     X, E, P = _table(n=1200, m=10, rank=2, seed=5)
     data, pool, Xt, _ = _split(X, E, P, n_tr=800, n_val=150, m_tr=7)
-    fixed = {"rank": 2, "lam": 6.0, "tau": 1.0}
+    fixed = {"rank": 2, "lam": 6.0, "tau": 1.0, "mix": 0}
     on = make_router("foldin", **fixed).fit(data)
     off = make_router("foldin", **fixed, val_prompts=False).fit(data)
     np.testing.assert_allclose(on.x_mean_, np.r_[data.X_train, data.X_val].mean(axis=0), rtol=1e-5, atol=1e-6)
@@ -191,3 +195,47 @@ def test_near_identical_training_llms_do_not_pin_a_new_llms_error_rate():
     data, pool, Xt, _ = _split(X, E, np.zeros_like(E), n_tr=1000, n_val=200, m_tr=5)
     g = make_router("foldin").fit(data).predict(Xt, pool)
     assert np.nanmean(pool.E_val) < 0.08 and g.mean() < 0.15  # its own answers win over the prior
+
+
+def test_neighbour_mixture_finds_the_training_llm_a_new_llm_copies_and_its_shift():
+    """A new LLM that answers like training LLM 2 with a shifted bias: the shift is recovered (the MAP of a
+    one-variable logistic regression), LLM 2 carries the weight, and weights sum to one at every temperature."""
+    rng = np.random.default_rng(12)
+    n, m = 3000, 5
+    Sv = rng.normal(0, 1.5, (n, m))  # the training LLMs' logits on the validation prompts
+    y = (rng.random(n) < sigmoid(Sv[:, 2] + 0.8)).astype(float)
+    E = np.c_[y, np.where(rng.random(n) < 0.5, y, np.nan)]  # the second new LLM: the same, half unanswered
+    d, ll = neighbour_fit(Sv, E)
+    assert d.shape == ll.shape == (2, m)
+    assert d[0, 2] == pytest.approx(0.8, abs=0.12) and d[1, 2] == pytest.approx(0.8, abs=0.2)
+    for c, mask in enumerate(~np.isnan(E).T):  # every shift satisfies the MAP condition of prior N(0, 0.25)
+        for j in range(m):
+            grad = (sigmoid(Sv[mask, j] + d[c, j]) - E[mask, c]).sum() + d[c, j] / 0.25
+            assert abs(grad) < 1e-4
+    for temp in (0.1, 1.0):
+        idx, dd, w = neighbour_weights(d, ll, temp)
+        assert idx[0, 0] == 2 and np.allclose(w.sum(axis=1), 1) and np.all(w >= 0)
+    warm, cold = neighbour_weights(d, ll, 1e-3)[2][0, 0], neighbour_weights(d, ll, 1.0)[2][0, 0]
+    assert warm < cold and cold > 0.99  # the smaller the temperature, the more even the weights
+    St = rng.normal(size=(7, m))
+    idx, dd, w = neighbour_weights(d, ll, 0.5)
+    expected = np.array([[sum(w[c, j] * sigmoid(St[i, idx[c, j]] + dd[c, j]) for j in range(m)) for c in range(2)]
+                         for i in range(7)])
+    np.testing.assert_allclose(neighbour_gamma(St, idx, dd, w), expected)
+
+
+def test_the_neighbour_mixture_is_chosen_in_trial_and_round_trips():
+    X, E, P = _table(n=1400, m=12, rank=2, seed=13)
+    data, pool, Xt, _ = _split(X, E, P, n_tr=900, n_val=200, m_tr=8)
+    r = make_router("foldin", rank=2, lam=6.0, tau=1.0).fit(data)  # mix and mix_temp "auto": stage 3 runs
+    keys = set(r.selection_)
+    assert "lam=6,rank=2,tau=1" in keys and {f"lam=6,rank=2,tau=1,mix={a}@{t}" for a in ("0.3", "0.5")
+                                             for t in ("0.1", "0.2", "0.5", "1")} <= keys
+    on = make_router("foldin", rank=2, lam=6.0, tau=1.0, mix=0.5, mix_temp=0.5).fit(data)
+    off = make_router("foldin", rank=2, lam=6.0, tau=1.0, mix=0).fit(data)
+    g_on, g_off = on.predict(Xt, pool), off.predict(Xt, pool)
+    assert g_on.shape == g_off.shape == (len(Xt), 4) and np.all((g_on > 0) & (g_on < 1))
+    assert not np.allclose(g_on, g_off)
+    meta, arrays = on.state()
+    loaded = make_router("foldin").load_state(json.loads(json.dumps(meta)), arrays)
+    np.testing.assert_array_equal(loaded.predict(Xt, pool), g_on)

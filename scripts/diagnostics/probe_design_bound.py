@@ -49,7 +49,7 @@ def main() -> None:
         row = {"full": area(np.arange(N))}
         for n in (a.probes, 2 * a.probes):
             row[f"random{n}"] = float(np.mean([area(rng.permutation(N)[:n]) for _ in range(3)]))
-        M, mu, cov = max(router.members_, key=lambda m: len(m[0]))
+        M, mu, cov, _ = max(router.members_, key=lambda m: len(m[0]))
         F = features(M, router.x_mean_, td.pool.X_val)
         p = sigmoid(F @ mu)
         row[f"doptimal{a.probes}"] = area(d_optimal(F, p * (1 - p), prior_precision(cov, router.tau_), a.probes))

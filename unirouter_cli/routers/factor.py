@@ -32,6 +32,13 @@ off): on development trials (seeds 3 and 4, never the README's) that raised mmlu
 gamma is the mean over an ensemble of truncation ranks of one prompt side (``ensemble_ranks``: the
 positive ranks up to the chosen one that the cross-fold cannot tell from the best), each rank with its
 own prior and fold-in; a single rank when only one qualifies.
+
+**Neighbour mixture** (``mix``, ``mix_temp``): a second estimate of a new LLM's gamma that leans on the
+training LLMs' whole profiles rather than on one Gaussian: "the new LLM answers like training LLM j, with
+a bias of its own" (one shift per pair, ``neighbour_fit``), averaged over j with weights softmax(``mix_temp``
+x log-likelihood of the new LLM's validation answers). gamma = (1 - mix) x fold-in + mix x mixture. Stage 3
+of the cross-fold chooses (mix, mix_temp) at the chosen prompt side and tau; mix = 0 (fold-in alone) unless
+a mixture beats it by more than one standard error, as a factor must beat rank 0.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from .optim import lbfgs
 RANK_GRID = [0, 1, 2, 4, 8, 16]
 LAM_GRID = [2.0, 6.0, 20.0]
 TAU_GRID = [0.03, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0]
+MIX_WEIGHT_GRID = [0.0, 0.3, 0.5]  # 0: no neighbour mixture
+MIX_TEMP_GRID = [0.1, 0.2, 0.5, 1.0]
 CV_ROWS = 3_000  # training prompts the cross-fold selection uses (a seeded subset)
 
 
@@ -171,6 +180,54 @@ def fold_in(F: np.ndarray, E: np.ndarray, mu: np.ndarray, prec: np.ndarray, T0: 
     return T
 
 
+NEIGHBOURS = 32  # training LLMs, at most, in a new LLM's neighbour mixture (those of most weight)
+
+
+def neighbour_fit(Sv: np.ndarray, E: np.ndarray, bias_var: float = BIAS_VAR_FLOOR) -> tuple[np.ndarray, np.ndarray]:
+    """Each new LLM (column of ``E``, answers on the validation prompts) as each training LLM j with a bias of
+    its own: ``Sv`` (n, m) holds the training LLMs' logits on the validation prompts; the shift d[c, j] is the
+    MAP of a logistic regression on new LLM c's answers with offset Sv[:, j] and prior N(0, bias_var).
+    Returns the shifts and the log-likelihoods there, both (c, m)."""
+    obs = ~np.isnan(E)
+    ob, y = obs.astype(np.float64), np.where(obs, E, 0.0)
+    n, m = Sv.shape
+    c = E.shape[1]
+    d, ll = np.zeros((c, m)), np.zeros((c, m))
+    step = max(1, int(2e7 // max(n * m, 1)))  # new LLMs per block: (n, block, m) arrays of at most ~2e7 cells
+    for lo in range(0, c, step):
+        sl = slice(lo, lo + step)
+        o, yo, dd = ob[:, sl, None], (ob[:, sl] * y[:, sl]).sum(axis=0)[:, None], d[sl]
+        for _ in range(25):  # Newton in one variable per (new LLM, training LLM)
+            p = sigmoid(Sv[:, None, :] + dd[None])
+            move = ((o * p).sum(axis=0) - yo + dd / bias_var) / ((o * p * (1 - p)).sum(axis=0) + 1 / bias_var)
+            dd = dd - move
+            if float(np.abs(move).max(initial=0.0)) < 1e-6:
+                break
+        Z = Sv[:, None, :] + dd[None]
+        d[sl] = dd
+        ll[sl] = (o * (y[:, sl, None] * Z - np.logaddexp(0, Z))).sum(axis=0)
+    return d, ll
+
+
+def neighbour_weights(d: np.ndarray, ll: np.ndarray, temp: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The neighbour mixture of each new LLM: its ``NEIGHBOURS`` most likely training LLMs (indices), their
+    shifts and weights, the softmax of ``temp`` x log-likelihood (a tempered posterior over "the new LLM
+    behaves like training LLM j": ``temp`` < 1 because one LLM's answers are not independent evidence)."""
+    idx = np.argsort(-ll, axis=1, kind="stable")[:, :NEIGHBOURS]
+    le = temp * np.take_along_axis(ll, idx, axis=1)
+    w = np.exp(le - le.max(axis=1, keepdims=True))
+    return idx, np.take_along_axis(d, idx, axis=1), w / w.sum(axis=1, keepdims=True)
+
+
+def neighbour_gamma(St: np.ndarray, idx: np.ndarray, d: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """sum_j w[c, j] sigmoid(St[:, idx[c, j]] + d[c, j]): the neighbour mixture's gamma (n, c) on prompts where
+    the training LLMs' logits are ``St`` (n, m)."""
+    G = np.empty((len(St), len(idx)))
+    for c in range(len(idx)):
+        G[:, c] = sigmoid(St[:, idx[c]] + d[c]) @ w[c]
+    return G
+
+
 def prompt_side_extra(data: FitData, none: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The validation prompts and the training LLMs' answers there: training data for the prompt side too
     (the new LLMs' answers on them are used only by the fold-in). Empty with no training LLMs (or ``none``)."""
@@ -255,18 +312,25 @@ def ensemble_ranks(losses: dict[tuple, Losses], lam: float, r: int) -> tuple[int
                          "folds": Param(int, 3, low=2, high=20, help="cross-fold parts (prompts and LLMs)"),
                          "maxiter": Param(int, 80, low=1, high=100_000, help="L-BFGS iterations"),
                          "val_prompts": Param(bool, True, help="the final prompt side also learns from the training "
-                                              "LLMs' answers on the validation prompts")})
+                                              "LLMs' answers on the validation prompts"),
+                         "mix": Param(float, "auto", low=0, high=1, auto=True, grid=True,
+                                      help="weight of the neighbour mixture in gamma (0 = fold-in alone)"),
+                         "mix_temp": Param(float, "auto", low=0, low_open=True, high=1e6, auto=True, grid=True,
+                                           help="temperature of the neighbour mixture's likelihood weights")})
 class FoldInRouter(Router):
-    def _grids(self, data: FitData) -> tuple[list[int], list[float], list[float]]:
+    def _grids(self, data: FitData) -> tuple[list[int], list[float], list[float], list[float], list[float]]:
         ranks = [int(r) for r in candidates(self.params["rank"], RANK_GRID)]
         lams = [float(v) for v in candidates(self.params["lam"], LAM_GRID)]
         taus = [float(v) for v in candidates(self.params["tau"], TAU_GRID)]
+        mixes = [float(v) for v in candidates(self.params["mix"], MIX_WEIGHT_GRID)]
+        temps = [float(v) for v in candidates(self.params["mix_temp"], MIX_TEMP_GRID)]
         if data.n_train_models < 2:  # no LLM to hold out, nothing to check a factor or a prior strength on
             ranks, lams, taus = [0], lams[:1], [1.0 if self.params["tau"] == "auto" else taus[0]]
-        return ranks, lams, taus
+            mixes, temps = [0.0 if self.params["mix"] == "auto" else mixes[0]], temps[:1]
+        return ranks, lams, taus, mixes, temps
 
-    def _select(self, data: FitData, ranks: list[int], lams: list[float],
-                taus: list[float]) -> tuple[list[int], float, float, dict[str, float]]:
+    def _select(self, data: FitData, ranks: list[int], lams: list[float], taus: list[float], mixes: list[float],
+                temps: list[float]) -> tuple[list[int], float, float, float, float, dict[str, float]]:
         rows = subset(len(data.X_train), CV_ROWS, data.seed)
         X, E = data.X_train[rows], data.E_train[rows]
         n, m = E.shape
@@ -277,25 +341,24 @@ class FoldInRouter(Router):
         tau1 = 1.0 if 1.0 in taus else taus[len(taus) // 2]  # stage 1 prior strength
         losses: dict[tuple, Losses] = {}  # (lam, ranks, tau) -> held-out losses
         cells = 0.0
-        fits: dict[tuple, tuple] = {}  # (fold, lam, rank) -> validation and held-out features, prior
+        fits: dict[tuple, tuple] = {}  # (fold, lam, rank) -> validation and held-out features, prior, LLM vectors
         last: dict[tuple, np.ndarray] = {}  # (fold, lam, rank) -> the latest fold-in, to start the next from
-        held_gamma: dict[tuple, np.ndarray] = {}  # (fold, lam, rank) -> gamma on the held-out cells at tau1
+        held_gamma: dict[tuple, np.ndarray] = {}  # (fold, lam, rank, tau) -> gamma on the held-out cells
 
-        def score(lam: float, members: tuple[int, ...], tau: float, f: int) -> None:
-            po, lo = np.flatnonzero(prompt_part == f), np.flatnonzero(llm_part == f)
-            G = 0.0
-            for r in members:
-                if tau == tau1 and (f, lam, r) in held_gamma:
-                    g = held_gamma[(f, lam, r)]
-                else:
-                    Fv, Fo, mu, cov = fits[(f, lam, r)]
-                    T = last[(f, lam, r)] = fold_in(Fv, data.E_val[:, lo], mu, prior_precision(cov, tau),
-                                                    last.get((f, lam, r)))
-                    g = sigmoid(Fo @ T.T)
-                    if tau == tau1:
-                        held_gamma[(f, lam, r)] = g
-                G = G + g / len(members)
-            losses.setdefault((lam, members, tau), Losses(n, m)).add(po, lo, heldout_logloss(G, E[np.ix_(po, lo)]))
+        def parts(f: int) -> tuple[np.ndarray, np.ndarray]:
+            return np.flatnonzero(prompt_part == f), np.flatnonzero(llm_part == f)
+
+        def gamma(lam: float, r: int, tau: float, f: int) -> np.ndarray:
+            if (f, lam, r, tau) not in held_gamma:
+                Fv, Fo, mu, cov, _ = fits[(f, lam, r)]
+                T = last[(f, lam, r)] = fold_in(Fv, data.E_val[:, parts(f)[1]], mu, prior_precision(cov, tau),
+                                                last.get((f, lam, r)))
+                held_gamma[(f, lam, r, tau)] = sigmoid(Fo @ T.T)
+            return held_gamma[(f, lam, r, tau)]
+
+        def score(key: tuple, f: int, G: np.ndarray) -> None:
+            po, lo = parts(f)
+            losses.setdefault(key, Losses(n, m)).add(po, lo, heldout_logloss(G, E[np.ix_(po, lo)]))
 
         for f in range(F):
             pi, po = np.flatnonzero(prompt_part != f), np.flatnonzero(prompt_part == f)
@@ -308,27 +371,63 @@ class FoldInRouter(Router):
                 for r in ranks:
                     M, T = truncate(P, r)
                     fits[(f, lam, r)] = (features(M, P["x_mean"], data.X_val), features(M, P["x_mean"], X[po]),
-                                         *gaussian_prior(T))
-                    score(lam, (r,), tau1, f)
+                                         *gaussian_prior(T), T)
+                    score((lam, (r,), tau1), f, gamma(lam, r, tau1, f))
         single = {(k[0], k[1][0], k[2]): v for k, v in losses.items()}
         lam, r, _ = choose(single)
         members = ensemble_ranks(single, lam, r)
+
+        def plain(tau: float, f: int) -> np.ndarray:
+            return np.mean([gamma(lam, r, tau, f) for r in members], axis=0)
+
         for tau in sorted(taus, key=lambda t: abs(np.log(t / tau1))):  # outward from tau1: warm starts
             if (lam, members, tau) not in losses:
                 for f in range(F):
-                    score(lam, members, tau, f)
+                    score((lam, members, tau), f, plain(tau, f))
         stage2 = {k[2]: v.total for k, v in losses.items() if k[:2] == (lam, members)}
         tau = min(stage2, key=lambda t: (stage2[t], abs(np.log(t))))
-        return list(members), lam, tau, {f"lam={k[0]:g},rank={'+'.join(map(str, k[1]))},tau={k[2]:g}":
-                                         v.total / max(cells, 1.0) for k, v in losses.items()}
+        mix, temp = self._select_mixture(data, fits, (lam, members, tau), mixes, temps, F, parts, plain, score,
+                                         losses)
+        return list(members), lam, tau, mix, temp, {
+            f"lam={k[0]:g},rank={'+'.join(map(str, k[1]))},tau={k[2]:g}" + (f",mix={k[3]:g}@{k[4]:g}" if len(k) > 3
+                                                                            else ""): v.total / max(cells, 1.0)
+            for k, v in losses.items()}
+
+    @staticmethod
+    def _select_mixture(data: FitData, fits: dict, key0: tuple, mixes: list[float], temps: list[float], F: int,
+                        parts, plain, score, losses: dict) -> tuple[float, float]:
+        """Stage 3: the neighbour mixture's (weight, temperature) at the chosen prompt side and tau, by held-out
+        loss; weight 0 (the fold-in alone) unless a mixture beats it by more than one standard error."""
+        lam, members, tau = key0
+        if mixes == [0.0]:
+            return 0.0, temps[0]
+        for f in range(F):
+            g0 = plain(tau, f)
+            gm = dict.fromkeys(temps, 0.0)
+            for r in members:
+                Fv, Fo, _, _, T = fits[(f, lam, r)]
+                d, ll = neighbour_fit(Fv @ T.T, data.E_val[:, parts(f)[1]])
+                for t in temps:
+                    gm[t] = gm[t] + neighbour_gamma(Fo @ T.T, *neighbour_weights(d, ll, t)) / len(members)
+            for a in mixes:
+                for t in temps:
+                    if a > 0:
+                        score((*key0, a, t), f, (1 - a) * g0 + a * gm[t])
+        mixed = {k[3:]: v for k, v in losses.items() if len(k) == 5 and k[:3] == key0}
+        if not mixed:
+            return 0.0, temps[0]
+        best = min(mixed, key=lambda o: (mixed[o].total, o[0], o[1]))
+        if 0.0 in mixes and losses[key0].within_one_se(mixed[best]):  # like a factor, it has to earn its place
+            return 0.0, temps[0]
+        return best
 
     def fit(self, data: FitData) -> FoldInRouter:
-        ranks, lams, taus = self._grids(data)
-        members, lam, tau, self.selection_ = ranks[:1], lams[0], taus[0], {}
-        if len(ranks) * len(lams) * len(taus) > 1:
-            members, lam, tau, self.selection_ = self._select(data, ranks, lams, taus)
+        ranks, lams, taus, mixes, temps = self._grids(data)
+        members, lam, tau, mix, temp, self.selection_ = ranks[:1], lams[0], taus[0], mixes[0], temps[0], {}
+        if len(ranks) * len(lams) * len(taus) * len(mixes) * len(temps) > 1:
+            members, lam, tau, mix, temp, self.selection_ = self._select(data, ranks, lams, taus, mixes, temps)
         self.x_mean_ = data.X_train.mean(axis=0).astype(np.float64)
-        self.members_ = []  # (prompt map M, prior mean, prior covariance) per rank of the ensemble
+        self.members_ = []  # (prompt map M, prior mean, prior covariance, training LLM vectors) per rank
         if max(members) > 0:
             Xv, Ev = prompt_side_extra(data, none=not self.params["val_prompts"])
             rank = max(int(self.params["max_rank"]), max(members))
@@ -337,42 +436,53 @@ class FoldInRouter(Router):
             self.x_mean_ = P["x_mean"]
             for r in members:
                 M, T = truncate(P, r)
-                if all(len(M) != len(N) for N, _, _ in self.members_):  # ranks capped alike are one member
-                    self.members_.append((M, *gaussian_prior(T)))
+                if all(len(M) != len(N) for N, *_ in self.members_):  # ranks capped alike are one member
+                    self.members_.append((M, *gaussian_prior(T), T))
         else:  # rank 0: the training LLMs' logit biases only
             err = masked_mean(data.E_train, axis=0, fallback=0.5) if data.n_train_models else np.array([0.5])
             p = np.clip(err, 0.01, 0.99)
-            self.members_.append((np.zeros((0, data.X_train.shape[1])), *gaussian_prior(np.log(p / (1 - p))[:, None])))
-        self.tau_ = float(tau)
-        ranks_used = [int(M.shape[0]) for M, _, _ in self.members_]
+            T = np.log(p / (1 - p))[:, None]
+            self.members_.append((np.zeros((0, data.X_train.shape[1])), *gaussian_prior(T), T))
+        self.tau_, self.mix_ = float(tau), (float(mix), float(temp))
+        ranks_used = [int(M.shape[0]) for M, *_ in self.members_]
         self.hyperparams_ = {"rank": max(ranks_used), "ensemble": "+".join(map(str, ranks_used)), "lam": float(lam),
-                             "tau": self.tau_}
+                             "tau": self.tau_, "mix": self.mix_[0], "mix_temp": self.mix_[1]}
         return self
 
     def llm_vectors(self, pool: Pool) -> list[np.ndarray]:
         """Each pool LLM's [v, b] per ensemble member, folded in from its validation answers alone."""
         E = np.asarray(pool.E_val, dtype=np.float64)
         return [fold_in(features(M, self.x_mean_, pool.X_val), E, mu, prior_precision(cov, self.tau_))
-                for M, mu, cov in self.members_]
+                for M, mu, cov, _ in self.members_]
 
     def predict(self, X: np.ndarray, pool: Pool) -> np.ndarray:
-        """The mean, over the ensemble's ranks, of sigmoid(v_h . M (x - x_mean) + b_h)."""
-        G = [sigmoid(features(M, self.x_mean_, X) @ T.T) for (M, _, _), T in zip(self.members_, self.llm_vectors(pool),
-                                                                                 strict=True)]
+        """The mean, over the ensemble's ranks, of sigmoid(v_h . M (x - x_mean) + b_h); with the neighbour
+        mixture on (weight ``mix``), each rank's gamma is (1 - mix) x that + mix x the mixture's gamma."""
+        mix, temp = self.mix_
+        E = np.asarray(pool.E_val, dtype=np.float64)
+        G = []
+        for (M, _, _, T_train), T in zip(self.members_, self.llm_vectors(pool), strict=True):
+            Fx = features(M, self.x_mean_, X)
+            g = sigmoid(Fx @ T.T)
+            if mix > 0:
+                d, ll = neighbour_fit(features(M, self.x_mean_, pool.X_val) @ T_train.T, E)
+                g = (1 - mix) * g + mix * neighbour_gamma(Fx @ T_train.T, *neighbour_weights(d, ll, temp))
+            G.append(g)
         return np.mean(G, axis=0)
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         meta, _ = super().state()
-        meta["tau"] = self.tau_
+        meta["tau"], meta["mix"] = self.tau_, list(self.mix_)
         arrays = {"x_mean": self.x_mean_}
-        for i, (M, mu, cov) in enumerate(self.members_):
-            arrays.update({f"M{i}": M, f"mu{i}": mu, f"cov{i}": cov})
+        for i, (M, mu, cov, T) in enumerate(self.members_):
+            arrays.update({f"M{i}": M, f"mu{i}": mu, f"cov{i}": cov, f"T{i}": T})
         meta["members"] = len(self.members_)
         return meta, arrays
 
     def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> FoldInRouter:
         super().load_state(meta, arrays)
         self.x_mean_ = arrays["x_mean"]
-        self.members_ = [(arrays[f"M{i}"], arrays[f"mu{i}"], arrays[f"cov{i}"]) for i in range(int(meta["members"]))]
-        self.tau_ = float(meta["tau"])
+        self.members_ = [(arrays[f"M{i}"], arrays[f"mu{i}"], arrays[f"cov{i}"], arrays[f"T{i}"])
+                         for i in range(int(meta["members"]))]
+        self.tau_, self.mix_ = float(meta["tau"]), (float(meta["mix"][0]), float(meta["mix"][1]))
         return self
