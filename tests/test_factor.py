@@ -239,3 +239,7 @@ def test_the_neighbour_mixture_is_chosen_in_trial_and_round_trips():
     meta, arrays = on.state()
     loaded = make_router("foldin").load_state(json.loads(json.dumps(meta)), arrays)
     np.testing.assert_array_equal(loaded.predict(Xt, pool), g_on)
+    meta, arrays = off.state()  # a router saved before the mixture existed (no "mix", no T arrays) loads as off
+    del meta["mix"]
+    old = make_router("foldin").load_state(meta, {k: v for k, v in arrays.items() if not k.startswith("T")})
+    np.testing.assert_array_equal(old.predict(Xt, pool), g_off)

@@ -57,8 +57,10 @@ CV_ROWS = 3_000  # training prompts the cross-fold selection uses (a seeded subs
 
 
 def sigmoid(S: np.ndarray) -> np.ndarray:
-    e = np.exp(-np.abs(S))
-    return np.where(S >= 0, 1.0, e) / (1.0 + e)
+    """1 / (1 + exp(-S)), by scipy's ``expit`` (one stable pass; about 3x faster than exp, where and divide)."""
+    from scipy.special import expit
+
+    return expit(S)
 
 
 def train_factors(X: np.ndarray, E: np.ndarray, rank: int, lam: float, seed: int, maxiter: int,
@@ -196,16 +198,19 @@ def neighbour_fit(Sv: np.ndarray, E: np.ndarray, bias_var: float = BIAS_VAR_FLOO
     step = max(1, int(2e7 // max(n * m, 1)))  # new LLMs per block: (n, block, m) arrays of at most ~2e7 cells
     for lo in range(0, c, step):
         sl = slice(lo, lo + step)
-        o, yo, dd = ob[:, sl, None], (ob[:, sl] * y[:, sl]).sum(axis=0)[:, None], d[sl]
+        o, dd = ob[:, sl].T[:, None, :], d[sl]  # o: (block, 1, n), so sums over prompts are matrix products
+        yo = (ob[:, sl] * y[:, sl]).sum(axis=0)[:, None]
         for _ in range(25):  # Newton in one variable per (new LLM, training LLM)
-            p = sigmoid(Sv[:, None, :] + dd[None])
-            move = ((o * p).sum(axis=0) - yo + dd / bias_var) / ((o * p * (1 - p)).sum(axis=0) + 1 / bias_var)
+            P = sigmoid(Sv[None] + dd[:, None, :])  # (block, n, m)
+            s1 = np.matmul(o, P)[:, 0]
+            P -= P * P
+            move = (s1 - yo + dd / bias_var) / (np.matmul(o, P)[:, 0] + 1 / bias_var)
             dd = dd - move
             if float(np.abs(move).max(initial=0.0)) < 1e-6:
                 break
-        Z = Sv[:, None, :] + dd[None]
+        Z = Sv[None] + dd[:, None, :]
         d[sl] = dd
-        ll[sl] = (o * (y[:, sl, None] * Z - np.logaddexp(0, Z))).sum(axis=0)
+        ll[sl] = np.matmul(y[:, sl].T[:, None, :], Z)[:, 0] - np.matmul(o, np.logaddexp(0, Z))[:, 0]
     return d, ll
 
 
@@ -482,7 +487,8 @@ class FoldInRouter(Router):
     def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> FoldInRouter:
         super().load_state(meta, arrays)
         self.x_mean_ = arrays["x_mean"]
-        self.members_ = [(arrays[f"M{i}"], arrays[f"mu{i}"], arrays[f"cov{i}"], arrays[f"T{i}"])
+        self.members_ = [(arrays[f"M{i}"], arrays[f"mu{i}"], arrays[f"cov{i}"], arrays.get(f"T{i}"))
                          for i in range(int(meta["members"]))]
-        self.tau_, self.mix_ = float(meta["tau"]), (float(meta["mix"][0]), float(meta["mix"][1]))
+        mix = meta.get("mix", [0.0, 1.0])  # a router saved before the neighbour mixture existed: fold-in alone
+        self.tau_, self.mix_ = float(meta["tau"]), (float(mix[0]), float(mix[1]))
         return self
