@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 
 from unirouter_cli.routers import FitData, Pool, make_router
-from unirouter_cli.routers.factor import (fold_in, gaussian_prior, neighbour_fit, neighbour_gamma, neighbour_weights,
-                                          prior_precision, sigmoid, train_factors, truncate)
+from unirouter_cli.routers.factor import (
+    fold_in,
+    gaussian_prior,
+    neighbour_fit,
+    neighbour_gamma,
+    neighbour_weights,
+    prior_precision,
+    sigmoid,
+    train_factors,
+    truncate,
+)
 
 
 def _logloss(G: np.ndarray, P: np.ndarray) -> float:
