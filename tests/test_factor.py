@@ -252,3 +252,47 @@ def test_the_neighbour_mixture_is_chosen_in_trial_and_round_trips():
     del meta["mix"]
     old = make_router("foldin").load_state(meta, {k: v for k, v in arrays.items() if not k.startswith("T")})
     np.testing.assert_array_equal(old.predict(Xt, pool), g_off)
+
+
+@pytest.mark.parametrize(("logit", "rate"), [(-3.0, 0.5), (3.0, 0.1), (-5.0, 1.0), (4.0, 0.0), (0.0, 0.5)])
+def test_neighbour_shift_is_the_map_even_for_a_distant_training_llm(logit, rate):
+    """A training LLM whose logits are far from the new LLM's error rate: a plain Newton step overshoots there
+    (found by an attack pass); the safeguarded one lands on the MAP, checked against scipy's bounded search."""
+    from scipy.optimize import minimize_scalar
+
+    rng = np.random.default_rng(14)
+    n = 1000
+    Sv = logit + rng.normal(0, 0.05, (n, 1))
+    y = (rng.random(n) < rate).astype(float)
+    d, ll = neighbour_fit(Sv, y[:, None])
+
+    def objective(x: float) -> float:
+        return float(np.sum(np.logaddexp(0, Sv[:, 0] + x) - y * (Sv[:, 0] + x)) + x * x / (2 * 0.25))
+
+    ref = minimize_scalar(objective, bounds=(-300, 300), method="bounded", options={"xatol": 1e-10}).x
+    assert d[0, 0] == pytest.approx(ref, abs=1e-5)
+    assert ll[0, 0] == pytest.approx(-(objective(ref) - ref * ref / (2 * 0.25)), rel=1e-6)
+
+
+def test_mixture_edge_cases():
+    X, E, P = _table(n=1200, m=10, rank=2, seed=15)
+    data, pool, Xt, _ = _split(X, E, P, n_tr=800, n_val=150, m_tr=7)
+    # mix = 0 fixes the rest of the mixture: no cross-fold when the other hyperparameters are fixed too
+    r = make_router("foldin", rank=2, lam=6.0, tau=1.0, mix=0).fit(data)
+    assert r.selection_ == {}
+    # a new LLM with no validation answer gets the fold-in alone (its mixture weights would be arbitrary)
+    on = make_router("foldin", rank=2, lam=6.0, tau=1.0, mix=0.5, mix_temp=0.5).fit(data)
+    E_val = pool.E_val.copy()
+    E_val[:, 0] = np.nan
+    blank = Pool(models=pool.models, X_val=pool.X_val, E_val=E_val)
+    off = make_router("foldin").load_state(*on.state())
+    off.mix_ = (0.0, 0.5)
+    np.testing.assert_allclose(on.predict(Xt, blank)[:, 0], off.predict(Xt, blank)[:, 0])
+    # a router saved before the mixture existed can be saved and loaded again (no None array written)
+    meta, arrays = r.state()
+    del meta["mix"]
+    old = make_router("foldin").load_state(meta, {k: v for k, v in arrays.items() if not k.startswith("T")})
+    meta2, arrays2 = old.state()
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in arrays2.values())
+    np.testing.assert_array_equal(make_router("foldin").load_state(meta2, arrays2).predict(Xt, pool),
+                                  r.predict(Xt, pool))

@@ -200,13 +200,20 @@ def neighbour_fit(Sv: np.ndarray, E: np.ndarray, bias_var: float = BIAS_VAR_FLOO
         sl = slice(lo, lo + step)
         o, dd = ob[:, sl].T[:, None, :], d[sl]  # o: (block, 1, n), so sums over prompts are matrix products
         yo = (ob[:, sl] * y[:, sl]).sum(axis=0)[:, None]
-        for _ in range(25):  # Newton in one variable per (new LLM, training LLM)
+        # safeguarded Newton (Newton inside a bracket, else bisection): the gradient is increasing in d and
+        # sum o (p - y) lies in [-answers, answers], so the root lies within +-bias_var x answers; a plain
+        # Newton step overshoots when a training LLM's logits are far from the new LLM's error rate
+        hi = np.broadcast_to(bias_var * ob[:, sl].sum(axis=0)[:, None] + 1.0, dd.shape).copy()
+        lo_ = -hi
+        for _ in range(100):
             P = sigmoid(Sv[None] + dd[:, None, :])  # (block, n, m)
-            s1 = np.matmul(o, P)[:, 0]
+            g = np.matmul(o, P)[:, 0] - yo + dd / bias_var
             P -= P * P
-            move = (s1 - yo + dd / bias_var) / (np.matmul(o, P)[:, 0] + 1 / bias_var)
-            dd = dd - move
-            if float(np.abs(move).max(initial=0.0)) < 1e-6:
+            new = dd - g / (np.matmul(o, P)[:, 0] + 1 / bias_var)
+            lo_, hi = np.where(g < 0, dd, lo_), np.where(g > 0, dd, hi)
+            new = np.where((new <= lo_) | (new >= hi), 0.5 * (lo_ + hi), new)
+            move, dd = new - dd, new
+            if float(np.abs(move).max(initial=0.0)) < 1e-8:
                 break
         Z = Sv[None] + dd[:, None, :]
         d[sl] = dd
@@ -222,6 +229,12 @@ def neighbour_weights(d: np.ndarray, ll: np.ndarray, temp: float) -> tuple[np.nd
     le = temp * np.take_along_axis(ll, idx, axis=1)
     w = np.exp(le - le.max(axis=1, keepdims=True))
     return idx, np.take_along_axis(d, idx, axis=1), w / w.sum(axis=1, keepdims=True)
+
+
+def blend(g0: np.ndarray, gm: np.ndarray, mix: float, E: np.ndarray) -> np.ndarray:
+    """(1 - mix) x fold-in ``g0`` + mix x neighbour mixture ``gm``, per new LLM (column of the validation errors
+    ``E``); the fold-in alone for an LLM with no validation answer (its mixture weights would be arbitrary)."""
+    return np.where((~np.isnan(E)).any(axis=0), (1 - mix) * g0 + mix * gm, g0)
 
 
 def neighbour_gamma(St: np.ndarray, idx: np.ndarray, d: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -331,7 +344,9 @@ class FoldInRouter(Router):
         temps = [float(v) for v in candidates(self.params["mix_temp"], MIX_TEMP_GRID)]
         if data.n_train_models < 2:  # no LLM to hold out, nothing to check a factor or a prior strength on
             ranks, lams, taus = [0], lams[:1], [1.0 if self.params["tau"] == "auto" else taus[0]]
-            mixes, temps = [0.0 if self.params["mix"] == "auto" else mixes[0]], temps[:1]
+            mixes = [0.0 if self.params["mix"] == "auto" else mixes[0]]
+        if mixes == [0.0] or data.n_train_models < 2:
+            temps = temps[:1]  # no mixture (or nothing to choose it on): its temperature is not chosen
         return ranks, lams, taus, mixes, temps
 
     def _select(self, data: FitData, ranks: list[int], lams: list[float], taus: list[float], mixes: list[float],
@@ -417,7 +432,7 @@ class FoldInRouter(Router):
             for a in mixes:
                 for t in temps:
                     if a > 0:
-                        score((*key0, a, t), f, (1 - a) * g0 + a * gm[t])
+                        score((*key0, a, t), f, blend(g0, gm[t], a, data.E_val[:, parts(f)[1]]))
         mixed = {k[3:]: v for k, v in losses.items() if len(k) == 5 and k[:3] == key0}
         if not mixed:
             return 0.0, temps[0]
@@ -471,7 +486,7 @@ class FoldInRouter(Router):
             g = sigmoid(Fx @ T.T)
             if mix > 0:
                 d, ll = neighbour_fit(features(M, self.x_mean_, pool.X_val) @ T_train.T, E)
-                g = (1 - mix) * g + mix * neighbour_gamma(Fx @ T_train.T, *neighbour_weights(d, ll, temp))
+                g = blend(g, neighbour_gamma(Fx @ T_train.T, *neighbour_weights(d, ll, temp)), mix, E)
             G.append(g)
         return np.mean(G, axis=0)
 
@@ -480,7 +495,9 @@ class FoldInRouter(Router):
         meta["tau"], meta["mix"] = self.tau_, list(self.mix_)
         arrays = {"x_mean": self.x_mean_}
         for i, (M, mu, cov, T) in enumerate(self.members_):
-            arrays.update({f"M{i}": M, f"mu{i}": mu, f"cov{i}": cov, f"T{i}": T})
+            arrays.update({f"M{i}": M, f"mu{i}": mu, f"cov{i}": cov})
+            if T is not None:  # (None: loaded from a router saved before the neighbour mixture)
+                arrays[f"T{i}"] = T
         meta["members"] = len(self.members_)
         return meta, arrays
 
