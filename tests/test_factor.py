@@ -236,7 +236,7 @@ def test_neighbour_mixture_finds_the_training_llm_a_new_llm_copies_and_its_shift
 def test_the_neighbour_mixture_is_chosen_in_trial_and_round_trips():
     X, E, P = _table(n=1400, m=12, rank=2, seed=13)
     data, pool, Xt, _ = _split(X, E, P, n_tr=900, n_val=200, m_tr=8)
-    r = make_router("foldin", rank=2, lam=6.0, tau=1.0).fit(data)  # mix and mix_temp "auto": stage 3 runs
+    r = make_router("foldin", rank=2, lam=6.0, tau=1.0, mix="auto").fit(data)  # mix, mix_temp "auto": stage 3 runs
     keys = set(r.selection_)
     assert "lam=6,rank=2,tau=1" in keys and {f"lam=6,rank=2,tau=1,mix={a}@{t}" for a in ("0.3", "0.5")
                                              for t in ("0.1", "0.2", "0.5", "1")} <= keys
@@ -277,9 +277,9 @@ def test_neighbour_shift_is_the_map_even_for_a_distant_training_llm(logit, rate)
 def test_mixture_edge_cases():
     X, E, P = _table(n=1200, m=10, rank=2, seed=15)
     data, pool, Xt, _ = _split(X, E, P, n_tr=800, n_val=150, m_tr=7)
-    # mix = 0 fixes the rest of the mixture: no cross-fold when the other hyperparameters are fixed too
-    r = make_router("foldin", rank=2, lam=6.0, tau=1.0, mix=0).fit(data)
-    assert r.selection_ == {}
+    # mix = 0 (the default) fixes the rest of the mixture: no cross-fold when the other hyperparameters are fixed
+    r = make_router("foldin", rank=2, lam=6.0, tau=1.0).fit(data)
+    assert r.selection_ == {} and r.mix_[0] == 0.0
     # a new LLM with no validation answer gets the fold-in alone (its mixture weights would be arbitrary)
     on = make_router("foldin", rank=2, lam=6.0, tau=1.0, mix=0.5, mix_temp=0.5).fit(data)
     E_val = pool.E_val.copy()

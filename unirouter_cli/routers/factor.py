@@ -33,7 +33,7 @@ gamma is the mean over an ensemble of truncation ranks of one prompt side (``ens
 positive ranks up to the chosen one that the cross-fold cannot tell from the best), each rank with its
 own prior and fold-in; a single rank when only one qualifies.
 
-**Neighbour mixture** (``mix``, ``mix_temp``): a second estimate of a new LLM's gamma that leans on the
+**Neighbour mixture** (``mix``, ``mix_temp``; off by default, ``mix="auto"`` turns it on): a second estimate of a new LLM's gamma that leans on the
 training LLMs' whole profiles rather than on one Gaussian: "the new LLM answers like training LLM j, with
 a bias of its own" (one shift per pair, ``neighbour_fit``), averaged over j with weights softmax(``mix_temp``
 x log-likelihood of the new LLM's validation answers). gamma = (1 - mix) x fold-in + mix x mixture. Stage 3
@@ -57,10 +57,8 @@ CV_ROWS = 3_000  # training prompts the cross-fold selection uses (a seeded subs
 
 
 def sigmoid(S: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-S)), by scipy's ``expit`` (one stable pass; about 3x faster than exp, where and divide)."""
-    from scipy.special import expit
-
-    return expit(S)
+    e = np.exp(-np.abs(S))
+    return np.where(S >= 0, 1.0, e) / (1.0 + e)
 
 
 def train_factors(X: np.ndarray, E: np.ndarray, rank: int, lam: float, seed: int, maxiter: int,
@@ -209,9 +207,11 @@ def neighbour_fit(Sv: np.ndarray, E: np.ndarray, bias_var: float = BIAS_VAR_FLOO
             P = sigmoid(Sv[None] + dd[:, None, :])  # (block, n, m)
             g = np.matmul(o, P)[:, 0] - yo + dd / bias_var
             P -= P * P
-            new = dd - g / (np.matmul(o, P)[:, 0] + 1 / bias_var)
+            step = g / (np.matmul(o, P)[:, 0] + 1 / bias_var)
             lo_, hi = np.where(g < 0, dd, lo_), np.where(g > 0, dd, hi)
-            new = np.where((new <= lo_) | (new >= hi), 0.5 * (lo_ + hi), new)
+            new = dd - step
+            # bisect when Newton leaves the bracket, unless the step is below rounding (it then lands on an end)
+            new = np.where(((new <= lo_) | (new >= hi)) & (np.abs(step) > 1e-8), 0.5 * (lo_ + hi), new)
             move, dd = new - dd, new
             if float(np.abs(move).max(initial=0.0)) < 1e-8:
                 break
@@ -331,8 +331,9 @@ def ensemble_ranks(losses: dict[tuple, Losses], lam: float, r: int) -> tuple[int
                          "maxiter": Param(int, 80, low=1, high=100_000, help="L-BFGS iterations"),
                          "val_prompts": Param(bool, True, help="the final prompt side also learns from the training "
                                               "LLMs' answers on the validation prompts"),
-                         "mix": Param(float, "auto", low=0, high=1, auto=True, grid=True,
-                                      help="weight of the neighbour mixture in gamma (0 = fold-in alone)"),
+                         "mix": Param(float, 0.0, low=0, high=1, auto=True, grid=True,
+                                      help="weight of the neighbour mixture in gamma (0 = fold-in alone, the "
+                                           "default; auto = chosen in each trial)"),
                          "mix_temp": Param(float, "auto", low=0, low_open=True, high=1e6, auto=True, grid=True,
                                            help="temperature of the neighbour mixture's likelihood weights")})
 class FoldInRouter(Router):
@@ -344,7 +345,7 @@ class FoldInRouter(Router):
         temps = [float(v) for v in candidates(self.params["mix_temp"], MIX_TEMP_GRID)]
         if data.n_train_models < 2:  # no LLM to hold out, nothing to check a factor or a prior strength on
             ranks, lams, taus = [0], lams[:1], [1.0 if self.params["tau"] == "auto" else taus[0]]
-            mixes = [0.0 if self.params["mix"] == "auto" else mixes[0]]
+            mixes = [0.0 if self.params["mix"] == "auto" else mixes[0]]  # (nothing to choose it on)
         if mixes == [0.0] or data.n_train_models < 2:
             temps = temps[:1]  # no mixture (or nothing to choose it on): its temperature is not chosen
         return ranks, lams, taus, mixes, temps
