@@ -33,12 +33,13 @@ gamma is the mean over an ensemble of truncation ranks of one prompt side (``ens
 positive ranks up to the chosen one that the cross-fold cannot tell from the best), each rank with its
 own prior and fold-in; a single rank when only one qualifies.
 
-**Neighbour mixture** (``mix``, ``mix_temp``; off by default, ``mix="auto"`` turns it on): a second estimate of a new LLM's gamma that leans on the
-training LLMs' whole profiles rather than on one Gaussian: "the new LLM answers like training LLM j, with
-a bias of its own" (one shift per pair, ``neighbour_fit``), averaged over j with weights softmax(``mix_temp``
-x log-likelihood of the new LLM's validation answers). gamma = (1 - mix) x fold-in + mix x mixture. Stage 3
-of the cross-fold chooses (mix, mix_temp) at the chosen prompt side and tau; mix = 0 (fold-in alone) unless
-a mixture beats it by more than one standard error, as a factor must beat rank 0.
+**Neighbour mixture** (``mix``, ``mix_temp``; off by default, ``mix="auto"`` turns it on): a second
+estimate of a new LLM's gamma that leans on the training LLMs' whole profiles rather than on one Gaussian:
+"the new LLM answers like training LLM j, with a bias of its own" (one shift per pair, ``neighbour_fit``),
+averaged over j with weights softmax(``mix_temp`` x log-likelihood of the new LLM's validation answers).
+gamma = (1 - mix) x fold-in + mix x mixture. Stage 3 of the cross-fold chooses (mix, mix_temp) at the
+chosen prompt side and tau; mix = 0 (fold-in alone) unless a mixture beats it by more than one standard
+error, as a factor must beat rank 0.
 """
 
 from __future__ import annotations
