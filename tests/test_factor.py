@@ -105,6 +105,7 @@ def test_fixed_hyperparameters_skip_the_selection():
     assert r.selection_ == {} and r.hyperparams_ == {"rank": 2, "ensemble": "2", "lam": 6.0, "tau": 1.0,
                                                      "mix": 0.3, "mix_temp": 0.5}
     r = make_router("foldin", rank=[0, 2], lam=6.0, tau=1.0, mix=0).fit(data)  # a list is a grid
+    assert "mix_temp" not in r.hyperparams_ and r.hyperparams_["mix"] == 0.0  # no mixture, no temperature
     assert set(r.selection_) == {"lam=6,rank=0,tau=1", "lam=6,rank=2,tau=1"}
     r = make_router("foldin", rank=2, lam=6.0, tau=1.0, mix=[0, 0.5], mix_temp=0.2).fit(data)
     assert set(r.selection_) == {"lam=6,rank=2,tau=1", "lam=6,rank=2,tau=1,mix=0.5@0.2"}
@@ -296,3 +297,19 @@ def test_mixture_edge_cases():
     assert all(isinstance(v, np.ndarray) and v.dtype != object for v in arrays2.values())
     np.testing.assert_array_equal(make_router("foldin").load_state(meta2, arrays2).predict(Xt, pool),
                                   r.predict(Xt, pool))
+
+
+def test_neighbour_fit_in_blocks_equals_one_block(monkeypatch):
+    """Pools too large for one (new LLMs x prompts x training LLMs) array are fitted in blocks of new LLMs; the
+    blocks give the same shifts and likelihoods (a review found the block size overwritten inside the loop)."""
+    import unirouter_cli.routers.factor as factor
+
+    rng = np.random.default_rng(16)
+    Sv = rng.normal(0, 1.5, (300, 6))
+    E = (rng.random((300, 7)) < 0.4).astype(float)
+    E[rng.random(E.shape) < 0.2] = np.nan
+    whole = neighbour_fit(Sv, E)
+    monkeypatch.setattr(factor, "BLOCK_CELLS", 2 * 300 * 6)  # two new LLMs per block, the last one alone
+    blocks = neighbour_fit(Sv, E)
+    for a, b in zip(whole, blocks, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)

@@ -182,6 +182,7 @@ def fold_in(F: np.ndarray, E: np.ndarray, mu: np.ndarray, prec: np.ndarray, T0: 
 
 
 NEIGHBOURS = 32  # training LLMs, at most, in a new LLM's neighbour mixture (those of most weight)
+BLOCK_CELLS = 20_000_000  # neighbour_fit works on (new LLMs, prompts, training LLMs) blocks of at most this size
 
 
 def neighbour_fit(Sv: np.ndarray, E: np.ndarray, bias_var: float = BIAS_VAR_FLOOR) -> tuple[np.ndarray, np.ndarray]:
@@ -194,9 +195,9 @@ def neighbour_fit(Sv: np.ndarray, E: np.ndarray, bias_var: float = BIAS_VAR_FLOO
     n, m = Sv.shape
     c = E.shape[1]
     d, ll = np.zeros((c, m)), np.zeros((c, m))
-    step = max(1, int(2e7 // max(n * m, 1)))  # new LLMs per block: (n, block, m) arrays of at most ~2e7 cells
-    for lo in range(0, c, step):
-        sl = slice(lo, lo + step)
+    block = max(1, BLOCK_CELLS // max(n * m, 1))  # new LLMs per block
+    for lo in range(0, c, block):
+        sl = slice(lo, lo + block)
         o, dd = ob[:, sl].T[:, None, :], d[sl]  # o: (block, 1, n), so sums over prompts are matrix products
         yo = (ob[:, sl] * y[:, sl]).sum(axis=0)[:, None]
         # safeguarded Newton (Newton inside a bracket, else bisection): the gradient is increasing in d and
@@ -208,11 +209,11 @@ def neighbour_fit(Sv: np.ndarray, E: np.ndarray, bias_var: float = BIAS_VAR_FLOO
             P = sigmoid(Sv[None] + dd[:, None, :])  # (block, n, m)
             g = np.matmul(o, P)[:, 0] - yo + dd / bias_var
             P -= P * P
-            step = g / (np.matmul(o, P)[:, 0] + 1 / bias_var)
+            newton = g / (np.matmul(o, P)[:, 0] + 1 / bias_var)
             lo_, hi = np.where(g < 0, dd, lo_), np.where(g > 0, dd, hi)
-            new = dd - step
+            new = dd - newton
             # bisect when Newton leaves the bracket, unless the step is below rounding (it then lands on an end)
-            new = np.where(((new <= lo_) | (new >= hi)) & (np.abs(step) > 1e-8), 0.5 * (lo_ + hi), new)
+            new = np.where(((new <= lo_) | (new >= hi)) & (np.abs(newton) > 1e-8), 0.5 * (lo_ + hi), new)
             move, dd = new - dd, new
             if float(np.abs(move).max(initial=0.0)) < 1e-8:
                 break
@@ -408,40 +409,37 @@ class FoldInRouter(Router):
                     score((lam, members, tau), f, plain(tau, f))
         stage2 = {k[2]: v.total for k, v in losses.items() if k[:2] == (lam, members)}
         tau = min(stage2, key=lambda t: (stage2[t], abs(np.log(t))))
-        mix, temp = self._select_mixture(data, fits, (lam, members, tau), mixes, temps, F, parts, plain, score,
-                                         losses)
+
+        def mixture_stage(tau: float) -> tuple[float, float]:
+            """Stage 3: the neighbour mixture's (weight, temperature) at the chosen prompt side and tau, by
+            held-out loss; weight 0 (the fold-in alone) unless a mixture beats it by more than one standard error."""
+            key0 = (lam, members, tau)
+            if mixes == [0.0]:
+                return 0.0, temps[0]
+            for f in range(F):
+                g0, Ev = plain(tau, f), data.E_val[:, parts(f)[1]]
+                gm = dict.fromkeys(temps, 0.0)
+                for r in members:
+                    Fv, Fo, _, _, T = fits[(f, lam, r)]
+                    d, ll = neighbour_fit(Fv @ T.T, Ev)
+                    for t in temps:
+                        gm[t] = gm[t] + neighbour_gamma(Fo @ T.T, *neighbour_weights(d, ll, t)) / len(members)
+                for a in (a for a in mixes if a > 0):
+                    for t in temps:
+                        score((*key0, a, t), f, blend(g0, gm[t], a, Ev))
+            mixed = {k[3:]: v for k, v in losses.items() if len(k) == 5 and k[:3] == key0}
+            if not mixed:
+                return 0.0, temps[0]
+            best = min(mixed, key=lambda o: (mixed[o].total, o[0], o[1]))
+            if 0.0 in mixes and losses[key0].within_one_se(mixed[best]):  # like a factor, it must earn its place
+                return 0.0, temps[0]
+            return best
+
+        mix, temp = mixture_stage(tau)
         return list(members), lam, tau, mix, temp, {
             f"lam={k[0]:g},rank={'+'.join(map(str, k[1]))},tau={k[2]:g}" + (f",mix={k[3]:g}@{k[4]:g}" if len(k) > 3
                                                                             else ""): v.total / max(cells, 1.0)
             for k, v in losses.items()}
-
-    @staticmethod
-    def _select_mixture(data: FitData, fits: dict, key0: tuple, mixes: list[float], temps: list[float], F: int,
-                        parts, plain, score, losses: dict) -> tuple[float, float]:
-        """Stage 3: the neighbour mixture's (weight, temperature) at the chosen prompt side and tau, by held-out
-        loss; weight 0 (the fold-in alone) unless a mixture beats it by more than one standard error."""
-        lam, members, tau = key0
-        if mixes == [0.0]:
-            return 0.0, temps[0]
-        for f in range(F):
-            g0 = plain(tau, f)
-            gm = dict.fromkeys(temps, 0.0)
-            for r in members:
-                Fv, Fo, _, _, T = fits[(f, lam, r)]
-                d, ll = neighbour_fit(Fv @ T.T, data.E_val[:, parts(f)[1]])
-                for t in temps:
-                    gm[t] = gm[t] + neighbour_gamma(Fo @ T.T, *neighbour_weights(d, ll, t)) / len(members)
-            for a in mixes:
-                for t in temps:
-                    if a > 0:
-                        score((*key0, a, t), f, blend(g0, gm[t], a, data.E_val[:, parts(f)[1]]))
-        mixed = {k[3:]: v for k, v in losses.items() if len(k) == 5 and k[:3] == key0}
-        if not mixed:
-            return 0.0, temps[0]
-        best = min(mixed, key=lambda o: (mixed[o].total, o[0], o[1]))
-        if 0.0 in mixes and losses[key0].within_one_se(mixed[best]):  # like a factor, it has to earn its place
-            return 0.0, temps[0]
-        return best
 
     def fit(self, data: FitData) -> FoldInRouter:
         ranks, lams, taus, mixes, temps = self._grids(data)
@@ -468,7 +466,9 @@ class FoldInRouter(Router):
         self.tau_, self.mix_ = float(tau), (float(mix), float(temp))
         ranks_used = [int(M.shape[0]) for M, *_ in self.members_]
         self.hyperparams_ = {"rank": max(ranks_used), "ensemble": "+".join(map(str, ranks_used)), "lam": float(lam),
-                             "tau": self.tau_, "mix": self.mix_[0], "mix_temp": self.mix_[1]}
+                             "tau": self.tau_, "mix": self.mix_[0]}
+        if self.mix_[0] > 0:  # (a temperature of no mixture is not a choice)
+            self.hyperparams_["mix_temp"] = self.mix_[1]
         return self
 
     def llm_vectors(self, pool: Pool) -> list[np.ndarray]:
