@@ -311,3 +311,25 @@ def test_fit_accepts_a_preset_file_and_options_override_it(runner, small_dataset
     assert res.exit_code == 0, res.output
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["trials"] == 2 and cfg["seed"] == 4 and cfg["split"]["unseen_frac"] == 0.5
+
+
+def test_a_task_limits_threads_without_importing_scikit_learn(runner, small_dataset, tmp_path):
+    """A trial's worker pins BLAS and OpenMP to one thread (parallelism is across trials) without paying
+    for a scikit-learn import it does not use; a library loaded later in the task (scikit-learn's OpenMP)
+    is pinned too."""
+    run = tmp_path / "run"
+    assert _fit(runner, small_dataset, run, trials=1).exit_code == 0
+    code = (
+        "import sys\n"
+        "from unirouter_cli.rundir import _context\n"
+        f"_context({str(run)!r})\n"
+        "assert 'sklearn' not in sys.modules, 'the task context imported scikit-learn'\n"
+        "import sklearn.cluster  # noqa: F401 - loads scikit-learn's OpenMP runtime\n"
+        "from threadpoolctl import threadpool_info\n"
+        "pools = {(p['user_api'], p['num_threads']) for p in threadpool_info()}\n"
+        "assert any(api == 'openmp' for api, _ in pools), pools\n"
+        "assert all(n == 1 for _, n in pools), pools\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -6,11 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from unirouter_cli.routers import FitData, Pool, make_router
 from unirouter_cli.routers.factor import (
     fold_in,
     gaussian_prior,
+    ledoit_wolf,
     neighbour_fit,
     neighbour_gamma,
     neighbour_weights,
@@ -194,6 +197,22 @@ def test_truncation_and_prior_shapes():
     full = truncate(P, 6)
     W = P["A"].T @ P["V"].T
     np.testing.assert_allclose(full[0].T @ full[1][:, :-1].T, W, atol=1e-8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 40), st.integers(1, 40), st.integers(0, 2**32 - 1), st.sampled_from(["normal", "ties", "one"]))
+def test_ledoit_wolf_is_scikit_learns_bit_for_bit(m, k, seed, kind):
+    """The prior's covariance is scikit-learn's Ledoit-Wolf estimate, to the last bit (the port only saves
+    the import): random, tied-column and single-row-repeated inputs, fewer LLMs than dimensions too."""
+    from sklearn.covariance import ledoit_wolf as sklearn_ledoit_wolf
+
+    rng = np.random.default_rng(seed)
+    T = rng.normal(size=(m, k)) * rng.gamma(1.0, 1.0, size=k)
+    if kind == "ties":
+        T[:, : max(k // 2, 1)] = T[:, :1]
+    elif kind == "one":
+        T[:] = T[0]  # every LLM alike: no spread at all
+    assert np.array_equal(ledoit_wolf(T), sklearn_ledoit_wolf(T)[0])
 
 
 def test_near_identical_training_llms_do_not_pin_a_new_llms_error_rate():

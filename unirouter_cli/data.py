@@ -277,7 +277,7 @@ def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.Dat
                 unknown = ~outcomes["prompt_id"].astype(str).isin(prompt_set).to_numpy()
                 _report_rows(problems, p, unknown, "prompt_id not listed in prompts")
             if models is not None and model_set is not None:
-                seen = set(outcomes["model"].astype(str))
+                seen = set(outcomes["model"].astype(str).unique())  # (unique first: a set of every row is slow)
                 silent = models["model"].notna().to_numpy() & ~models["model"].astype(str).isin(seen).to_numpy()
                 if silent.any():
                     names = ", ".join(models["model"].astype(str)[silent].tolist()[:3])

@@ -516,10 +516,14 @@ class RunDir:
 # --------------------------------------------------------------------------------------------
 def _context(run_path: str) -> tuple[RunDir, RunConfig, Dataset, np.ndarray]:
     import scipy.optimize  # noqa: F401 - load scipy's own BLAS first, so the limit below reaches it too
-    import sklearn.utils  # noqa: F401
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1)  # parallelism is across trials; BLAS/OpenMP threads inside a trial oversubscribe
+    # Parallelism is across trials; BLAS/OpenMP threads inside a trial oversubscribe. threadpool_limits reaches
+    # the libraries loaded so far; the variables reach those loaded later (scikit-learn's OpenMP, read when it
+    # loads), so no task pays for importing scikit-learn (~2 s per process) unless it uses it.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    threadpool_limits(1)
     rd = RunDir(run_path)
     cfg = rd.read_config()
     ds = load_dataset(cfg.dataset_path)

@@ -118,13 +118,36 @@ def truncate(P: dict[str, np.ndarray], r: int) -> tuple[np.ndarray, np.ndarray]:
 BIAS_VAR_FLOOR = 0.25  # the prior never pins a new LLM's logit error rate closer than +-0.5 to the training mean
 
 
+def ledoit_wolf(T: np.ndarray) -> np.ndarray:
+    """Ledoit-Wolf shrunk covariance of the rows of ``T`` (m, k): the operations of scikit-learn 1.9's
+    ``sklearn.covariance.ledoit_wolf`` for k < 1,000 (its block size), so the result is bit-identical
+    (tested against it). Kept here because importing ``sklearn.covariance`` costs ~2 s per process (a
+    worker of ``--jobs N`` pays it once), more than the fold-in's whole selection spends on covariances."""
+    X = T - T.mean(axis=0)
+    n, k = X.shape
+    if k == 1:
+        return np.atleast_2d((X**2).mean())
+    X2 = X**2
+    emp_cov_trace = np.sum(X2, axis=0) / n
+    mu = np.sum(emp_cov_trace) / k
+    delta_ = 0.0 + np.sum(np.dot(X.T, X) ** 2)  # sum of the squared coefficients of <X.T, X>
+    delta_ /= n**2
+    beta_ = 0.0 + np.sum(np.dot(X2.T, X2))  # sum of the coefficients of <X2.T, X2>
+    beta = 1.0 / (k * n) * (beta_ / n - delta_)
+    delta = (delta_ - 2.0 * mu * emp_cov_trace.sum() + k * mu**2) / k
+    beta = min(beta, delta)  # never shrink by more than 1
+    shrinkage = 0 if beta == 0 else beta / delta
+    emp_cov = np.dot(X.T, X) / n
+    shrunk = (1.0 - shrinkage) * emp_cov
+    shrunk.flat[:: k + 1] += shrinkage * (np.sum(np.trace(emp_cov)) / k)
+    return shrunk
+
+
 def gaussian_prior(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of the LLM vectors ``T`` = [v, b] (m, k): Ledoit-Wolf (well conditioned even
     with fewer LLMs than dimensions); one LLM gives an identity covariance."""
-    from sklearn.covariance import ledoit_wolf
-
     k = T.shape[1]
-    cov = ledoit_wolf(T)[0] if len(T) > 1 else np.eye(k)
+    cov = ledoit_wolf(T) if len(T) > 1 else np.eye(k)
     return T.mean(axis=0), cov + 1e-6 * max(float(np.trace(cov)) / k, 1e-12) * np.eye(k)
 
 
