@@ -212,7 +212,13 @@ def test_ledoit_wolf_is_scikit_learns_bit_for_bit(m, k, seed, kind):
         T[:, : max(k // 2, 1)] = T[:, :1]
     elif kind == "one":
         T[:] = T[0]  # every LLM alike: no spread at all
-    assert np.array_equal(ledoit_wolf(T), sklearn_ledoit_wolf(T)[0])
+    import sklearn
+
+    ours, theirs = ledoit_wolf(T), sklearn_ledoit_wolf(T)[0]
+    if sklearn.__version__.startswith("1.9."):  # the version it was ported from: the same operations
+        assert np.array_equal(ours, theirs)
+    else:  # another version may order its sums differently
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-14)
 
 
 def test_near_identical_training_llms_do_not_pin_a_new_llms_error_rate():
