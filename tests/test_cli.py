@@ -333,3 +333,15 @@ def test_a_task_limits_threads_without_importing_scikit_learn(runner, small_data
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_evaluate_on_a_missing_run_directory_creates_nothing(runner, tmp_path):
+    run = tmp_path / "runs" / "nope"
+    res = invoke(runner, "evaluate", "--run-dir", run)
+    assert res.exit_code == 2 and "config.yaml: missing" in res.output, res.output
+    assert not run.exists() and not (tmp_path / "runs").exists()  # (it used to be created, with a .lock)
+
+
+def test_serve_help_shows_the_request_format_whole(runner):
+    res = invoke(runner, "router", "serve", "--help")
+    assert res.exit_code == 0 and '"pool": [names]}' in res.output, res.output

@@ -205,3 +205,31 @@ def test_empty_category_is_refused_with_its_row(tmp_path, small_tables, runner, 
     res = invoke(runner, "data", "validate", str(d))
     assert res.exit_code == 2 and "category is empty" in res.output
     assert ("line 5" if fmt == "csv" else "row 3") in res.output
+
+
+def test_a_bad_byte_deep_in_a_csv_is_located_in_the_file(tmp_path, small_tables):
+    """pandas decodes in blocks and reports the offset inside its block: the error names the file's own
+    line and byte instead."""
+    p, o, m = small_tables
+    folder = write_dataset(tmp_path / "d", p, o, m, fmt="csv")
+    raw = (folder / "outcomes.csv").read_bytes()
+    lines = raw.split(b"\n")
+    assert len(lines) > 300
+    lines[299] = lines[299].replace(b",", b",\xff", 1)  # file line 300
+    bad = b"\n".join(lines)
+    (folder / "outcomes.csv").write_bytes(bad)
+    problems, _, _ = validate_folder(folder)
+    text = " ".join(str(pr) for pr in problems)
+    where = bad.index(bytes([0xFF]))
+    assert "outcomes.csv" in text and f"line 300 (byte {where})" in text, text
+
+
+def test_a_parser_error_stays_on_one_line(tmp_path, small_tables):
+    p, o, m = small_tables
+    folder = write_dataset(tmp_path / "d", p, o, m, fmt="csv")
+    lines = (folder / "outcomes.csv").read_text().split("\n")
+    lines[199] += ",extra,fields"
+    (folder / "outcomes.csv").write_text("\n".join(lines))
+    problems, _, _ = validate_folder(folder)
+    text = [str(pr) for pr in problems if "outcomes.csv" in str(pr)]
+    assert text and all("\n" not in t for t in text) and "cannot be read" in text[0], text

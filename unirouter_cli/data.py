@@ -107,15 +107,28 @@ def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
             return read_csv_table(path)
         _check_parquet_size(path)
         return pd.read_parquet(path)
-    except UnicodeDecodeError as e:
-        problems.append(Problem(path.name, f"byte {e.start}", "is not valid UTF-8 text"))
+    except UnicodeDecodeError:
+        problems.append(Problem(path.name, _first_invalid_utf8(path), "is not valid UTF-8 text"))
     except pd.errors.EmptyDataError:
         problems.append(Problem(path.name, "", "is empty (expected a header and at least one row)"))
     except DataError as e:  # a FIFO, a directory, a device
         problems.append(Problem(path.name, "", str(e).split(": ", 1)[-1]))
     except Exception as e:  # noqa: BLE001 - any parser failure is a data problem
-        problems.append(Problem(path.name, "", f"cannot be read ({type(e).__name__}: {str(e)[:120]})"))
+        message = " ".join(str(e).split())[:160]  # one line: a parser's message may end in a newline
+        problems.append(Problem(path.name, "", f"cannot be read ({type(e).__name__}: {message})"))
     return None
+
+
+def _first_invalid_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 is, in the file (the reader's own offset counts from the start of
+    the block it was decoding): "line N (byte B)"."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        return f"line {line} (byte {e.start})"
+    return ""
 
 
 def _first_rows(mask: np.ndarray, limit: int = 3) -> list[int]:

@@ -690,6 +690,7 @@ def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: 
     for p in pools:
         if p not in POOLS:
             raise ConfigError(f"unknown pool {p!r}: expected one of {', '.join(POOLS)}")
+    rd.read_config()  # refused before the lock: a missing run directory is not created
     with rd.lock():
         cfg = rd.read_config()
         _name, folder = resolve(cfg.dataset_path if Path(cfg.dataset_path).is_dir() else cfg.dataset)

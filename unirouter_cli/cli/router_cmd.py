@@ -256,7 +256,7 @@ def serve_cmd(
     """Serve a router over HTTP (standard library): POST /route, GET /info, GET /health.
 
     POST /route takes {"prompts": [{"prompt_id": ..., "text": ...}], "lambda" | "max_cost" | "min_quality":
-    number, "pool": [names]} and answers {"routes": [{prompt_id, model, p_correct, cost, lambda}]}.
+    number, "pool": \\[names]} and answers {"routes": [{prompt_id, model, p_correct, cost, lambda}]}.
     Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
     unirouter router serve routers/rb --port 8000 --max-cost 0.001
     """
