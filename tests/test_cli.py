@@ -72,6 +72,7 @@ def test_rerun_needs_resume_and_resume_skips_done_work(runner, small_dataset, tm
     assert _fit(runner, small_dataset, run).exit_code == 0
     res = _fit(runner, small_dataset, run)
     assert res.exit_code == 2 and "--resume" in res.output
+    assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1, res.output  # the error line alone
     before = (run / "trials" / "trial-0000" / "fit.json").stat().st_mtime_ns
     assert _fit(runner, small_dataset, run, "--resume").exit_code == 0
     assert (run / "trials" / "trial-0000" / "fit.json").stat().st_mtime_ns == before

@@ -624,6 +624,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, jobs: int
     check_backend(backend, scheduler)
     cfg, ds = prepare(cfg)
     rd = RunDir(run_dir)
+    _check_existing(rd, cfg, resume)  # refuse before any informational line (checked again under the lock)
     if info:
         info(universe_line(cfg.universe))
         if warn := pool_warning(cfg.split, int(cfg.universe.get("n_models", 0))):
@@ -640,20 +641,26 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, jobs: int
     return rd
 
 
+def _check_existing(rd: RunDir, cfg: RunConfig, resume: bool) -> None:
+    """Refuse to fit into a directory that holds a run, unless resuming it with the same settings."""
+    if not rd.config_file.exists():
+        return
+    old = rd.read_config().to_dict()
+    new = cfg.to_dict()
+    diff = [k for k in new if k != "unirouter_version" and old.get(k) != new.get(k)]
+    if diff:
+        raise RunDirError(f"{rd.config_file}: this run was made with other settings ({', '.join(diff)}); "
+                          f"to continue it, repeat the original options or run `unirouter fit --resume "
+                          f"--run-dir {rd.path}` alone; else use a new --run-dir")
+    if not resume:
+        raise RunDirError(f"{rd.path} already holds a run; add --resume to continue it or use a new --run-dir")
+    rd.check_fitted_with(new, cfg.tasks())
+
+
 def _fit_locked(cfg: RunConfig, ds: Dataset, rd: RunDir, resume: bool, jobs: int, backend: str,
                 scheduler: str | None, progress_factory: Callable | None) -> None:
     with rd.lock():
-        if rd.config_file.exists():
-            old = rd.read_config().to_dict()
-            new = cfg.to_dict()
-            diff = [k for k in new if k != "unirouter_version" and old.get(k) != new.get(k)]
-            if diff:
-                raise RunDirError(f"{rd.config_file}: this run was made with other settings ({', '.join(diff)}); "
-                                  f"to continue it, repeat the original options or run `unirouter fit --resume "
-                                  f"--run-dir {rd.path}` alone; else use a new --run-dir")
-            if not resume:
-                raise RunDirError(f"{rd.path} already holds a run; add --resume to continue it or use a new --run-dir")
-            rd.check_fitted_with(new, cfg.tasks())
+        _check_existing(rd, cfg, resume)
         get_embeddings(ds, cfg.encoder)  # compute + cache once, before workers start
         write_yaml(rd.config_file, cfg.to_dict())
         todo = [(str(rd.path.resolve()), task) for task in cfg.tasks() if not rd.is_fitted(task, cfg.routers)]
