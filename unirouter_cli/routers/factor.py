@@ -130,11 +130,9 @@ def ledoit_wolf(T: np.ndarray) -> np.ndarray:
     X2 = X**2
     emp_cov_trace = np.sum(X2, axis=0) / n
     mu = np.sum(emp_cov_trace) / k
-    delta_ = 0.0 + np.sum(np.dot(X.T, X) ** 2)  # sum of the squared coefficients of <X.T, X>
-    delta_ /= n**2
-    beta_ = 0.0 + np.sum(np.dot(X2.T, X2))  # sum of the coefficients of <X2.T, X2>
-    beta = 1.0 / (k * n) * (beta_ / n - delta_)
-    delta = (delta_ - 2.0 * mu * emp_cov_trace.sum() + k * mu**2) / k
+    sq = np.sum(np.dot(X.T, X) ** 2) / n**2  # sum of the squared coefficients of <X.T, X>, over n^2
+    beta = 1.0 / (k * n) * (np.sum(np.dot(X2.T, X2)) / n - sq)
+    delta = (sq - 2.0 * mu * emp_cov_trace.sum() + k * mu**2) / k
     beta = min(beta, delta)  # never shrink by more than 1
     shrinkage = 0 if beta == 0 else beta / delta
     emp_cov = np.dot(X.T, X) / n
