@@ -316,8 +316,8 @@ def test_fit_accepts_a_preset_file_and_options_override_it(runner, small_dataset
 
 def test_a_task_limits_threads_without_importing_scikit_learn(runner, small_dataset, tmp_path):
     """A trial's worker pins BLAS and OpenMP to one thread (parallelism is across trials) without paying
-    for a scikit-learn import it does not use; a library loaded later in the task (scikit-learn's OpenMP)
-    is pinned too."""
+    for a scikit-learn or scipy.optimize import it does not use; libraries loaded later in the task (scipy's
+    own BLAS, scikit-learn's OpenMP) are pinned too."""
     run = tmp_path / "run"
     assert _fit(runner, small_dataset, run, trials=1).exit_code == 0
     code = (
@@ -325,11 +325,14 @@ def test_a_task_limits_threads_without_importing_scikit_learn(runner, small_data
         "from unirouter_cli.rundir import _context\n"
         f"_context({str(run)!r})\n"
         "assert 'sklearn' not in sys.modules, 'the task context imported scikit-learn'\n"
+        "assert 'scipy.optimize' not in sys.modules, 'the task context imported scipy.optimize'\n"
+        "import scipy.optimize  # noqa: F401 - loads scipy's own BLAS\n"
         "import sklearn.cluster  # noqa: F401 - loads scikit-learn's OpenMP runtime\n"
         "from threadpoolctl import threadpool_info\n"
-        "pools = {(p['user_api'], p['num_threads']) for p in threadpool_info()}\n"
-        "assert any(api == 'openmp' for api, _ in pools), pools\n"
-        "assert all(n == 1 for _, n in pools), pools\n"
+        "pools = {(p['user_api'], p['prefix'], p['num_threads']) for p in threadpool_info()}\n"
+        "assert any(api == 'openmp' for api, _, _ in pools), pools\n"
+        "assert any('scipy' in prefix for _, prefix, _ in pools), pools\n"
+        "assert all(n == 1 for _, _, n in pools), pools\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)

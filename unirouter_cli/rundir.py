@@ -515,12 +515,12 @@ class RunDir:
 # task functions (run in worker processes: they reload the dataset and embeddings by path)
 # --------------------------------------------------------------------------------------------
 def _context(run_path: str) -> tuple[RunDir, RunConfig, Dataset, np.ndarray]:
-    import scipy.optimize  # noqa: F401 - load scipy's own BLAS first, so the limit below reaches it too
     from threadpoolctl import threadpool_limits
 
     # Parallelism is across trials; BLAS/OpenMP threads inside a trial oversubscribe. threadpool_limits reaches
-    # the libraries loaded so far; the variables reach those loaded later (scikit-learn's OpenMP, read when it
-    # loads), so no task pays for importing scikit-learn (~2 s per process) unless it uses it.
+    # the libraries loaded so far (numpy's BLAS); the variables reach those loaded later (scipy's own BLAS and
+    # scikit-learn's OpenMP read them when they load), so no task pays for importing scipy.optimize (~0.8 s) or
+    # scikit-learn (~2 s per process) unless it uses them.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     threadpool_limits(1)
