@@ -349,3 +349,18 @@ def test_evaluate_on_a_missing_run_directory_creates_nothing(runner, tmp_path):
 def test_serve_help_shows_the_request_format_whole(runner):
     res = invoke(runner, "router", "serve", "--help")
     assert res.exit_code == 0 and '"pool": [names]}' in res.output, res.output
+
+
+def test_fit_warns_of_a_parameter_no_fitted_router_uses(runner, small_dataset, tmp_path):
+    """-p for a router that is not fitted (and not shared with one that is) is recorded but warned about."""
+    base = ["fit", "--dataset", small_dataset, "--trials", 1, "--seed", 3]
+    res = invoke(runner, *base, "--run-dir", tmp_path / "a", "-r", "knn", "-p", "uniroute-kmeans.K=4",
+                 "-p", "foldin.rank=2", "-p", "knn.k=5")
+    assert res.exit_code == 0, res.output
+    warn = [line for line in res.output.splitlines() if line.startswith("warning: no router")]
+    assert warn == ["warning: no router of this run (knn) uses uniroute-kmeans.K=4, foldin.rank=2: set for a router "
+                    "that is not fitted (recorded in config.yaml, no effect)"], res.output
+    # K is shared by uniroute-kmeans and uniroute-learnedmap: fixing it through the other name is a use
+    res = invoke(runner, *base, "--run-dir", tmp_path / "b", "-r", "uniroute-learnedmap", "-p", "uniroute-kmeans.K=4",
+                 "-p", "uniroute-learnedmap.maxiter=15")
+    assert res.exit_code == 0 and "warning" not in res.output, res.output

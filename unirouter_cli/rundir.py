@@ -47,7 +47,7 @@ from .io import (
     yaml_problem,
 )
 from .probes import STRATEGIES, check_strategy
-from .routers import Pool, Router, check_routers, get_spec, make_router, resolve_params
+from .routers import Pool, Router, check_routers, get_spec, make_router, resolve_params, unused_params
 from .routers.base import STATE_ERRORS, check_prediction, nonfinite_array
 from .split import COVERAGE_POLICIES, SplitConfig, Trial, fractions_off, make_trial, pool_warning, universe_line
 
@@ -631,6 +631,11 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, jobs: int
             info(warn)
         for r, why in cfg.skipped_routers.items():
             info(f"skipped router {r}: {why}")
+        unused = unused_params({r: p for r, p in cfg.router_params.items() if r not in cfg.skipped_routers},
+                               cfg.routers)
+        if unused:
+            info(f"warning: no router of this run ({', '.join(cfg.routers)}) uses {', '.join(unused)}: "
+                 "set for a router that is not fitted (recorded in config.yaml, no effect)")
     fresh = not rd.path.exists()
     try:
         _fit_locked(cfg, ds, rd, resume, jobs, backend, scheduler, progress_factory)

@@ -33,6 +33,7 @@ from .base import (
     selection_area,
     selection_rows,
     subset,
+    unused_params,
 )
 from .clusters import cluster_profile, kmeans, nearest, nested_kmeans
 from .neighbours import knn_errors
@@ -43,4 +44,4 @@ DEFAULT_ROUTERS = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap", "ret
 __all__ = ["DEFAULT_ROUTERS", "ENTRY_POINT_GROUP", "ROUTERS", "FitData", "Param", "Pool", "Router", "RouterSpec",
            "check_params", "check_routers", "cluster_profile", "get_spec", "kmeans", "knn_errors", "load_plugins",
            "make_router", "masked_mean", "nearest", "nested_kmeans", "overall_error", "register_router",
-           "resolve_params", "selection_area", "selection_rows", "subset"]
+           "resolve_params", "selection_area", "selection_rows", "subset", "unused_params"]

@@ -237,6 +237,14 @@ def resolve_params(router_params: dict[str, dict], routers: list[str] | None = N
     return {k: v for k, v in out.items() if v}
 
 
+def unused_params(router_params: dict[str, dict], routers: list[str]) -> list[str]:
+    """``ROUTER.NAME=VALUE`` of each parameter that no router of ``routers`` uses: set for a router that is not
+    fitted, and not shared with one that is (``-p uniroute-kmeans.K=4`` with ``-r knn`` alone)."""
+    shared = {prm.shared for r in routers for prm in get_spec(r).params.values() if prm.shared}
+    return [f"{name}.{k}={v}" for name, p in router_params.items() if name not in routers
+            for k, v in p.items() if get_spec(name).params[k].shared not in shared]  # (None is never in it)
+
+
 def make_router(name: str, **overrides: Any) -> Router:
     spec = get_spec(name)
     explicit = check_params(name, {k: v for k, v in overrides.items() if v is not None})
