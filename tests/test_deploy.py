@@ -608,3 +608,16 @@ def test_probes_can_export_an_llms_answers(scenario, tmp_path):
     assert (got.loc[want.index, "score"] == want["score"]).all()
     res = run("router", "probes", scenario["dir"], "-n", 5, "--answers-of", "gpt-5")
     assert res.exit_code == 2 and "not in this router" in res.stderr
+
+
+def test_quiet_silences_the_closing_ok_lines(scenario, tmp_path):
+    """-q: no informational output, the closing `ok: <file>` lines included; what the command writes is the same."""
+    sc = scenario
+    args = ["router", "route", sc["dir"], "--prompts", sc["prompts"], "--lambda", 30]
+    loud = run(*args, "--out", tmp_path / "loud.jsonl")
+    quiet = run("-q", *args, "--out", tmp_path / "quiet.jsonl")
+    assert loud.exit_code == 0 and f"ok: {tmp_path / 'loud.jsonl'}" in loud.output.splitlines(), loud.output
+    assert quiet.exit_code == 0 and quiet.output == "", quiet.output
+    assert (tmp_path / "loud.jsonl").read_bytes() == (tmp_path / "quiet.jsonl").read_bytes()
+    res = run("-q", "router", "probes", sc["dir"], "-n", 10, "--seed", 0, "--out", tmp_path / "p.csv")
+    assert res.exit_code == 0 and res.output == "" and (tmp_path / "p.csv").stat().st_size > 0, res.output

@@ -119,6 +119,12 @@ def info(msg: str) -> None:
         err_console.print(msg, soft_wrap=True)
 
 
+def done(msg: str) -> None:
+    """A command's closing ``ok: ...`` line (what it wrote or checked), on standard output; -q silences it."""
+    if not STATE.quiet:
+        typer.echo(msg)
+
+
 def progress_factory() -> Callable[[int, str], Callable[[int], None]] | None:
     """A factory for rich progress bars (with time left), or None when quiet / nothing to show."""
     if STATE.quiet:

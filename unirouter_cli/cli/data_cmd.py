@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .common import boundary, console, info
+from .common import boundary, console, done, info
 
 app = typer.Typer(help="List, validate and inspect routing tables.", no_args_is_help=True)
 
@@ -68,7 +68,7 @@ def validate_cmd(
         typer.echo(f"{len(problems)} problem(s) in {path}", err=True)
         raise typer.Exit(2)
     n = {k: len(v) for k, v in tables.items()}
-    typer.echo(f"ok: {path}: {n['prompts']} prompts, {n['models']} models, {n['outcomes']} outcomes")
+    done(f"ok: {path}: {n['prompts']} prompts, {n['models']} models, {n['outcomes']} outcomes")
 
 
 COVERAGE_SHADES = ((1.0, "█"), (0.75, "▓"), (0.25, "▒"), (1e-12, "░"), (0.0, "·"))
@@ -153,7 +153,7 @@ def register(root: typer.Typer) -> None:
         from ..download import download as do_download
 
         folder, summary = do_download(name, from_dir, dest, progress=info, replace_bundled=replace_bundled)
-        typer.echo(f"ok: {folder}: {summary['prompts']} prompts, {summary['models']} models, "
+        done(f"ok: {folder}: {summary['prompts']} prompts, {summary['models']} models, "
                    f"{summary['outcomes']} outcomes")
         if summary.get("not_found"):
             typer.echo(f"warning: not on the host, skipped: {', '.join(summary['not_found'])}", err=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from .common import boundary, console
+from .common import boundary, console, done
 
 
 def _print_table(title: str, columns: tuple[str, ...], rows: object) -> None:
@@ -75,4 +75,4 @@ def register(root: typer.Typer) -> None:
 
         ds = load_dataset(dataset)
         X = get_embeddings(ds, encoder)
-        typer.echo(f"ok: {ds.name}: {X.shape[0]} prompts x {X.shape[1]} dims ({encoder})")
+        done(f"ok: {ds.name}: {X.shape[0]} prompts x {X.shape[1]} dims ({encoder})")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import boundary, info, progress_factory
+from .common import boundary, done, info, progress_factory
 
 
 def register(root: typer.Typer) -> None:
@@ -67,4 +67,4 @@ def register(root: typer.Typer) -> None:
         from ..reproduce import reproduce
 
         index = reproduce(configs or None, trials, out, jobs, progress_factory(), info)
-        typer.echo(f"ok: {index}")
+        done(f"ok: {index}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
-from .common import STATE, boundary, console
+from .common import STATE, boundary, console, done
 
 app = typer.Typer(help="Build a router from a table, add LLMs from their probe answers, route new prompts.",
                   no_args_is_help=True)
@@ -72,7 +72,7 @@ def build_cmd(
     if r.reserve_texts is None:
         note(f"note: {r.card['dataset']['name']} ships no prompt texts: `router probes` lists prompt ids; "
              f"`unirouter download {r.card['dataset']['name']}` fetches the texts")
-    typer.echo(f"ok: {path}")
+    done(f"ok: {path}")
 
 
 @app.command("probes")
@@ -100,7 +100,7 @@ def probes_cmd(
         df.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:
         write_csv(out, df)
-        typer.echo(f"ok: {out}: {len(df)} probe prompts ({strategy}, seed {seed})")
+        done(f"ok: {out}: {len(df)} probe prompts ({strategy}, seed {seed})")
     if r.reserve_texts is None:
         name = r.card["dataset"]["name"]
         note(f"note: {name} ships no prompt texts (the text column is empty): `unirouter download {name}` fetches "
@@ -127,7 +127,7 @@ def add_llm_cmd(
     r = load_router(router_dir)
     entry = r.add_llm(model, cost, answers)
     r.save()
-    typer.echo(f"ok: {router_dir}: added {entry['name']} ({entry['answers']} answers, cost {entry['cost']:g} "
+    done(f"ok: {router_dir}: added {entry['name']} ({entry['answers']} answers, cost {entry['cost']:g} "
                f"{r.cost_unit}); {len(r.models)} LLMs")
 
 
@@ -147,7 +147,7 @@ def remove_llm_cmd(
     r = load_router(router_dir)
     r.remove_llm(model)
     r.save()
-    typer.echo(f"ok: {router_dir}: removed {model.strip()}; {len(r.models)} LLMs")
+    done(f"ok: {router_dir}: removed {model.strip()}; {len(r.models)} LLMs")
 
 
 def _summary(routes: list[dict]) -> str:
@@ -197,7 +197,7 @@ def route_cmd(
         sys.stdout.write(body)
     else:
         write_text(out, body)
-        typer.echo(f"ok: {out}")
+        done(f"ok: {out}")
     note(f"routed {_summary(routes)}")
 
 
