@@ -233,3 +233,22 @@ def test_a_parser_error_stays_on_one_line(tmp_path, small_tables):
     problems, _, _ = validate_folder(folder)
     text = [str(pr) for pr in problems if "outcomes.csv" in str(pr)]
     assert text and all("\n" not in t for t in text) and "cannot be read" in text[0], text
+
+
+def test_an_unclosed_quote_is_located_by_its_file_line(tmp_path, small_tables):
+    """pandas says 'EOF inside string starting at row N' (a record, not a line): the error names the file line
+    where the quote opens, counting the line breaks of quoted texts before it."""
+    p, o, m = small_tables
+    p = p.copy()
+    p["text"] = [f"prompt {i}" for i in range(len(p))]
+    p.loc[0, "text"] = "a text\nover\nthree lines"  # quoted in the file: records and lines part ways
+    folder = write_dataset(tmp_path / "d", p, o, m, fmt="csv")
+    lines = (folder / "prompts.csv").read_text().split("\n")
+    target = 10  # file line 10 (1-based): header, the 3-line record, then single-line records
+    assert lines[target - 1].count(",") >= 1 and '"' not in lines[target - 1]
+    first, rest = lines[target - 1].split(",", 1)
+    lines[target - 1] = f'{first},"{rest}'
+    (folder / "prompts.csv").write_text("\n".join(lines))
+    problems, _, _ = validate_folder(folder)
+    text = [str(pr) for pr in problems if "prompts.csv" in str(pr)]
+    assert text and f"line {target}" in text[0] and "never closed" in text[0], text

@@ -115,8 +115,25 @@ def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
         problems.append(Problem(path.name, "", str(e).split(": ", 1)[-1]))
     except Exception as e:  # noqa: BLE001 - any parser failure is a data problem
         message = " ".join(str(e).split())[:160]  # one line: a parser's message may end in a newline
-        problems.append(Problem(path.name, "", f"cannot be read ({type(e).__name__}: {message})"))
+        if path.suffix == ".csv" and "EOF inside string" in message:  # pandas names a record, not a line
+            problems.append(Problem(path.name, f"line {_unclosed_quote_line(path)}", 'a quoted field opens (") and '
+                                    "is never closed: the rest of the file would be one value"))
+        else:
+            problems.append(Problem(path.name, "", f"cannot be read ({type(e).__name__}: {message})"))
     return None
+
+
+def _unclosed_quote_line(path: Path) -> int:
+    """The file line where the record holding an unclosed quote starts: the last record the csv module reads
+    (the quote swallows the rest of the file), counted in lines, so quoted line breaks before it are no trouble."""
+    import csv
+
+    start = last = 1
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        for _ in reader:
+            last, start = start, reader.line_num + 1
+    return last
 
 
 def _first_invalid_utf8(path: Path) -> str:
