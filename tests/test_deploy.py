@@ -221,6 +221,7 @@ def _bad_answers(tmp: Path, sc: dict) -> dict[str, Path]:
     put("empty.csv", raw=b"")
     put("latin1.csv", raw="prompt_id,score\ncaf\xe9,1\n".encode("latin-1"))
     put("broken.csv", raw=b'prompt_id,score\n"unterminated,1\n')
+    put("fields.csv", raw=b"prompt_id,score\na,1\nb,1,2,3\n")
     put("answers.txt", ans)
     return files
 
@@ -251,8 +252,9 @@ def refusals(sc: dict, tmp: Path) -> list[tuple[list, str]]:
         (add + [bad["missing.csv"]], "line 7: score is missing"),
         (add + [bad["nocol.csv"]], "missing column(s) score"),
         (add + [bad["empty.csv"]], "is empty"),
-        (add + [bad["latin1.csv"]], "not valid UTF-8"),
-        (add + [bad["broken.csv"]], "cannot be read"),
+        (add + [bad["latin1.csv"]], "latin1.csv: line 2 (byte 19): is not valid UTF-8"),
+        (add + [bad["broken.csv"]], 'broken.csv: line 2: a quoted field opens (") and is never closed'),
+        (add + [bad["fields.csv"]], "fields.csv: cannot be read as csv"),
         (add + [bad["answers.txt"]], "unknown format .txt"),
         (add + [tmp / "nope.csv"], "file not found"),
         (["router", "remove-llm", d, "--model", "no-such-llm"], "is not in this router"),

@@ -108,7 +108,7 @@ def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
         _check_parquet_size(path)
         return pd.read_parquet(path)
     except UnicodeDecodeError:
-        problems.append(Problem(path.name, _first_invalid_utf8(path), "is not valid UTF-8 text"))
+        problems.append(Problem(path.name, first_invalid_utf8(path), "is not valid UTF-8 text"))
     except pd.errors.EmptyDataError:
         problems.append(Problem(path.name, "", "is empty (expected a header and at least one row)"))
     except DataError as e:  # a FIFO, a directory, a device
@@ -116,14 +116,16 @@ def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
     except Exception as e:  # noqa: BLE001 - any parser failure is a data problem
         message = " ".join(str(e).split())[:160]  # one line: a parser's message may end in a newline
         if path.suffix == ".csv" and "EOF inside string" in message:  # pandas names a record, not a line
-            problems.append(Problem(path.name, f"line {_unclosed_quote_line(path)}", 'a quoted field opens (") and '
-                                    "is never closed: the rest of the file would be one value"))
+            problems.append(Problem(path.name, f"line {unclosed_quote_line(path)}", UNCLOSED_QUOTE))
         else:
             problems.append(Problem(path.name, "", f"cannot be read ({type(e).__name__}: {message})"))
     return None
 
 
-def _unclosed_quote_line(path: Path) -> int:
+UNCLOSED_QUOTE = 'a quoted field opens (") and is never closed: the rest of the file would be one value'
+
+
+def unclosed_quote_line(path: Path) -> int:
     """The file line where the record holding an unclosed quote starts: the last record the csv module reads
     (the quote swallows the rest of the file), counted in lines, so quoted line breaks before it are no trouble."""
     import csv
@@ -136,7 +138,7 @@ def _unclosed_quote_line(path: Path) -> int:
     return last
 
 
-def _first_invalid_utf8(path: Path) -> str:
+def first_invalid_utf8(path: Path) -> str:
     """Where the first byte that is not UTF-8 is, in the file (the reader's own offset counts from the start of
     the block it was decoding): "line N (byte B)"."""
     raw = path.read_bytes()

@@ -92,20 +92,22 @@ def read_user_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd
     check_regular(path, f"file ({what})")
     if path.suffix not in (".csv", ".jsonl", ".parquet"):
         raise DataError(f"{path}: unknown format {path.suffix or '(none)'} (expected .csv, .jsonl or .parquet)")
+    from .data import UNCLOSED_QUOTE, first_invalid_utf8, read_csv_table, unclosed_quote_line
+
     try:
         if path.suffix == ".csv":
-            from .data import read_csv_table
-
             df = read_csv_table(path)
         elif path.suffix == ".jsonl":
             df = pd.read_json(path, lines=True, dtype={"prompt_id": str}, encoding="utf-8")
         else:
             df = pd.read_parquet(path)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: byte {e.start}: is not valid UTF-8 text") from e
+    except UnicodeDecodeError as e:  # (the reader's offset counts from its decoding block: located in the file)
+        raise DataError(f"{path}: {first_invalid_utf8(path)}: is not valid UTF-8 text") from e
     except pd.errors.EmptyDataError as e:
         raise DataError(f"{path}: is empty (expected a header and at least one row: {', '.join(columns)})") from e
     except (ValueError, pd.errors.ParserError, OSError) as e:
+        if path.suffix == ".csv" and "EOF inside string" in str(e):  # pandas names a record, not a line
+            raise DataError(f"{path}: line {unclosed_quote_line(path)}: {UNCLOSED_QUOTE}") from e
         raise DataError(f"{path}: cannot be read as {path.suffix[1:]} ({' '.join(str(e).split())[:120]})") from e
     except Exception as e:  # noqa: BLE001 - pyarrow raises its own types for corrupt parquet
         raise DataError(f"{path}: cannot be read ({type(e).__name__})") from e
