@@ -2,7 +2,8 @@
 
 Each case runs in a fresh subprocess so its peak RSS is its own. Sections:
   (a) one trial per router on the bundled mmlu-pro (cached tfidf embeddings): fit + predict
-  (b) the paper's protocol: dynamic routers, N trials, --jobs 2, through the CLI
+  (b) the paper's protocol: dynamic routers, N trials, --jobs 2, through the CLI; foldin alone through the
+      CLI, and the foldin router alone in two forked workers (no start-up, loading or writing)
   (c) deferral curve + metrics alone, (prompt, LLM) scores per second, growing prompts and LLMs
   (d) a synthetic low-rank table (seeded) for fit + evaluate of uniroute-kmeans, knn and zero,
       growing prompts and LLMs up to 1,000,000 x 1,000 (BENCH_FULL=1)
