@@ -154,7 +154,7 @@ def register(root: typer.Typer) -> None:
 
         folder, summary = do_download(name, from_dir, dest, progress=info, replace_bundled=replace_bundled)
         done(f"ok: {folder}: {summary['prompts']} prompts, {summary['models']} models, "
-                   f"{summary['outcomes']} outcomes")
+             f"{summary['outcomes']} outcomes")
         if summary.get("not_found"):
             typer.echo(f"warning: not on the host, skipped: {', '.join(summary['not_found'])}", err=True)
         if summary["excluded_models"]:

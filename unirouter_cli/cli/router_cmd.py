@@ -128,7 +128,7 @@ def add_llm_cmd(
     entry = r.add_llm(model, cost, answers)
     r.save()
     done(f"ok: {router_dir}: added {entry['name']} ({entry['answers']} answers, cost {entry['cost']:g} "
-               f"{r.cost_unit}); {len(r.models)} LLMs")
+         f"{r.cost_unit}); {len(r.models)} LLMs")
 
 
 @app.command("remove-llm")
