@@ -44,10 +44,11 @@ def _peak_mb() -> float:
 # cases (run inside a subprocess: python benchmarks/run.py --case NAME ARGS...)
 # ------------------------------------------------------------------------------------------
 def case_router(name: str) -> dict:
-    import scipy.optimize  # noqa: F401 - load scipy's own BLAS first, so that the limit below reaches it too
-    from threadpoolctl import threadpool_limits
+    from unirouter_cli.rundir import one_thread
 
-    threadpool_limits(1)
+    one_thread()  # as in a trial's worker
+    import scipy.optimize  # noqa: F401 - its import (~0.8 s) out of the first fit's timing
+
     from unirouter_cli.data import load_dataset
     from unirouter_cli.embed import get_embeddings
     from unirouter_cli.evaluate import evaluate_trial, fit_data
@@ -91,12 +92,11 @@ def case_router_pair(name: str, trials: int) -> dict:
     router's fit + evaluate throughput on 2 cores, without the CLI's process start-up, loading and writing."""
     import multiprocessing
 
-    import scipy.optimize  # noqa: F401 - imported (and its BLAS pinned) once, before the workers fork
-    from threadpoolctl import threadpool_limits
+    from unirouter_cli.rundir import one_thread
 
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    threadpool_limits(1)
+    one_thread()  # as in a trial's worker; the forked workers inherit it
+    import scipy.optimize  # noqa: F401 - imported once, before the workers fork, out of the timing
+
     from unirouter_cli.data import load_dataset
     from unirouter_cli.embed import get_embeddings
     from unirouter_cli.evaluate import fit_data
@@ -164,9 +164,9 @@ def synthetic_dataset(n: int, m: int, seed: int = 0, rank: int = 8, dim: int = 1
 
 
 def case_synthetic(n: int, m: int, router: str, val_size: int = 0) -> dict:
-    from threadpoolctl import threadpool_limits
+    from unirouter_cli.rundir import one_thread
 
-    threadpool_limits(1)
+    one_thread()  # as in a trial's worker
     from unirouter_cli.evaluate import evaluate_trial, fit_trial
     from unirouter_cli.split import SplitConfig, make_trial
 

@@ -514,16 +514,20 @@ class RunDir:
 # --------------------------------------------------------------------------------------------
 # task functions (run in worker processes: they reload the dataset and embeddings by path)
 # --------------------------------------------------------------------------------------------
-def _context(run_path: str) -> tuple[RunDir, RunConfig, Dataset, np.ndarray]:
+def one_thread() -> None:
+    """Pin BLAS and OpenMP to one thread in this process: parallelism is across trials, and threads inside a trial
+    oversubscribe. threadpool_limits reaches the libraries loaded so far (numpy's BLAS); the variables reach those
+    loaded later (scipy's own BLAS and scikit-learn's OpenMP read them when they load), so no task pays for
+    importing scipy.optimize (~0.8 s) or scikit-learn (~2 s per process) unless it uses them."""
     from threadpoolctl import threadpool_limits
 
-    # Parallelism is across trials; BLAS/OpenMP threads inside a trial oversubscribe. threadpool_limits reaches
-    # the libraries loaded so far (numpy's BLAS); the variables reach those loaded later (scipy's own BLAS and
-    # scikit-learn's OpenMP read them when they load), so no task pays for importing scipy.optimize (~0.8 s) or
-    # scikit-learn (~2 s per process) unless it uses them.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     threadpool_limits(1)
+
+
+def _context(run_path: str) -> tuple[RunDir, RunConfig, Dataset, np.ndarray]:
+    one_thread()
     rd = RunDir(run_path)
     cfg = rd.read_config()
     ds = load_dataset(cfg.dataset_path)
