@@ -44,16 +44,16 @@ def _peak_mb() -> float:
 # cases (run inside a subprocess: python benchmarks/run.py --case NAME ARGS...)
 # ------------------------------------------------------------------------------------------
 def case_router(name: str) -> dict:
-    from unirouter_cli.rundir import one_thread
+    from unirouter_cli.runs.executors import one_thread
 
     one_thread()  # as in a trial's worker
     import scipy.optimize  # noqa: F401 - its import (~0.8 s) out of the first fit's timing
 
-    from unirouter_cli.data import load_dataset
-    from unirouter_cli.embed import get_embeddings
-    from unirouter_cli.evaluate import evaluate_trial, fit_data
+    from unirouter_cli.data.registry import load_dataset
+    from unirouter_cli.embed.encoders import get_embeddings
+    from unirouter_cli.protocol.trial import evaluate_trial, fit_data
+    from unirouter_cli.protocol.universe import SplitConfig, make_trial
     from unirouter_cli.routers import ROUTERS, make_router
-    from unirouter_cli.split import SplitConfig, make_trial
 
     ds = load_dataset("mmlu-pro")
     X = get_embeddings(ds, "tfidf")
@@ -74,7 +74,7 @@ _PAIR: dict = {}  # what the forked workers of case_router_pair inherit: dataset
 
 
 def _pair_trial(t: int) -> tuple[float, float]:
-    from unirouter_cli.evaluate import evaluate_trial
+    from unirouter_cli.protocol.trial import evaluate_trial
     from unirouter_cli.routers import make_router
 
     ds, X, trials, name = _PAIR["ds"], _PAIR["X"], _PAIR["trials"], _PAIR["name"]
@@ -92,16 +92,16 @@ def case_router_pair(name: str, trials: int) -> dict:
     router's fit + evaluate throughput on 2 cores, without the CLI's process start-up, loading and writing."""
     import multiprocessing
 
-    from unirouter_cli.rundir import one_thread
+    from unirouter_cli.runs.executors import one_thread
 
     one_thread()  # as in a trial's worker; the forked workers inherit it
     import scipy.optimize  # noqa: F401 - imported once, before the workers fork, out of the timing
 
-    from unirouter_cli.data import load_dataset
-    from unirouter_cli.embed import get_embeddings
-    from unirouter_cli.evaluate import fit_data
+    from unirouter_cli.data.registry import load_dataset
+    from unirouter_cli.embed.encoders import get_embeddings
+    from unirouter_cli.protocol.trial import fit_data
+    from unirouter_cli.protocol.universe import SplitConfig, make_trial
     from unirouter_cli.routers import ROUTERS
-    from unirouter_cli.split import SplitConfig, make_trial
 
     ds = load_dataset("mmlu-pro")
     X = get_embeddings(ds, "tfidf")
@@ -119,7 +119,7 @@ def case_router_pair(name: str, trials: int) -> dict:
 def case_curve(n: int, m: int, grouped: int) -> dict:
     import numpy as np
 
-    from unirouter_cli.metrics import curve_metrics, deferral_curve
+    from unirouter_cli.protocol.metrics import curve_metrics, deferral_curve
 
     rng = np.random.default_rng(0)
     if grouped:
@@ -142,7 +142,7 @@ def synthetic_dataset(n: int, m: int, seed: int = 0, rank: int = 8, dim: int = 1
     """Low-rank routing table: P(correct) = sigmoid(u_x . v_h + b_h); embeddings = noisy u_x."""
     import numpy as np
 
-    from unirouter_cli.data import Dataset
+    from unirouter_cli.data.folder import Dataset
 
     rng = np.random.default_rng(seed)
     U = rng.normal(size=(n, rank)).astype(np.float32)
@@ -164,11 +164,11 @@ def synthetic_dataset(n: int, m: int, seed: int = 0, rank: int = 8, dim: int = 1
 
 
 def case_synthetic(n: int, m: int, router: str, val_size: int = 0) -> dict:
-    from unirouter_cli.rundir import one_thread
+    from unirouter_cli.runs.executors import one_thread
 
     one_thread()  # as in a trial's worker
-    from unirouter_cli.evaluate import evaluate_trial, fit_trial
-    from unirouter_cli.split import SplitConfig, make_trial
+    from unirouter_cli.protocol.trial import evaluate_trial, fit_trial
+    from unirouter_cli.protocol.universe import SplitConfig, make_trial
 
     t0 = time.perf_counter()
     ds, X = synthetic_dataset(n, m)
@@ -185,8 +185,8 @@ def case_synthetic(n: int, m: int, router: str, val_size: int = 0) -> dict:
 
 
 def case_embed(encoder: str, n: int) -> dict:
-    from unirouter_cli.data import load_dataset
-    from unirouter_cli.embed import make_encoder
+    from unirouter_cli.data.registry import load_dataset
+    from unirouter_cli.embed.encoders import make_encoder
 
     ds = load_dataset("routerbench-subset")
     texts = [str(t) for t in ds.texts]
@@ -199,7 +199,7 @@ def case_embed(encoder: str, n: int) -> dict:
 
 
 def _repeated_texts(n: int) -> list[str]:
-    from unirouter_cli.data import load_dataset
+    from unirouter_cli.data.registry import load_dataset
 
     texts = [str(t) for t in load_dataset("routerbench-subset").texts]
     return [f"{t} #{i}" for i, t in enumerate((texts * (n // len(texts) + 1))[:n])]
@@ -209,8 +209,9 @@ def case_deploy(dataset: str, router: str) -> dict:
     """Build a router, then time route (in-process and CLI) and add-llm (in-process and CLI)."""
     import pandas as pd
 
-    from unirouter_cli.data import load_dataset
-    from unirouter_cli.deploy import build, load_router
+    from unirouter_cli.data.registry import load_dataset
+    from unirouter_cli.serving.build import build
+    from unirouter_cli.serving.router import load_router
 
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:

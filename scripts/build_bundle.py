@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from unirouter_cli.data import BUNDLED_DIR, load_folder
-from unirouter_cli.embed import TfidfEncoder, ids_hash, make_encoder, save_encoder, state_files
+from unirouter_cli.data.folder import load_folder
+from unirouter_cli.data.registry import BUNDLED_DIR
+from unirouter_cli.embed.encoders import TfidfEncoder, ids_hash, make_encoder, save_encoder, state_files
 from unirouter_cli.io import write_csv, write_npy, write_parquet, write_yaml
 
 BUNDLE_TFIDF_MAX_FEATURES = 10_000  # 21,933 terms uncapped; the cap changed no Area measurably (12 trials)

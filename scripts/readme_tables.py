@@ -9,7 +9,7 @@ Each run directory (one with metrics.csv) fills the README block between the mar
 reproduce preset's name) or the ``NAME=`` given. A reproduce folder also fills
 ``<!-- results:reproduce-timing -->`` with the wall times ``unirouter reproduce`` recorded
 (reproduce.json) and the machine. The block holds a Markdown table made from metrics.csv with
-``unirouter_cli.report.summarise`` (mean, 95% interval, paired sign tests against each
+``unirouter_cli.results.report.summarise`` (mean, 95% interval, paired sign tests against each
 ``--reference``), the command that made the run and its timing. Text outside the markers is never
 touched; running the script twice gives the same file.
 """
@@ -24,16 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from unirouter_cli.report import (
-    cost_unit,
-    fmt_cell,
-    gap_line,
-    read_metrics,
-    read_run_config,
-    short_unit,
-    summarise,
-)
-from unirouter_cli.reproduce import machine_line
+from unirouter_cli.results.report import cost_unit, fmt_cell, gap_line, short_unit, summarise
+from unirouter_cli.results.runfiles import read_metrics, read_run_config
+from unirouter_cli.runs.reproduce import machine_line
 
 MARK = "<!-- results:{name} -->"
 END = "<!-- /results:{name} -->"

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from unirouter_cli.cli import app
-from unirouter_cli.data import BUNDLED_DIR
+from unirouter_cli.data.registry import BUNDLED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"

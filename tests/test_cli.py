@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from unirouter_cli.rundir import RunDir
+from unirouter_cli.runs.rundir import RunDir
 
 from .conftest import invoke
 
@@ -240,7 +240,7 @@ def test_import_touches_no_network_or_env():
             "def boom(*a, **k): raise RuntimeError('network used at import')\n"
             "socket.socket.connect = boom\n"
             "os.environ.pop('UNIROUTER_HOME', None)\n"
-            "import unirouter_cli, unirouter_cli.cli, unirouter_cli.download, unirouter_cli.routers\n"
+            "import unirouter_cli, unirouter_cli.cli, unirouter_cli.data.download, unirouter_cli.routers\n"
             "import sys; assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules\n"
             "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
@@ -291,8 +291,8 @@ def test_reproduce_runs_presets_and_indexes_them(runner, small_dataset, tmp_path
 
 
 def test_repository_presets_are_valid():
-    from unirouter_cli.reproduce import find_presets, load_preset
-    from unirouter_cli.rundir import prepare
+    from unirouter_cli.runs.reproduce import find_presets, load_preset
+    from unirouter_cli.runs.rundir import prepare
 
     root = Path(__file__).resolve().parents[1]
     presets = sorted((root / "configs").glob("*.yaml"))
@@ -322,7 +322,7 @@ def test_a_task_limits_threads_without_importing_scikit_learn(runner, small_data
     assert _fit(runner, small_dataset, run, trials=1).exit_code == 0
     code = (
         "import sys\n"
-        "from unirouter_cli.rundir import _context\n"
+        "from unirouter_cli.runs.rundir import _context\n"
         f"_context({str(run)!r})\n"
         "assert 'sklearn' not in sys.modules, 'the task context imported scikit-learn'\n"
         "assert 'scipy.optimize' not in sys.modules, 'the task context imported scipy.optimize'\n"

@@ -194,7 +194,7 @@ def test_interrupted_fit_says_how_to_continue(fitted, tmp_path):
 
 def test_interrupted_evaluate_says_rerun_evaluate(runner, fitted, tmp_path, monkeypatch):
     """Ctrl-C inside an evaluation task (KeyboardInterrupt raised where the signal would land)."""
-    from unirouter_cli import rundir
+    from unirouter_cli.runs import rundir
 
     run = shutil.copytree(fitted[1], tmp_path / "run")
     shutil.rmtree(run / "eval")

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unirouter_cli.data import BUNDLED_DIR, load_dataset, load_folder, resolve, validate_folder
+from unirouter_cli.data.folder import load_folder, validate_folder
+from unirouter_cli.data.registry import BUNDLED_DIR, load_dataset, resolve
 from unirouter_cli.errors import DataError
 
 from .conftest import SHARED, invoke, needs_shared, write_dataset

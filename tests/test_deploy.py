@@ -24,10 +24,12 @@ import pytest
 from typer.testing import CliRunner
 
 from unirouter_cli.cli import app
-from unirouter_cli.data import BUNDLED_DIR, load_folder
-from unirouter_cli.deploy import MIN_ANSWERS, RouterDirError, dir_hash, load_router
-from unirouter_cli.embed import TfidfEncoder, ids_hash, load_encoder, make_encoder, save_encoder
+from unirouter_cli.data.folder import load_folder
+from unirouter_cli.data.registry import BUNDLED_DIR
+from unirouter_cli.embed.encoders import TfidfEncoder, ids_hash, load_encoder, make_encoder, save_encoder
 from unirouter_cli.errors import ConfigError
+from unirouter_cli.serving.router import MIN_ANSWERS, load_router
+from unirouter_cli.serving.store import RouterDirError, dir_hash
 
 from .conftest import SHARED, needs_shared
 
@@ -535,7 +537,7 @@ def test_tfidf_state_reproduces_scikit_learn_and_roundtrips(tmp_path):
     np.testing.assert_array_equal(back.transform(new), enc.transform(new))
     assert np.all(back.transform([""]) == 0)
     # the trial loop's embeddings are this encoder's transform of the texts
-    from unirouter_cli.embed import get_embeddings
+    from unirouter_cli.embed.encoders import get_embeddings
 
     ds = load_folder(SRC)
     np.testing.assert_allclose(get_embeddings(ds, "tfidf"), make_encoder("tfidf").fit(texts).transform(texts),

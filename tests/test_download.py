@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unirouter_cli.data import load_folder
-from unirouter_cli.download import convert_to_folder, fetch, params_from_name
+from unirouter_cli.data.download import convert_to_folder, fetch
+from unirouter_cli.data.folder import load_folder
+from unirouter_cli.data.safepickle import safe_load
+from unirouter_cli.data.sources.embedllm import params_from_name
 from unirouter_cli.errors import DownloadError
-from unirouter_cli.safepickle import safe_load
 
 from .conftest import FIXTURES, SHARED, invoke, needs_shared
 
@@ -246,7 +247,7 @@ def test_unreachable_host_names_url_and_from(tmp_path, runner):
 
 
 def test_download_cli_offline_is_one_line(runner, monkeypatch):
-    import unirouter_cli.download as dl
+    import unirouter_cli.data.download as dl
 
     monkeypatch.setattr(dl, "_ROUTERBENCH_URL", "http://127.0.0.1:9/routerbench_0shot.pkl")
     res = invoke(runner, "download", "routerbench")
@@ -281,7 +282,7 @@ def test_download_over_loopback_http(tmp_path, monkeypatch):
     import http.server
     import threading
 
-    import unirouter_cli.download as dl
+    import unirouter_cli.data.download as dl
 
     served = tmp_path / "served"
     served.mkdir()
@@ -320,7 +321,7 @@ def test_download_over_loopback_http(tmp_path, monkeypatch):
 def test_bundled_dataset_is_not_hidden_by_a_smaller_download_unless_asked(runner):
     """Two zips + CARROT give 60 prompts x 5 LLMs: refused over the bundled 12,032 x 49 table; with
     --replace-bundled it is used, `data list` shows what is really there, `data remove` restores the bundle."""
-    from unirouter_cli.data import resolve
+    from unirouter_cli.data.registry import resolve
 
     res = invoke(runner, "download", "mmlu-pro", "--from", FIXTURES / "tiger")
     assert res.exit_code == 2 and "--replace-bundled" in res.output

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from unirouter_cli.routers import FitData, Pool, make_router
-from unirouter_cli.routers.factor import (
+from unirouter_cli.routers.factor_model import (
     fold_in,
     gaussian_prior,
     ledoit_wolf,
@@ -143,7 +143,7 @@ def test_train_factors_gradient_matches_finite_differences():
         return params
 
     orig = optim.lbfgs
-    import unirouter_cli.routers.factor as factor
+    import unirouter_cli.routers.factor_model as factor
 
     factor.lbfgs = capture
     try:
@@ -327,7 +327,7 @@ def test_mixture_edge_cases():
 def test_neighbour_fit_in_blocks_equals_one_block(monkeypatch):
     """Pools too large for one (new LLMs x prompts x training LLMs) array are fitted in blocks of new LLMs; the
     blocks give the same shifts and likelihoods (a review found the block size overwritten inside the loop)."""
-    import unirouter_cli.routers.factor as factor
+    import unirouter_cli.routers.factor_model as factor
 
     rng = np.random.default_rng(16)
     Sv = rng.normal(0, 1.5, (300, 6))

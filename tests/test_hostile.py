@@ -30,7 +30,7 @@ import pytest
 from typer.testing import CliRunner
 
 from unirouter_cli.cli import app
-from unirouter_cli.data import BUNDLED_DIR
+from unirouter_cli.data.registry import BUNDLED_DIR
 
 from .conftest import FIXTURES, write_dataset
 
@@ -639,7 +639,7 @@ CONFIG_ATTACKS = [
     Attack("param-bad-yaml", lambda t: ["fit", "--dataset", make_dataset(t / "ds"), "--run-dir", t / "run",
                                         "-p", "knn.k=[", *FIT], "--param"),
 ]
-OPTION_ATTACKS = [  # typed router parameters and bounded options (the lead's part of issue 13)
+OPTION_ATTACKS = [  # typed router parameters and bounded options
     Attack("param-K-float", lambda t: ["fit", "--dataset", make_dataset(t / "ds"), "--run-dir", t / "run",
                                        "-r", "uniroute-kmeans", "-p", "uniroute-kmeans.K=1.5", "--trials", "1"]),
     Attack("param-k-negative", lambda t: ["fit", "--dataset", make_dataset(t / "ds"), "--run-dir", t / "run",
@@ -921,7 +921,7 @@ def test_lock_symlink_target_is_untouched(tmp_path: Path, fitted: Path) -> None:
 
 def test_internal_error_is_one_line_with_a_saved_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug (an unexpected exception) is one line naming a traceback file, exit 1; UNIROUTER_DEBUG re-raises."""
-    import unirouter_cli.data as data
+    import unirouter_cli.data.registry as data
 
     def boom(spec: str) -> None:
         raise ZeroDivisionError("simulated bug")
@@ -943,7 +943,7 @@ def test_zip_member_is_streamed_with_a_cap(tmp_path: Path, monkeypatch: pytest.M
     """A member over the cap is refused from its header without inflating a byte; one within it is read
     in 1 MiB blocks (never ``read()`` of the whole member); a header that under-states the size is
     caught by the size/CRC check instead of being trusted."""
-    import unirouter_cli.download as dl
+    import unirouter_cli.data.sources.common as dl
 
     z = tmp_path / "big.zip"
     with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -984,7 +984,7 @@ def test_attack_harness_notices_damage(tmp_path: Path, monkeypatch: pytest.Monke
         return ["data", "list"]
 
     def tamper(mp: pytest.MonkeyPatch, t: Path) -> None:
-        import unirouter_cli.data as dc  # data list imports availability from here when it runs
+        import unirouter_cli.data.registry as dc  # data list imports availability from here when it runs
 
         real = dc.availability
         mp.setattr(dc, "availability", lambda n: ((t / "sentinel" / "other.txt").write_text("b"), real(n))[1])
@@ -1003,7 +1003,7 @@ def test_yaml_loader_is_used_for_every_user_yaml() -> None:
 
 def test_pickle_memo_scan_keeps_real_pickles(tmp_path: Path) -> None:
     """The opcode scan accepts what pickle itself writes (memo indices in sequence, every protocol)."""
-    from unirouter_cli.safepickle import safe_load
+    from unirouter_cli.data.safepickle import safe_load
 
     obj = {"a": [np.arange(5.0), np.arange(5.0)], "b": ("x", "x", 3), "c": _rb_frame()}
     for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
@@ -1041,7 +1041,7 @@ def test_parquet_that_would_inflate_past_the_caps_is_refused_from_its_footer(tmp
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import unirouter_cli.data as data
+    import unirouter_cli.data.tables as data
 
     ds = make_dataset(tmp_path / "ds")
     n = 60_000_000

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from unirouter_cli.metrics import Curve, aiq, area, cost_norm, curve_metrics, deferral_curve, qnc, upper_hull
+from unirouter_cli.protocol.metrics import Curve, aiq, area, cost_norm, curve_metrics, deferral_curve, qnc, upper_hull
 
 
 def _brute(gamma, score, cost, lam):
@@ -118,7 +118,7 @@ def test_upper_hull_is_concave_and_non_decreasing():
 
 def test_extreme_costs_are_scaled_before_arithmetic():
     """Costs near the float64 limit give the same curve as the same costs scaled down."""
-    from unirouter_cli.metrics import curve_metrics, deferral_curve
+    from unirouter_cli.protocol.metrics import curve_metrics, deferral_curve
 
     rng = np.random.default_rng(3)
     gamma = rng.random((50, 4))

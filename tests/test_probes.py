@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unirouter_cli.probes import STRATEGIES, ProbeContext, cube, error_factors, select_probes, systematic
-from unirouter_cli.report import blind_area, probe_sweep_table, probes_needed
+from unirouter_cli.protocol.probes import STRATEGIES, ProbeContext, cube, error_factors, select_probes, systematic
+from unirouter_cli.results.sweep import blind_area, probe_sweep_table, probes_needed
 
 from .conftest import invoke, synthetic_scores, write_dataset
 
@@ -118,7 +118,7 @@ def test_test_llm_labels_read_only_on_selected_probes(runner, tmp_path, small_ta
         assert invoke(runner, "fit", "--dataset", folder, "--run-dir", tmp_path / f"run-{tag}", *args).exit_code == 0
         assert invoke(runner, "evaluate", "--run-dir", tmp_path / f"run-{tag}").exit_code == 0
     split = np.load(tmp_path / "run-a" / "trials" / "trial-0000" / "split.npz")
-    from unirouter_cli.data import load_dataset
+    from unirouter_cli.data.registry import load_dataset
 
     ds = load_dataset(str(a))
     keep_prompts = {ds.prompt_ids[i] for i in np.r_[split["val"], split["test"]]}

@@ -8,8 +8,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unirouter_cli.data import load_folder, validate_folder
-from unirouter_cli.download import routerbench_frame_to_folder
+from unirouter_cli.data.folder import load_folder, validate_folder
+from unirouter_cli.data.sources.routerbench import routerbench_frame_to_folder
 
 from .conftest import write_dataset
 

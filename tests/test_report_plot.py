@@ -20,19 +20,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from unirouter_cli.plot import (
-    GRID,
-    figure_by_category,
-    figure_curves,
-    figure_metrics,
-    figure_paired,
-    frontier_curves,
-    mean_curves,
-    plot_run,
-    router_colours,
-    router_styles,
-)
-from unirouter_cli.report import ci95, default_reference, gap_line, report_run, sign_test, summarise
+from unirouter_cli.results.curves import GRID, frontier_curves, mean_curves
+from unirouter_cli.results.plot import figure_by_category, figure_curves, figure_metrics, figure_paired, plot_run
+from unirouter_cli.results.report import gap_line, report_run, summarise
+from unirouter_cli.results.runfiles import default_reference
+from unirouter_cli.results.stats import ci95, sign_test
+from unirouter_cli.results.style import router_colours, router_styles
 
 from .conftest import ROOT, invoke, write_dataset
 
@@ -318,7 +311,7 @@ def test_report_and_plot_on_a_run_without_knn(runner, small_dataset, tmp_path):
 
 
 def test_valsize_figure_draws_paired_differences(runner, small_dataset, tmp_path):
-    from unirouter_cli.plot import figure_valsize
+    from unirouter_cli.results.plot import figure_valsize
 
     run = tmp_path / "sweep"
     assert invoke(runner, "-q", "fit", "--dataset", small_dataset, "-r", "zero", "-r", "knn", "--trials", "3",
@@ -435,8 +428,8 @@ def _commands():
 
 def test_fit_help_shows_every_default_and_they_are_the_real_ones(runner):
     from unirouter_cli.cli.run_cmd import DEFAULT_FIT_ROUTERS
-    from unirouter_cli.rundir import RunConfig
-    from unirouter_cli.split import SplitConfig
+    from unirouter_cli.protocol.universe import SplitConfig
+    from unirouter_cli.runs.config import RunConfig
 
     res = runner.invoke(__import__("unirouter_cli.cli", fromlist=["app"]).app, ["fit", "--help"],
                         env={"COLUMNS": "250"})

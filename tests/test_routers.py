@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from unirouter_cli.data import load_folder
-from unirouter_cli.embed import get_embeddings
-from unirouter_cli.evaluate import errors, evaluate_trial, fit_data
+from unirouter_cli.data.folder import load_folder
+from unirouter_cli.embed.encoders import get_embeddings
+from unirouter_cli.protocol.trial import errors, evaluate_trial, fit_data
+from unirouter_cli.protocol.universe import SplitConfig, make_trial
 from unirouter_cli.routers import ROUTERS, Pool, cluster_profile, kmeans, make_router, nearest
-from unirouter_cli.split import SplitConfig, make_trial
 
 FAST = {"uniroute-learnedmap": {"maxiter": 15, "l2": 1e-3}, "clairvoyant-mlp": {"maxiter": 15},
         "clairvoyant-matfac": {"maxiter": 15}, "retrained-mlp": {"maxiter": 15}}
@@ -120,7 +120,7 @@ def test_hyperparameters_are_chosen_without_test_data(problem):
 
 
 def test_grouped_selection_equals_row_level_selection():
-    from unirouter_cli.metrics import area, grouped_curve
+    from unirouter_cli.protocol.metrics import area, grouped_curve
     from unirouter_cli.routers import selection_area
 
     rng = np.random.default_rng(5)
@@ -181,7 +181,7 @@ def test_parameter_values_are_normalised_and_shared():
 
 def test_shared_k_reaches_learnedmap_in_a_trial(problem):
     ds, X, trial = problem
-    from unirouter_cli.evaluate import fit_trial
+    from unirouter_cli.protocol.trial import fit_trial
     from unirouter_cli.routers import resolve_params
 
     params = resolve_params({"uniroute-kmeans": {"K": 4}}, ["uniroute-kmeans", "uniroute-learnedmap"])

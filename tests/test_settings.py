@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unirouter_cli.data import load_folder
-from unirouter_cli.embed import get_embeddings
-from unirouter_cli.evaluate import fit_data
+from unirouter_cli.data.folder import load_folder
+from unirouter_cli.embed.encoders import get_embeddings
+from unirouter_cli.protocol.trial import fit_data
+from unirouter_cli.protocol.universe import SplitConfig, make_trial
 from unirouter_cli.routers import make_router
-from unirouter_cli.split import SplitConfig, make_trial
 
 from .conftest import invoke
 

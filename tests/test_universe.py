@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from unirouter_cli.data import load_folder
+from unirouter_cli.data.folder import load_folder
 from unirouter_cli.errors import DataError
-from unirouter_cli.split import SplitConfig, _best_block, make_trial, universe
+from unirouter_cli.protocol.universe import SplitConfig, _best_block, make_trial, universe
 
 from .conftest import SHARED, invoke, needs_shared, write_dataset
 
@@ -151,7 +151,7 @@ def test_leaderboard_shaped_mmlu_pro(runner, tmp_path):
 
 @needs_shared
 def test_mmlu_pro_test_set_is_fixed_per_dataset():
-    from unirouter_cli.data import load_dataset
+    from unirouter_cli.data.registry import load_dataset
 
     ds = load_dataset(str(SHARED / "data" / "mmlu-pro"))
     u = universe(ds)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from trials import arguments, trials
 
-from unirouter_cli.evaluate import errors
+from unirouter_cli.protocol.trial import errors
 from unirouter_cli.routers import Pool, make_router
 
 

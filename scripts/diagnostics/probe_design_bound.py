@@ -17,7 +17,7 @@ import numpy as np
 from trials import arguments, trials
 
 from unirouter_cli.routers import Pool, make_router
-from unirouter_cli.routers.factor import features, prior_precision, sigmoid
+from unirouter_cli.routers.factor_model import features, prior_precision, sigmoid
 
 
 def d_optimal(F: np.ndarray, w: np.ndarray, prec: np.ndarray, n: int) -> np.ndarray:

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unirouter_cli.data import Dataset, load_dataset
-from unirouter_cli.embed import get_embeddings
-from unirouter_cli.evaluate import errors, fit_data
-from unirouter_cli.metrics import curve_metrics, deferral_curve
+from unirouter_cli.data.folder import Dataset
+from unirouter_cli.data.registry import load_dataset
+from unirouter_cli.embed.encoders import get_embeddings
+from unirouter_cli.protocol.metrics import curve_metrics, deferral_curve
+from unirouter_cli.protocol.trial import errors, fit_data
+from unirouter_cli.protocol.universe import SplitConfig, Trial, make_trial
 from unirouter_cli.routers import FitData, Pool, Router
-from unirouter_cli.split import SplitConfig, Trial, make_trial
 
 
 @dataclass

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 
-from unirouter_cli.data import BUNDLED_DIR
+from unirouter_cli.data.registry import BUNDLED_DIR
 
 src, out, new = BUNDLED_DIR / "routerbench-subset", pathlib.Path("rb-table"), "gpt-4-1106-preview"
 prompts, outcomes, models = (pd.read_parquet(src / "prompts.parquet"), pd.read_parquet(src / "outcomes.parquet"),

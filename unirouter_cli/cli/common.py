@@ -100,7 +100,7 @@ def _save_traceback(e: BaseException) -> str:
     import traceback
     from pathlib import Path
 
-    from ..data import unirouter_home
+    from ..data.registry import unirouter_home
     from ..io import write_text
 
     text = (f"unirouter {__version__} crashed running: {' '.join(sys.argv)}\n\n"

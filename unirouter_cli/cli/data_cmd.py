@@ -20,7 +20,7 @@ def list_cmd() -> None:
 
     Example: unirouter data list
     """
-    from ..data import REGISTRY, availability, bundled_path, cached_path, folder_counts
+    from ..data.registry import REGISTRY, availability, bundled_path, cached_path, folder_counts
 
     t = Table(title="unirouter datasets", caption="(n) = upstream size, not on this machine")
     t.add_column("name", no_wrap=True)
@@ -55,7 +55,8 @@ def validate_cmd(
 
     Example: unirouter data validate routerbench-subset
     """
-    from ..data import REGISTRY, resolve, validate_folder
+    from ..data.folder import validate_folder
+    from ..data.registry import REGISTRY, resolve
 
     path = Path(dataset)
     if not path.exists() and dataset in REGISTRY:
@@ -92,8 +93,8 @@ def info_cmd(
     """
     import numpy as np
 
-    from ..data import load_dataset
-    from ..split import universe
+    from ..data.registry import load_dataset
+    from ..protocol.universe import universe
 
     ds = load_dataset(dataset)
     evaluated = ~np.isnan(ds.scores)
@@ -127,8 +128,8 @@ def remove_cmd(name: str = typer.Argument(..., help="A registered dataset with a
 
     Example: unirouter data remove routerbench
     """
-    from ..data import bundled_path
-    from ..download import remove_download
+    from ..data.download import remove_download
+    from ..data.registry import bundled_path
 
     folder = remove_download(name)
     left = bundled_path(name)
@@ -150,7 +151,7 @@ def register(root: typer.Typer) -> None:
 
         Example: unirouter download routerbench --from tests/fixtures/routerbench-pickle
         """
-        from ..download import download as do_download
+        from ..data.download import download as do_download
 
         folder, summary = do_download(name, from_dir, dest, progress=info, replace_bundled=replace_bundled)
         done(f"ok: {folder}: {summary['prompts']} prompts, {summary['models']} models, "

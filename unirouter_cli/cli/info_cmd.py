@@ -41,7 +41,7 @@ def register(root: typer.Typer) -> None:
 
         Example: unirouter probes
         """
-        from ..probes import STRATEGY_HELP
+        from ..protocol.probes import STRATEGY_HELP
 
         _print_table("probe strategies (--probe-strategy / --probe-strategies)",
                      ("name", "how the probes are picked"), STRATEGY_HELP.items())
@@ -53,7 +53,7 @@ def register(root: typer.Typer) -> None:
 
         Example: unirouter encoders
         """
-        from ..embed import ENCODER_HELP
+        from ..embed.encoders import ENCODER_HELP
 
         _print_table("encoders", ("name", "what it is"), [
             *ENCODER_HELP.items(),
@@ -70,8 +70,8 @@ def register(root: typer.Typer) -> None:
 
         Example: unirouter embed --dataset routerbench-subset --encoder tfidf
         """
-        from ..data import load_dataset
-        from ..embed import get_embeddings
+        from ..data.registry import load_dataset
+        from ..embed.encoders import get_embeddings
 
         ds = load_dataset(dataset)
         X = get_embeddings(ds, encoder)

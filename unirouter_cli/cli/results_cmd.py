@@ -26,7 +26,7 @@ def register(root: typer.Typer) -> None:
 
         Example: unirouter plot --run-dir runs/demo --format svg
         """
-        from ..plot import plot_run
+        from ..results.plot import plot_run
 
         for f in plot_run(run_dir, fmt, reference, oracle):
             info(f"wrote {f}")
@@ -45,7 +45,7 @@ def register(root: typer.Typer) -> None:
 
         Example: unirouter report --run-dir runs/demo --reference zero
         """
-        from ..report import report_run
+        from ..results.report import report_run
 
         for f in report_run(run_dir, reference, alpha):
             info(f"wrote {f}")
@@ -64,7 +64,7 @@ def register(root: typer.Typer) -> None:
 
         Example: unirouter reproduce --config configs/routerbench-subset.yaml --trials 5
         """
-        from ..reproduce import reproduce
+        from ..runs.reproduce import reproduce
 
         index = reproduce(configs or None, trials, out, jobs, progress_factory(), info)
         done(f"ok: {index}")

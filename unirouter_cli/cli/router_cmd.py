@@ -53,7 +53,7 @@ def build_cmd(
     the table is a training LLM; hyperparameters are chosen as in trials.
     Example: unirouter router build --dataset routerbench-subset --router uniroute-kmeans --out routers/rb
     """
-    from ..deploy import build
+    from ..serving.build import build
     from .run_cmd import parse_params
 
     parsed = parse_params(list(params or []))
@@ -91,8 +91,8 @@ def probes_cmd(
     Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
     unirouter router probes routers/rb --number 100 --out probes.csv
     """
-    from ..deploy import load_router
     from ..io import write_csv
+    from ..serving.router import load_router
 
     r = load_router(router_dir)
     df = r.probes(n, strategy, seed, answers_of=answers_of)
@@ -122,7 +122,7 @@ def add_llm_cmd(
     unirouter router probes routers/rb --number 100 --answers-of claude-v2 --out answers.csv &&
     unirouter router add-llm routers/rb --model claude-v2-copy --cost 0.0038 --answers answers.csv
     """
-    from ..deploy import load_router
+    from ..serving.router import load_router
 
     r = load_router(router_dir)
     entry = r.add_llm(model, cost, answers)
@@ -142,7 +142,7 @@ def remove_llm_cmd(
     Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
     unirouter router remove-llm routers/rb --model claude-v2
     """
-    from ..deploy import load_router
+    from ..serving.router import load_router
 
     r = load_router(router_dir)
     r.remove_llm(model)
@@ -185,8 +185,9 @@ def route_cmd(
     unirouter router probes routers/rb --number 50 --out new.csv &&
     unirouter router route routers/rb --prompts new.csv --max-cost 0.001 --out routes.jsonl
     """
-    from ..deploy import load_router, read_prompts
+    from ..data.tables import read_prompts
     from ..io import write_text
+    from ..serving.router import load_router
 
     r = load_router(router_dir)
     ids, texts = read_prompts(prompts)
@@ -215,7 +216,7 @@ def info_cmd(
     from rich.markup import escape
     from rich.table import Table
 
-    from ..deploy import load_router
+    from ..serving.router import load_router
 
     r = load_router(router_dir)
     d = r.info()
@@ -260,7 +261,7 @@ def serve_cmd(
     Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
     unirouter router serve routers/rb --port 8000 --max-cost 0.001
     """
-    from ..serve import make_server
+    from ..serving.server import make_server
 
     defaults = {"lambda": lam, "max_cost": max_cost, "min_quality": min_quality, "pool": pool}
     server = make_server(router_dir, host, port, defaults)

@@ -14,7 +14,7 @@ from ..io import load_yaml_mapping, loads_yaml, yaml_problem
 from .common import boundary, info, progress_factory
 
 if TYPE_CHECKING:
-    from ..rundir import RunConfig
+    from ..runs.config import RunConfig
 
 DEFAULT_FIT_ROUTERS = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap", "foldin", "oracle"]
 
@@ -47,7 +47,7 @@ def parse_int_list(option: str, text: str) -> list[int]:
 def load_config_file(path: Path) -> dict:
     """A --config file (a preset or a run's config.yaml): every key checked (as ``fit`` checks its
     options); the preset-only keys are checked and dropped."""
-    from ..rundir import PRESET_KEYS, check_config_keys, check_preset_keys
+    from ..runs.config import PRESET_KEYS, check_config_keys, check_preset_keys
 
     d = load_yaml_mapping(path, f"--config {path}")
     check_preset_keys(d, str(path))
@@ -64,7 +64,7 @@ STORED_ONLY = ("config_version", "unirouter_version", "dataset_name", "dataset_p
 def stored_options(run_dir: Path) -> dict:
     """The options a run directory was fitted with (its config.yaml, checked), as a --config mapping:
     the routers fit skipped are listed again, so fitting with it reproduces the same config."""
-    from ..rundir import RunDir
+    from ..runs.rundir import RunDir
 
     cfg = RunDir(run_dir).read_config()
     d = cfg.to_dict()
@@ -103,14 +103,14 @@ def build_config(config: Path | None, base: dict | None = None, **cli: object) -
     for r, p in params.items():
         rp.setdefault(r, {}).update(p)
     base["router_params"] = rp
-    from ..rundir import RunConfig
+    from ..runs.config import RunConfig
 
     base.setdefault("dataset", "mmlu-pro")
     base.setdefault("routers", DEFAULT_FIT_ROUTERS)
     base["split"] = split
     if config is None:  # the command line (over a run's stored, checked options): prepare names the options
         return RunConfig.from_dict(base, "command line", check=False)
-    from ..rundir import check_config_keys
+    from ..runs.config import check_config_keys
 
     given = [f"--{OPTION_NAMES.get(k, k).replace('_', '-')}" for k, v in cli.items() if v]
     check_config_keys(base, f"{config}" + (f" with {', '.join(given)}" if given else ""))
@@ -170,7 +170,7 @@ def register(root: typer.Typer) -> None:
 
         Example: unirouter fit --dataset mmlu-pro --router uniroute-kmeans --router knn --trials 10 --run-dir runs/demo
         """
-        from ..rundir import fit_run
+        from ..runs.rundir import fit_run
 
         base = None
         if resume and config is None and dataset is None and (run_dir / "config.yaml").exists():
@@ -202,7 +202,7 @@ def register(root: typer.Typer) -> None:
         Writes metrics.csv (trial, router, pool, area, area_50, qnc, ...), curves.parquet, singles.parquet.
         Example: unirouter evaluate --run-dir runs/demo --pool unseen
         """
-        from ..rundir import evaluate_run
+        from ..runs.rundir import evaluate_run
 
         try:
             rd = evaluate_run(run_dir, list(pool), jobs=jobs, backend=backend, scheduler=scheduler,

@@ -1,4 +1,4 @@
-"""Stage 4 - routers, one module per family behind one interface and one registry.
+"""Routers, one module per family behind one interface and one registry.
 
 * ``base``: FitData, Pool, the Router interface, declared parameters (``Param``), the registry
   (``@register_router``, plug-ins from the ``unirouter.routers`` entry-point group), shared helpers;

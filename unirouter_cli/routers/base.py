@@ -1,4 +1,4 @@
-"""Stage 4 - routers: the interface, declared parameters, the registry and shared helpers.
+"""routers: the interface, declared parameters, the registry and shared helpers.
 
 Every router estimates ``gamma(x, h)`` = P(LLM h answers prompt x wrongly) for a pool of LLMs it may
 never have seen, known only through their errors on the validation prompts (``Pool.E_val``):
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..metrics import area, deferral_curve
+from ..protocol.metrics import area, deferral_curve
 
 
 # --------------------------------------------------------------------------------------------

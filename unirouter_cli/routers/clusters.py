@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import area, grouped_curve
+from ..protocol.metrics import area, grouped_curve
 from .base import (
     FitData,
     Param,

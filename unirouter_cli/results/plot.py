@@ -1,4 +1,4 @@
-"""Stage 7b - figures from a run directory (matplotlib, Agg backend, files under DIR/plots/).
+"""figures from a run directory (matplotlib, Agg backend, files under DIR/plots/).
 
 Every figure compares like with like: each trial's curves are interpolated on one grid of
 normalised costs (cost / that trial's mean largest pool cost, ``GRID``) and every aggregate is over
@@ -26,210 +26,23 @@ grayscale. Figures are written atomically (``_save``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, RunDirError
-
-GRID = np.linspace(0.0, 1.0, 201)
-#  colour, line style, marker: pairwise distinct colours and (line style, marker) pairs
-STYLE_TABLE = [
-    ("#000000", ":", "o"),
-    ("#D55E00", "--", "s"),
-    ("#0072B2", "-", "^"),
-    ("#009E73", "-.", "D"),
-    ("#E69F00", (0, (3, 1, 1, 1, 1, 1)), "v"),
-    ("#CC79A7", "--", "P"),
-    ("#882255", ":", "X"),
-    ("#666666", "-", "*"),
-    ("#332288", "-", "h"),
-    ("#999933", "-.", "<"),
-    ("#56B4E9", "--", ">"),
-    ("#117733", (0, (5, 1)), "p"),
-]
-MARK_EVERY = 25
-FRONTIER_STYLE = {"color": "#9a9a9a", "lw": 4.0, "alpha": 0.7, "solid_capstyle": "butt"}
-FIGURE_HELP = {
-    "curves": "left: deferral curves minus each trial's best single test LLM, with the single-LLM frontier, "
-              "averaged over the same trials; right: per-cost paired difference to the reference "
-              "(mean, 95% interval)",
-    "metrics": "Area and QNC per trial (box, trials as markers, mean with 95% interval; x = QNC never reached)",
-    "paired": "per-trial Area and QNC differences to the reference router, with wins/losses",
-    "by-category": "Area difference to the reference per prompt category (mean over trials, wins/losses)",
-    "valsize": "Area against the number of validation prompts (two-sigma bands) and its paired difference to the "
-               "reference (95% intervals)",
-    "probes": "the profiling-cost curve: Area against the probes each new LLM answers, per probe strategy (95% "
-              "bands), and the paired difference to random probes at the same count",
-}
-
-
-@dataclass(frozen=True)
-class Style:
-    colour: str
-    linestyle: object
-    marker: str
-    slot: int
-
-    def line(self) -> dict:
-        return {"color": self.colour, "ls": self.linestyle, "marker": self.marker, "lw": 1.8, "ms": 5.5,
-                "markevery": ((3 * self.slot) % MARK_EVERY, MARK_EVERY)}
-
-
-def router_styles(names: list[str]) -> dict[str, Style]:
-    """Fixed style per router name: the default routers first, then the registry, then other names."""
-    from .routers import DEFAULT_ROUTERS, ROUTERS
-
-    known = list(dict.fromkeys([*DEFAULT_ROUTERS, *ROUTERS]))
-    unknown = sorted(n for n in set(names) if n not in known)
-    out = {}
-    for n in names:
-        i = known.index(n) if n in known else len(known) + unknown.index(n)
-        c, ls, mk = STYLE_TABLE[i % len(STYLE_TABLE)]
-        if i >= len(STYLE_TABLE):  # past the table: shift the line style so the triple stays new
-            ls = [s for _, s, _ in STYLE_TABLE][(i + i // len(STYLE_TABLE)) % len(STYLE_TABLE)]
-        out[n] = Style(c, ls, mk, i)
-    return out
-
-
-def router_colours(names: list[str]) -> dict[str, str]:
-    return {n: s.colour for n, s in router_styles(names).items()}
-
-
-def figure_help(filename: str) -> str:
-    for key in sorted(FIGURE_HELP, key=len, reverse=True):
-        if filename.startswith(key + "-"):
-            return FIGURE_HELP[key]
-    return ""
-
-
-# ------------------------------------------------------------------------------------------------
-# the data drawn (pure functions; tests check them against metrics.csv)
-# ------------------------------------------------------------------------------------------------
-def grid_curves(curves: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per router: (trials, quality on GRID per trial), flat extension at both ends."""
-    out = {}
-    for router, g in curves.groupby("router", sort=False):
-        trials, ys = [], []
-        for t, c in g.groupby("trial", sort=True):
-            trials.append(int(t))
-            ys.append(np.interp(GRID, c["cost"].to_numpy(float), c["quality"].to_numpy(float)))
-        out[str(router)] = (np.array(trials), np.array(ys))
-    return out
-
-
-def mean_curves(curves: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per router: (mean, low, high) of quality on GRID across trials (95% t-interval)."""
-    from .report import t_halfwidth
-
-    out = {}
-    for router, (_, ys) in grid_curves(curves).items():
-        m, h = ys.mean(axis=0), t_halfwidth(ys, axis=0)
-        out[router] = (m, m - h, m + h)
-    return out
-
-
-def frontier_curves(singles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per trial, the single-LLM frontier on GRID: the non-decreasing upper convex hull of the
-    single test LLMs' (normalised cost, accuracy) points, i.e. the best random mix of single LLMs
-    that knows their test accuracies; flat left of the cheapest LLM and right of the hull's end."""
-    from .metrics import upper_hull
-
-    trials, ys = [], []
-    for t, s in singles.groupby("trial", sort=True):
-        s = s.sort_values(["cost", "quality"], ascending=[True, False]).drop_duplicates("cost")
-        hx, hy = upper_hull(s["cost"].to_numpy(float), s["quality"].to_numpy(float))
-        trials.append(int(t))
-        ys.append(np.interp(GRID, hx, hy))
-    return np.array(trials), np.array(ys)
-
-
-def relative_to_best(trials: np.ndarray, ys: np.ndarray, best: pd.Series) -> np.ndarray:
-    """Mean over trials of (curve - that trial's best single test LLM accuracy)."""
-    return (ys - best.loc[trials].to_numpy(float)[:, None]).mean(axis=0)
-
-
-def curve_differences(curves: pd.DataFrame, reference: str) -> dict[str, tuple[np.ndarray, ...]]:
-    """Per router: (mean, low, high, n_trials) on GRID of the per-trial difference to the reference's
-    curve, over the trials both have (paired; 95% t-interval)."""
-    from .report import t_halfwidth
-
-    grids = grid_curves(curves)
-    if reference not in grids:
-        return {}
-    t_ref, y_ref = grids[reference]
-    out = {}
-    for router, (t, ys) in grids.items():
-        if router == reference:
-            continue
-        common, i, j = np.intersect1d(t, t_ref, return_indices=True)
-        if len(common) == 0:
-            continue
-        d = ys[i] - y_ref[j]
-        m, h = d.mean(axis=0), t_halfwidth(d, axis=0)
-        out[router] = (m, m - h, m + h, len(common))
-    return out
-
-
-def paired_metric(metrics: pd.DataFrame, router: str, reference: str, metric: str) -> pd.DataFrame:
-    """Per common trial: the router's and the reference's value, their difference, and whether
-    both reached QNC (a difference involving an unreached QNC is censored)."""
-    cols = [metric, "qnc_reached"]
-    g = metrics[metrics["router"] == router].set_index("trial")[cols]
-    r = metrics[metrics["router"] == reference].set_index("trial")[cols]
-    j = g.merge(r, left_index=True, right_index=True, how="inner", suffixes=("", "_ref"))
-    return pd.DataFrame({"diff": j[metric] - j[f"{metric}_ref"],
-                         "reached": j["qnc_reached"].astype(bool) & j["qnc_reached_ref"].astype(bool)})
-
-
-def category_differences(by_cat: pd.DataFrame, reference: str, metric: str = "area") -> pd.DataFrame:
-    """Per (router, category): mean over trials of metric - reference's metric, wins, losses, trials."""
-    ref = by_cat[by_cat["router"] == reference].set_index(["trial", "category"])[metric]
-    rows = []
-    for (router, category), g in by_cat[by_cat["router"] != reference].groupby(["router", "category"], sort=False):
-        r = ref.xs(category, level="category")
-        g = g.set_index("trial")[metric]
-        common = g.index.intersection(r.index)
-        d = (g.loc[common] - r.loc[common]).to_numpy(float)
-        rows.append({"router": router, "category": category, "diff": float(d.mean()) if len(d) else np.nan,
-                     "wins": int((d > 1e-12).sum()), "losses": int((d < -1e-12).sum()), "n": len(d)})
-    return pd.DataFrame(rows, columns=["router", "category", "diff", "wins", "losses", "n"])
-
-
-# ------------------------------------------------------------------------------------------------
-# figures (each returns a matplotlib Figure; plot_* save it)
-# ------------------------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt, fig, out: Path) -> Path:  # noqa: ANN001 - matplotlib objects
-    """Write the figure atomically (a killed plot never leaves a truncated image) and close it."""
-    from .io import atomic_path
-
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=150, format=out.suffix.lstrip("."), bbox_inches="tight", pad_inches=0.15)
-    plt.close(fig)
-    return out
-
-
-def _label(router: str, kinds: dict[str, str]) -> str:
-    k = kinds.get(router, "dynamic")
-    return router if k == "dynamic" else f"{router} ({k})"
-
-
-def _caption(fig, text: str) -> None:  # noqa: ANN001
-    import textwrap
-
-    width = int(fig.get_figwidth() * 15)  # characters of 8-point text per line
-    fig.text(0.01, 0.005, "\n".join(textwrap.wrap(text, width)), ha="left", va="bottom", fontsize=8, color="#222222")
+from ..errors import ConfigError, RunDirError
+from .curves import (
+    GRID,
+    category_differences,
+    curve_differences,
+    frontier_curves,
+    grid_curves,
+    paired_metric,
+    relative_to_best,
+)
+from .plot_probes import plot_probe_sweeps
+from .style import FRONTIER_STYLE, _caption, _label, _plt, _save, router_styles
 
 
 def figure_curves(curves: pd.DataFrame, singles: pd.DataFrame, metrics: pd.DataFrame, title: str, reference: str,
@@ -303,7 +116,7 @@ def figure_metrics(metrics: pd.DataFrame, title: str, include_oracle: bool = Fal
     """Box + markers of Area and QNC per router; a QNC never reached is a cross at 100%."""
     import matplotlib.patheffects as pe
 
-    from .report import ci95
+    from .stats import ci95
 
     plt = _plt()
     if not include_oracle and (metrics["kind"] != "bound").any():
@@ -356,7 +169,7 @@ def figure_metrics(metrics: pd.DataFrame, title: str, include_oracle: bool = Fal
 
 def figure_paired(metrics: pd.DataFrame, title: str, reference: str):  # noqa: ANN201
     """Per-trial Area and QNC differences to the reference router (what the sign test counts)."""
-    from .report import ci95
+    from .stats import ci95
 
     plt = _plt()
     names = list(dict.fromkeys(metrics["router"]))
@@ -439,7 +252,7 @@ def figure_by_category(by_cat: pd.DataFrame, title: str, reference: str):  # noq
 def figure_valsize(metrics: pd.DataFrame, title: str, reference: str):  # noqa: ANN201
     """Per probe strategy: left, Area against validation size (mean, two-sigma band, as in the paper);
     right, the per-trial Area difference to the reference at each size (mean, 95% t-interval)."""
-    from .report import t_halfwidth
+    from .stats import t_halfwidth
 
     plt = _plt()
     names = list(dict.fromkeys(metrics["router"]))
@@ -511,7 +324,7 @@ def plot_valsize(metrics: pd.DataFrame, out: Path, title: str, reference: str) -
 def plot_run(run_dir: str | Path, fmt: str = "png", reference: str | None = None,
              include_oracle: bool = False) -> list[Path]:
     """Draw every figure of an evaluated run into DIR/plots/; returns the files written."""
-    from .report import default_reference, read_metrics, read_optional, read_run_config
+    from .runfiles import default_reference, read_metrics, read_optional, read_run_config
 
     run_dir = Path(run_dir)
     if fmt not in ("png", "svg", "pdf"):
@@ -569,83 +382,3 @@ def plot_run(run_dir: str | Path, fmt: str = "png", reference: str | None = None
     return written + plot_probe_sweeps(outdir, metrics, tables["singles"], fmt, name)
 
 
-# --------------------------------------------------------------------------------------------
-# the profiling-cost curve (probe sweeps)
-# --------------------------------------------------------------------------------------------
-def plot_probes(metrics: pd.DataFrame, blind: pd.Series, out: Path, title: str, reference: str = "random") -> Path:
-    """Area against the number of probes per new LLM, one panel per dynamic router, one line per probe
-    strategy (mean, 95% t-band over trials); below, each strategy's paired per-trial difference to
-    ``reference`` at the same size (mean, 95% t-band; filled markers = significant by the sign test at
-    0.01). The dashed line is the "probes needed" target of report.py (95% of the full-validation gain)."""
-    from .report import PROBE_TARGET, ci95, sign_test
-
-    plt = _plt()
-    m = metrics[metrics["kind"] == "dynamic"]
-    routers = list(dict.fromkeys(m["router"]))
-    strategies = list(dict.fromkeys(m["probe_strategy"]))
-    styles = {s: STYLE_TABLE[i % len(STYLE_TABLE)] for i, s in enumerate(strategies)}  # (colour, line, marker)
-    colours = {s: c for s, (c, _, _) in styles.items()}
-    fig, axes = plt.subplots(2, len(routers), figsize=(3.6 * len(routers) + 1, 6.8), sharex=True, squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 2]})
-    for j, router in enumerate(routers):
-        A = m[m["router"] == router].pivot_table(index="trial", columns=["probe_strategy", "n_val"],
-                                                 values="area")
-        top, bottom = axes[0, j], axes[1, j]
-        for s in strategies:
-            if s not in A.columns.get_level_values(0):
-                continue
-            S = A[s]
-            sizes = np.array(sorted(S.columns))
-            stats = np.array([ci95(S[n].dropna().to_numpy(float)) for n in sizes])
-            top.plot(sizes, stats[:, 0], marker=styles[s][2], ls=styles[s][1], ms=4, color=colours[s], label=s)
-            top.fill_between(sizes, stats[:, 1], stats[:, 2], color=colours[s], alpha=0.18, lw=0)
-            if s == reference or reference not in A.columns.get_level_values(0):
-                continue
-            R = A[reference]
-            both = [n for n in sizes if n in R.columns]
-            if not both:
-                continue
-            st = np.array([ci95((S[n] - R[n]).dropna().to_numpy(float)) for n in both])
-            bottom.plot(both, st[:, 0], marker=styles[s][2], ls=styles[s][1], ms=5, mfc="white", color=colours[s],
-                        label=s)
-            bottom.fill_between(both, st[:, 1], st[:, 2], color=colours[s], alpha=0.18, lw=0)
-            sig = [sign_test(S[n].to_numpy(float), R[n].to_numpy(float), True)[2] < 0.01 for n in both]
-            bottom.scatter(np.array(both)[sig], st[sig, 0], s=30, marker=styles[s][2], color=colours[s], zorder=3)
-        if reference in A.columns.get_level_values(0):
-            full = A[(reference, max(A[reference].columns))]
-            floor = blind.reindex(full.index).to_numpy(float)
-            target = float(np.nanmean(floor + PROBE_TARGET * (full.to_numpy(float) - floor)))
-            top.axhline(target, color="#555555", ls="--", lw=1,
-                        label=f"{PROBE_TARGET:.0%} of the full-validation gain")
-        bottom.axhline(0, color="#555555", lw=1)
-        top.set_title(router, fontsize=10)
-        top.grid(alpha=0.3)
-        bottom.grid(alpha=0.3)
-        bottom.set_xscale("log", base=2)
-        bottom.set_xlabel("probes answered per new LLM")
-        ticks = sorted(m["n_val"].unique())
-        bottom.set_xticks(ticks, [str(t) for t in ticks])
-        if j == 0:
-            top.set_ylabel("Area (mean, 95% band)")
-            bottom.set_ylabel(f"Area - Area({reference}),\nsame trial and size")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(f"{title}\nbelow, filled markers: significant difference to {reference} (sign test, alpha = 0.01)",
-                 fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return _save(plt, fig, out)
-
-
-def plot_probe_sweeps(outdir: Path, metrics: pd.DataFrame, singles: pd.DataFrame, fmt: str, name: str) -> list[Path]:
-    """``probes-<pool>.<fmt>`` for each pool of a run with several probe counts or strategies."""
-    from .report import blind_area
-
-    if metrics.groupby(["n_val", "probe_strategy"]).ngroups < 2:
-        return []
-    blind = blind_area(singles)
-    out = []
-    for pool in dict.fromkeys(metrics["pool"]):
-        mp = metrics[metrics["pool"] == pool]
-        out.append(plot_probes(mp, blind.loc[pool], outdir / f"probes-{pool}.{fmt}",
-                               f"{name}: the profiling-cost curve, {pool} pool ({mp['trial'].nunique()} trials)"))
-    return out

@@ -1,4 +1,4 @@
-"""Stage 5 - fitting and evaluating routers trial by trial (no file I/O here; see rundir.py).
+"""fitting and evaluating routers trial by trial (no file I/O here; see rundir.py).
 
 ``fit_trial`` fits every requested router on one trial's training data. ``evaluate_trial`` profiles
 a pool of LLMs on the validation prompts, asks each router for gamma on the test prompts, and turns
@@ -18,11 +18,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from .data import Dataset
-from .errors import DataError
+from ..data.folder import Dataset
+from ..errors import DataError
+from ..routers import FitData, Pool, Router, get_spec, make_router
 from .metrics import cost_norm, curve_metrics, deferral_curve, single_points
-from .routers import FitData, Pool, Router, get_spec, make_router
-from .split import Trial
+from .universe import Trial
 
 POOLS = ("unseen", "seen", "all")
 CATEGORY_COLUMNS = ["trial", "router", "kind", "pool", "category", "area", "area_50", "qnc", "qnc_reached",

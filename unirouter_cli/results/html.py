@@ -63,14 +63,14 @@ IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
 
 
 def _figure_order(f: Path) -> tuple[int, str]:
-    from .plot import FIGURE_HELP
+    from .style import FIGURE_HELP
 
     kinds = [k for k in FIGURE_HELP if f.name.startswith(k + "-")]
     return (list(FIGURE_HELP).index(kinds[0]) if kinds else len(FIGURE_HELP), f.name)
 
 
 def render_html(md: str, figures: list[Path], title: str) -> str:
-    from .plot import figure_help
+    from .style import figure_help
 
     figs = []
     for f in figures:

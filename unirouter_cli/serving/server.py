@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .deploy import DeployedRouter, load_router
-from .errors import UnirouterError
+from ..errors import UnirouterError
+from .router import DeployedRouter, load_router
 
 MAX_BODY = 64 << 20  # bytes
 

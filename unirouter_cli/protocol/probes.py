@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def strata_count(n: int) -> int:
 
 def embedding_strata(X: np.ndarray, n: int, seed: int) -> np.ndarray:
     """K-means cluster (0..K-1) of each candidate's embedding, K = ``strata_count(n)``."""
-    from .routers.clusters import kmeans, nearest
+    from ..routers.clusters import kmeans, nearest
 
     X = np.asarray(X, dtype=np.float32)
     K = min(strata_count(n), len(X))

@@ -1,4 +1,4 @@
-"""Stage 1 - datasets: the folder format, validation, loading and the dataset registry.
+"""datasets: the folder format, validation, loading and the dataset registry.
 
 A dataset folder holds ``dataset.yaml`` (the card), ``prompts.parquet`` (or ``.csv``),
 ``outcomes.parquet`` (or ``.csv``, long format, one row per evaluated (prompt, model) pair) and
@@ -17,22 +17,20 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .errors import DataError
+from ..errors import DataError
+from .tables import (
+    UNCLOSED_QUOTE,
+    _check_parquet_size,
+    first_invalid_utf8,
+    read_csv_table,
+    row_label,
+    unclosed_quote_line,
+)
 
 CARD = "dataset.yaml"
 PROMPT_COLUMNS = ("prompt_id", "text", "category")
 OUTCOME_COLUMNS = ("prompt_id", "model", "score")
 MODEL_COLUMNS = ("model", "cost")
-BUNDLED_DIR = Path(__file__).parent / "bundled"
-
-
-def unirouter_home() -> Path:
-    """Cache root: ``$UNIROUTER_HOME`` or ``~/.cache/unirouter`` (read lazily, never required)."""
-    env = os.environ.get("UNIROUTER_HOME")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "unirouter"
 
 
 # --------------------------------------------------------------------------------------------
@@ -57,49 +55,8 @@ def _find_table(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _row_label(path: Path, i: int) -> str:
-    # CSV: 1-based line numbers in the file (header is line 1); parquet: 0-based row index.
-    return f"line {i + 2}" if path.suffix == ".csv" else f"row {i}"
-
-
-NA_STRINGS = ["", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None", "#N/A", "<NA>"]
-NUMERIC_COLUMNS = ("score", "cost", "params_b", "output_chars")
-
-
-def read_csv_table(path: Path) -> pd.DataFrame:
-    """A CSV table with every column but the numeric ones read as text: a prompt id, model name, text or
-    category such as ``NA``, ``None`` or ``null`` stays that string (only an empty cell is missing); in the
-    numeric columns those spellings mean a missing value, as pandas reads them by default."""
-    header = pd.read_csv(path, nrows=0, encoding="utf-8").columns
-    text = [c for c in header if c not in NUMERIC_COLUMNS]
-    df = pd.read_csv(path, dtype=dict.fromkeys(text, str), keep_default_na=False, encoding="utf-8",
-                     na_values={c: NA_STRINGS for c in NUMERIC_COLUMNS})
-    for c in text:
-        df[c] = df[c].mask(df[c].str.strip() == "")
-    return df
-
-
-PARQUET_MAX_ROWS = 50_000_000
-PARQUET_MAX_BYTES = 4 << 30  # uncompressed, as the file's metadata declares it
-
-
-def _check_parquet_size(path: Path) -> None:
-    """Refuse, from the footer alone, a parquet file that declares more rows or more uncompressed bytes than a
-    correctness table needs (a small, highly compressed file must not be inflated into all of memory)."""
-    import pyarrow.parquet as pq
-
-    meta = pq.ParquetFile(path).metadata
-    if meta.num_rows > PARQUET_MAX_ROWS:
-        raise DataError(f"declares {meta.num_rows:,} rows, more than the {PARQUET_MAX_ROWS:,} unirouter reads")
-    size = sum(max(meta.row_group(i).total_byte_size,
-                   sum(meta.row_group(i).column(j).total_uncompressed_size for j in range(meta.num_columns)))
-               for i in range(meta.num_row_groups))
-    if size > PARQUET_MAX_BYTES:
-        raise DataError(f"declares {size:,} bytes uncompressed, more than the {PARQUET_MAX_BYTES:,} unirouter reads")
-
-
 def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
-    from .io import check_regular
+    from ..io import check_regular
 
     try:
         check_regular(path, "table")  # a FIFO would block the reader forever
@@ -122,34 +79,6 @@ def _read_table(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
     return None
 
 
-UNCLOSED_QUOTE = 'a quoted field opens (") and is never closed: the rest of the file would be one value'
-
-
-def unclosed_quote_line(path: Path) -> int:
-    """The file line where the record holding an unclosed quote starts: the last record the csv module reads
-    (the quote swallows the rest of the file), counted in lines, so quoted line breaks before it are no trouble."""
-    import csv
-
-    start = last = 1
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.reader(f)
-        for _ in reader:
-            last, start = start, reader.line_num + 1
-    return last
-
-
-def first_invalid_utf8(path: Path) -> str:
-    """Where the first byte that is not UTF-8 is, in the file (the reader's own offset counts from the start of
-    the block it was decoding): "line N (byte B)"."""
-    raw = path.read_bytes()
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        return f"line {line} (byte {e.start})"
-    return ""
-
-
 def _first_rows(mask: np.ndarray, limit: int = 3) -> list[int]:
     return [int(i) for i in np.flatnonzero(mask)[:limit]]
 
@@ -159,7 +88,7 @@ def _report_rows(problems: list[Problem], path: Path, mask: np.ndarray, what: st
     if n == 0:
         return
     rows = _first_rows(mask)
-    where = ", ".join(_row_label(path, i) for i in rows) + (f" (+{n - len(rows)} more)" if n > len(rows) else "")
+    where = ", ".join(row_label(path, i) for i in rows) + (f" (+{n - len(rows)} more)" if n > len(rows) else "")
     problems.append(Problem(path.name, where, what))
 
 
@@ -189,7 +118,7 @@ def read_card(folder: Path, problems: list[Problem]) -> dict:
     if not path.exists():
         problems.append(Problem(CARD, "", "missing (expected the dataset card)"))
         return {}
-    from .io import YAMLLimitError, load_yaml
+    from ..io import YAMLLimitError, load_yaml
 
     try:
         card = load_yaml(path)
@@ -371,7 +300,7 @@ def folder_hash(folder: Path) -> str:
     Independent of mtimes; a changed embedding file changes the hash, so ``evaluate`` refuses a run
     fitted on other embeddings.
     """
-    from .io import sha256_file
+    from ..io import sha256_file
 
     h = hashlib.sha256()
     for name in sorted(os.listdir(folder)):
@@ -434,7 +363,7 @@ def load_folder(folder: str | Path, name: str | None = None) -> Dataset:
 def write_folder(folder: str | Path, card: dict, prompts: pd.DataFrame, outcomes: pd.DataFrame,
                  models: pd.DataFrame) -> Path:
     """Write the four files of a dataset folder atomically (parquet tables, CSV models)."""
-    from .io import write_csv, write_parquet, write_yaml
+    from ..io import write_csv, write_parquet, write_yaml
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -449,113 +378,3 @@ def write_folder(folder: str | Path, card: dict, prompts: pd.DataFrame, outcomes
     return folder
 
 
-# --------------------------------------------------------------------------------------------
-# the registry of named datasets
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    description: str
-    prompts: str
-    llms: str
-    cost_unit: str
-    license: str
-    source: str
-    downloadable: bool = True
-
-
-REGISTRY: dict[str, DatasetInfo] = {}
-
-
-def register_dataset(info: DatasetInfo) -> DatasetInfo:
-    REGISTRY[info.name] = info
-    return info
-
-
-register_dataset(DatasetInfo(
-    "mmlu-pro", "MMLU-Pro answered by 31 CoT LLMs + 18 Open LLM Leaderboard v2 configurations",
-    "12,032", "49", "USD / 1M tokens (2024 list, 3:1 blend)",
-    "Apache-2.0 (TIGER-AI-Lab); OpenLLM v2 details: research use",
-    "github TIGER-AI-Lab/MMLU-Pro + somerstep/CARROT"))
-register_dataset(DatasetInfo(
-    "routerbench", "RouterBench 0-shot: 11 LLMs with measured per-query cost", "36,497", "11",
-    "USD per query", "MIT", "hf withmartian/routerbench"))
-register_dataset(DatasetInfo(
-    "routerbench-subset", "RouterBench 0-shot rows for ARC-Challenge, MBPP, Winogrande (bundled, with texts)",
-    "3,178", "11", "USD per query", "MIT (RouterBench; rows via RouterDC)", "RouterDC datasets/routerbench_zs",
-    downloadable=False))
-register_dataset(DatasetInfo(
-    "embedllm", "EmbedLLM correctness of 112 open LLMs on 10 benchmarks", "~36,000", "112",
-    "parameters (billions)", "Apache-2.0", "hf RZ412/EmbedLLM"))
-register_dataset(DatasetInfo(
-    "sprout", "SPROUT (CARROT): 13 LLMs with token counts and list prices", "~45,000", "13",
-    "USD per query", "see dataset card", "hf CARROT-LLM-Routing/SPROUT"))
-
-
-def bundled_path(name: str) -> Path | None:
-    p = BUNDLED_DIR / name
-    return p if (p / CARD).exists() else None
-
-
-def cached_path(name: str) -> Path | None:
-    p = unirouter_home() / "datasets" / name
-    return p if (p / CARD).exists() else None
-
-
-def availability(name: str) -> str:
-    """Where ``name`` comes from on this machine: the folder used first, then what it hides."""
-    cached, bundled = cached_path(name), bundled_path(name)
-    if cached and bundled:
-        return "downloaded (hides bundled)"
-    if cached:
-        return "downloaded"
-    if bundled:
-        return "bundled"
-    return "downloadable" if REGISTRY[name].downloadable else "missing"
-
-
-def folder_counts(folder: Path) -> tuple[int, int]:
-    """(prompts, LLMs) actually in a dataset folder: parquet row counts from the file footer, CSV rows
-    otherwise, models.csv rows. Cheap: no table is loaded."""
-    from .io import check_regular
-
-    def rows(p: Path | None) -> int:
-        if p is None:
-            return 0
-        check_regular(p, "table")
-        if p.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return int(pq.ParquetFile(p).metadata.num_rows)
-        return int(len(pd.read_csv(p, usecols=[0])))
-
-    return rows(_find_table(folder, "prompts")), rows(folder / "models.csv" if (folder / "models.csv").exists()
-                                                       else None)
-
-
-def resolve(spec: str) -> tuple[str, Path]:
-    """Turn a registered name or a folder path into (name, folder). Downloaded copies win over bundled."""
-    p = Path(spec).expanduser()
-    if p.is_dir():
-        return p.resolve().name, p.resolve()
-    if spec in REGISTRY:
-        for cand in (cached_path(spec), bundled_path(spec)):
-            if cand is not None:
-                return spec, cand
-        raise DataError(f"dataset {spec!r} is not on this machine: run `unirouter download {spec}` "
-                        f"(or `unirouter download {spec} --from DIR` with upstream files on disk)")
-    if os.sep in spec or spec.startswith("."):
-        raise DataError(f"dataset folder {spec} does not exist")
-    raise DataError(f"unknown dataset {spec!r}: expected one of {', '.join(sorted(REGISTRY))} or a folder path")
-
-
-_LOADED: dict[tuple[str, str], Dataset] = {}
-
-
-def load_dataset(spec: str) -> Dataset:
-    """Load a dataset by registered name or folder path (memoised per process)."""
-    name, folder = resolve(spec)
-    key = (name, str(folder))
-    if key not in _LOADED:
-        _LOADED[key] = load_folder(folder, name=name)
-    return _LOADED[key]

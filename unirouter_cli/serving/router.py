@@ -1,4 +1,4 @@
-"""Stage 8 - a built router outside the trial loop: build, add or remove LLMs, route new prompts.
+"""a built router outside the trial loop: build, add or remove LLMs, route new prompts.
 
 A dynamic router knows a pool only through the pool's errors on probe prompts
 (``router.predict(X, Pool(models, X_probe, E_probe))``). A *router directory* therefore holds::
@@ -34,16 +34,12 @@ directory as it was; if a crash hits between the two renames, the old copy is ``
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import json
 import math
 import os
 import shutil
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,102 +48,20 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import __version__
-from .embed import Encoder, encoder_from_state, fitted_encoder, make_encoder
-from .errors import ConfigError, DataError, UnirouterError
-from .io import check_regular, load_yaml, read_npz, yaml_problem
-from .metrics import Curve, deferral_curve
-from .probes import ProbeContext, check_strategy, select_probes
+from ..data.tables import _answers_frame, row_label
+from ..embed.encoders import Encoder, encoder_from_state
+from ..errors import ConfigError, DataError, UnirouterError
+from ..io import load_yaml, read_npz, yaml_problem
+from ..protocol.metrics import Curve, deferral_curve
+from ..protocol.probes import ProbeContext, check_strategy, select_probes
+from .store import CARD, RouterDirError, _check_card, _check_meta, _file_hash, _json, _lock, _swap_in
 
-FORMAT_VERSION = 1
-CARD = "router.yaml"
-FILES = ("router.yaml", "encoder.json", "encoder.npz", "router.json", "router.npz", "reserve.json", "reserve.npz",
-         "profiles.npz")
 MIN_ANSWERS = 20  # a new LLM's profile from fewer answers has a standard error above 0.11 on its accuracy
-DEFAULT_RESERVE = 0.1  # share of the table's prompts kept as the probe reserve (the trials' validation share)
-DEFAULT_ROUTER = "uniroute-kmeans"
-
-
-class RouterDirError(UnirouterError):
-    """A router directory is missing files, inconsistent, or being updated by another process."""
 
 
 # --------------------------------------------------------------------------------------------
 # tables the user gives: prompts to route, answers of a new LLM
 # --------------------------------------------------------------------------------------------
-def _row_label(path: Path | str, i: int) -> str:
-    suffix = Path(str(path)).suffix
-    if suffix == ".csv":
-        return f"line {i + 2}"  # the header is line 1
-    if suffix == ".jsonl":
-        return f"line {i + 1}"
-    return f"row {i}"
-
-
-def read_user_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
-    """Read a .csv / .jsonl / .parquet table with the given columns (prompt_id read as text)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found (expected {what})")
-    check_regular(path, f"file ({what})")
-    if path.suffix not in (".csv", ".jsonl", ".parquet"):
-        raise DataError(f"{path}: unknown format {path.suffix or '(none)'} (expected .csv, .jsonl or .parquet)")
-    from .data import UNCLOSED_QUOTE, first_invalid_utf8, read_csv_table, unclosed_quote_line
-
-    try:
-        if path.suffix == ".csv":
-            df = read_csv_table(path)
-        elif path.suffix == ".jsonl":
-            df = pd.read_json(path, lines=True, dtype={"prompt_id": str}, encoding="utf-8")
-        else:
-            df = pd.read_parquet(path)
-    except UnicodeDecodeError as e:  # (the reader's offset counts from its decoding block: located in the file)
-        raise DataError(f"{path}: {first_invalid_utf8(path)}: is not valid UTF-8 text") from e
-    except pd.errors.EmptyDataError as e:
-        raise DataError(f"{path}: is empty (expected a header and at least one row: {', '.join(columns)})") from e
-    except (ValueError, pd.errors.ParserError, OSError) as e:
-        if path.suffix == ".csv" and "EOF inside string" in str(e):  # pandas names a record, not a line
-            raise DataError(f"{path}: line {unclosed_quote_line(path)}: {UNCLOSED_QUOTE}") from e
-        raise DataError(f"{path}: cannot be read as {path.suffix[1:]} ({' '.join(str(e).split())[:120]})") from e
-    except Exception as e:  # noqa: BLE001 - pyarrow raises its own types for corrupt parquet
-        raise DataError(f"{path}: cannot be read ({type(e).__name__})") from e
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(columns)})")
-    if len(df) == 0:
-        raise DataError(f"{path}: has no rows (expected {what})")
-    ids = df["prompt_id"]
-    bad = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
-    if bad.any():
-        raise DataError(f"{path}: {_row_label(path, int(np.flatnonzero(bad)[0]))}: prompt_id is empty")
-    df = df.assign(prompt_id=ids.astype(str))
-    dup = df["prompt_id"].duplicated().to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        raise DataError(f"{path}: {_row_label(path, i)}: duplicate prompt_id {df['prompt_id'].iloc[i]!r} "
-                        "(each prompt must appear once)")
-    return df
-
-
-def read_prompts(path: str | Path) -> tuple[list[str], list[str]]:
-    """(prompt ids, texts) of a prompts file to route."""
-    df = read_user_table(path, ("prompt_id", "text"), "prompts to route: columns prompt_id, text")
-    t = df["text"]
-    empty = t.isna().to_numpy() | (t.astype(str).str.strip() == "").to_numpy()
-    if empty.any():
-        raise DataError(f"{path}: {_row_label(path, int(np.flatnonzero(empty)[0]))}: prompt without text")
-    return df["prompt_id"].tolist(), t.astype(str).tolist()
-
-
-def _answers_frame(answers: str | Path | pd.DataFrame | Mapping[str, float]) -> tuple[pd.DataFrame, str]:
-    if isinstance(answers, pd.DataFrame):
-        for c in ("prompt_id", "score"):
-            if c not in answers.columns:
-                raise DataError(f"answers: missing column {c} (expected prompt_id, score)")
-        return answers.assign(prompt_id=answers["prompt_id"].astype(str)).reset_index(drop=True), "answers"
-    if isinstance(answers, Mapping):
-        return pd.DataFrame({"prompt_id": [str(k) for k in answers], "score": list(answers.values())}), "answers"
-    return read_user_table(answers, ("prompt_id", "score"), "answers: columns prompt_id, score in [0, 1]"), str(answers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,7 +124,7 @@ class DeployedRouter:
         return np.array([self.models.index(m) for m in pool], dtype=np.int64)
 
     def _pool(self, cols: np.ndarray):
-        from .routers import Pool
+        from ..routers import Pool
 
         return Pool(models=[self.models[j] for j in cols], X_val=self.X_reserve, E_val=self.errors[:, cols])
 
@@ -347,15 +261,15 @@ class DeployedRouter:
                 i = int(np.flatnonzero(bad)[0])
                 got = df["score"].iloc[i]
                 got = got.item() if isinstance(got, np.generic) else got
-                raise DataError(f"{where}: {_row_label(where, i)}: {what} (got {got!r})")
+                raise DataError(f"{where}: {row_label(where, i)}: {what} (got {got!r})")
         ids = df["prompt_id"].astype(str).to_numpy()
         if len(np.unique(ids)) != len(ids):
             i = int(np.flatnonzero(pd.Series(ids).duplicated().to_numpy())[0])
-            raise DataError(f"{where}: {_row_label(where, i)}: duplicate prompt_id {ids[i]!r}")
+            raise DataError(f"{where}: {row_label(where, i)}: duplicate prompt_id {ids[i]!r}")
         pos = pd.Index(self.reserve_ids.astype(str)).get_indexer(ids)
         if (pos < 0).any():
             i = int(np.flatnonzero(pos < 0)[0])
-            raise DataError(f"{where}: {_row_label(where, i)}: prompt_id {ids[i]!r} is not a probe prompt of this "
+            raise DataError(f"{where}: {row_label(where, i)}: prompt_id {ids[i]!r} is not a probe prompt of this "
                             f"router ({int((pos < 0).sum())} unknown); answer prompts listed by `unirouter router "
                             "probes`")
         if len(ids) < MIN_ANSWERS:
@@ -435,7 +349,7 @@ class DeployedRouter:
         return target
 
     def _write(self, d: Path) -> None:
-        from .io import write_json, write_npz, write_yaml
+        from ..io import write_json, write_npz, write_yaml
 
         self.card["llms"] = [{**e, "answers": int((~np.isnan(self.errors[:, j])).sum())}
                              for j, e in enumerate(self.card["llms"])]
@@ -453,133 +367,10 @@ class DeployedRouter:
         write_yaml(d / CARD, self.card)  # last: a directory without a card is not a router
 
 
-def _file_hash(p: Path) -> str | None:
-    try:
-        return hashlib.sha256(p.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def _lock(target: Path) -> Iterator[None]:
-    """Exclusive lock on the existing directory (fcntl on its inode), refusing a second writer."""
-    if not target.is_dir():
-        yield
-        return
-    fd = os.open(target, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise RouterDirError(f"{target} is being updated by another process; try again") from e
-        if os.fstat(fd).st_ino != os.stat(target).st_ino:
-            raise RouterDirError(f"{target} was replaced by another process while locking; try again")
-        yield
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(d: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    _fsync_dir(staging)
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.rename(target, old)
-        os.rename(staging, target)
-        _fsync_dir(target.parent)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, target)
-        _fsync_dir(target.parent)
-
-
-# --------------------------------------------------------------------------------------------
-# build and load
-# --------------------------------------------------------------------------------------------
-def reserve_size(spec: float | int | str | None, n_prompts: int) -> int:
-    """Probe reserve size from a count (>= 1) or a fraction in (0, 1); default 10% of the prompts."""
-    if spec is None:
-        spec = DEFAULT_RESERVE
-    try:
-        v = float(spec)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"--probe-reserve {spec!r}: expected a number of prompts or a fraction in (0, 1)") from e
-    if not math.isfinite(v) or v <= 0 or (v >= 1 and v != int(v)):
-        raise ConfigError(f"--probe-reserve {spec}: expected a number of prompts or a fraction in (0, 1)")
-    n = int(round(v * n_prompts)) if v < 1 else int(v)
-    if n < 1 or n > n_prompts - 2:
-        raise ConfigError(f"--probe-reserve {spec} gives {n} of {n_prompts} prompts; the reserve and the training "
-                          "prompts each need at least 2")
-    return n
-
-
-def build(dataset: str, router: str = DEFAULT_ROUTER, encoder: str = "tfidf", seed: int = 0,
-          reserve: float | int | str | None = None, params: dict | None = None) -> DeployedRouter:
-    """Fit encoder and router on a whole table (every LLM a training LLM) and profile every LLM on the
-    probe reserve, exactly as a trial fits its routers (``evaluate.fit_trial``)."""
-    from .data import load_dataset
-    from .evaluate import errors, fit_trial
-    from .routers import ROUTERS, check_params, get_spec
-    from .split import Trial
-
-    spec = get_spec(router)
-    if spec.kind != "dynamic":
-        dyn = ", ".join(n for n, s in ROUTERS.items() if s.kind == "dynamic")
-        raise ConfigError(f"router {router} is a {spec.kind} router (it needs the pool's test labels); "
-                          f"a built router must be dynamic: {dyn}")
-    params = check_params(router, dict(params or {}))
-    make_encoder(encoder)  # checks the name before the dataset loads
-    ds = load_dataset(dataset)
-    n_res = reserve_size(reserve, ds.n_prompts)
-    enc, X = fitted_encoder(ds, encoder)
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    perm = np.random.default_rng([seed, 0xB01D]).permutation(ds.n_prompts)
-    res, train = np.sort(perm[:n_res]), np.sort(perm[n_res:])
-    all_models = np.arange(ds.n_models)
-    trial = Trial(index=0, seed=seed, train=train, val=res, test=np.empty(0, dtype=np.int64),
-                  train_models=all_models, test_models=np.empty(0, dtype=np.int64), info={"kind": "router build"})
-    fitted, seconds = fit_trial(ds, X, trial, [router], {router: params})
-    r = fitted[router]
-    E = errors(ds, res, all_models)
-    card = {
-        "format_version": FORMAT_VERSION,
-        "unirouter_version": __version__,
-        "dataset": {"name": ds.name, "path": str(ds.path), "content_hash": ds.content_hash,
-                    "n_prompts": int(ds.n_prompts), "texts_included": ds.texts is not None},
-        "encoder": {"name": encoder, "dim": int(X.shape[1])},
-        "router": {"name": router, "kind": spec.kind, "params": {**spec.defaults, **params},
-                   "hyperparams": r.hyperparams_, "fit_seconds": round(seconds[router], 3)},
-        "seed": int(seed),
-        "reserve": {"prompts": int(n_res), "training_prompts": int(len(train)),
-                    "requested": DEFAULT_RESERVE if reserve is None else float(reserve)},
-        "cost_unit": str(ds.card.get("cost_unit") or "?"),
-        "costs_note": ("each LLM's cost is its models.csv figure (per-query costs in the table are not known "
-                       "before answering and are not used for routing)" if ds.query_cost is not None else
-                       "each LLM's cost is its models.csv figure"),
-        "llms": [{"name": m, "cost": float(ds.model_cost[j]), "origin": "table",
-                  "answers": int((~np.isnan(E[:, j])).sum())} for j, m in enumerate(ds.models)],
-    }
-    texts = [str(t) for t in ds.texts[res]] if ds.texts is not None else None
-    return DeployedRouter(card=card, encoder=enc, router=r, reserve_ids=ds.prompt_ids[res].astype(str),
-                          reserve_texts=texts, X_reserve=X[res], errors=E.astype(np.float32))
-
-
-def _json(p: Path) -> Any:
-    return json.loads(check_regular(p, "JSON file").read_text(encoding="utf-8"))
-
-
 def load_router(path: str | Path) -> DeployedRouter:
     """Load a router directory written by ``unirouter router build`` (or ``DeployedRouter.save``)."""
-    from .routers import get_spec, make_router
-    from .routers.base import nonfinite_array
+    from ..routers import get_spec, make_router
+    from ..routers.base import nonfinite_array
 
     d = Path(path).expanduser()
     if not (d / CARD).is_file():
@@ -638,28 +429,10 @@ def load_router(path: str | Path) -> DeployedRouter:
     return dr
 
 
-def _check_meta(name: str, meta: Any, where: Path) -> None:
-    """router.json: a mapping whose declared parameters (as given, as chosen, and at the top level where a
-    router keeps them) are in their declared types and ranges."""
-    from .routers import check_params, get_spec
-
-    if not isinstance(meta, dict):
-        raise RouterDirError(f"{where}: expected a JSON object (the router's parameters and state)")
-    declared = get_spec(name).params
-    for part in (meta.get("params", {}), meta.get("hyperparams", {}), meta):
-        if not isinstance(part, dict):
-            raise RouterDirError(f"{where}: expected 'params' and 'hyperparams' to be objects")
-        values = {k: v for k, v in part.items() if k in declared and not (v == "auto" and part is not meta)}
-        try:
-            check_params(name, values)
-        except ConfigError as e:
-            raise RouterDirError(f"{where}: {e}; rebuild the router") from None
-
-
 def _self_check(dr: DeployedRouter, d: Path, rows: int = 32) -> None:
     """Estimate the errors of the first ``rows`` reserve prompts once: a router state that does not fit the
     card and the reserve (arrays of the wrong shape, NaN) is refused here in one line, not mid-route."""
-    from .routers.base import STATE_ERRORS, check_prediction
+    from ..routers.base import STATE_ERRORS, check_prediction
 
     try:
         check_prediction(dr.router, dr.X_reserve[:rows], dr._pool(np.arange(len(dr.models))))
@@ -668,33 +441,3 @@ def _self_check(dr: DeployedRouter, d: Path, rows: int = 32) -> None:
                              f"({type(e).__name__}: {' '.join(str(e).split())[:100]}); rebuild the router") from e
 
 
-def _check_card(card: Any, where: Path) -> None:
-    """The card's structure: format version, router name, LLMs with unique names and positive costs."""
-    if not isinstance(card, dict) or not isinstance(card.get("llms"), list) or not card["llms"]:
-        raise RouterDirError(f"{where}: expected a mapping with a non-empty list 'llms'")
-    if card.get("format_version") != FORMAT_VERSION:
-        raise RouterDirError(f"{where}: format_version {card.get('format_version')!r}; this unirouter reads "
-                             f"{FORMAT_VERSION} (rebuild the router)")
-    if not isinstance(card.get("router"), dict) or not isinstance(card["router"].get("name"), str):
-        raise RouterDirError(f"{where}: expected router: {{name: ...}}")
-    seen = set()
-    for i, m in enumerate(card["llms"]):
-        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not m["name"].strip():
-            raise RouterDirError(f"{where}: llms[{i}] needs a name")
-        c = m.get("cost")
-        if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c) or c <= 0:
-            raise RouterDirError(f"{where}: LLM {m['name']!r} has cost {c!r} (expected a positive number)")
-        if m["name"] in seen:
-            raise RouterDirError(f"{where}: LLM {m['name']!r} is listed twice")
-        seen.add(m["name"])
-
-
-def dir_hash(path: str | Path) -> str:
-    """Hash of every file (relative name + content) under a directory: equal iff nothing changed."""
-    h = hashlib.sha256()
-    root = Path(path)
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(root).as_posix().encode())
-            h.update(hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()

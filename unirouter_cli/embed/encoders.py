@@ -1,4 +1,4 @@
-"""Stage 2 - prompt embeddings: encoder objects, their saved state, and an on-disk cache.
+"""prompt embeddings: encoder objects, their saved state, and an on-disk cache.
 
 An encoder follows the estimator contract: the constructor stores settings, ``fit(texts)`` learns
 (TF-IDF only), ``transform(texts)`` returns (n, D) L2-normalised float32 rows, and ``state()`` /
@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .data import Dataset, unirouter_home
-from .errors import ConfigError, DataError
-from .io import check_regular, load_yaml, yaml_problem
+from ..data.folder import Dataset
+from ..data.registry import unirouter_home
+from ..errors import ConfigError, DataError
+from ..io import check_regular, load_yaml, yaml_problem
 
 TFIDF_DIM = 128
 TFIDF_MAX_FEATURES = 100_000
@@ -256,7 +257,7 @@ def encoder_from_state(meta: dict, arrays: dict[str, np.ndarray]) -> Encoder:
 
 
 def save_encoder(encoder: Encoder, json_path: Path, npz_path: Path) -> None:
-    from .io import write_npz, write_text
+    from ..io import write_npz, write_text
 
     meta, arrays = encoder.state()
     write_text(json_path, json.dumps(meta, ensure_ascii=False) + "\n")
@@ -369,7 +370,7 @@ def get_embeddings(ds: Dataset, encoder: str, dtype: type = np.float32) -> np.nd
             arr = load_embedding_file(f, ds.n_prompts, "delete it to recompute")
         else:
             z = compute(ds, encoder)
-            from .io import write_npy
+            from ..io import write_npy
 
             write_npy(f, z.astype(np.float32))
             arr = np.load(f, mmap_mode="r")

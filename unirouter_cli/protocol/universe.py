@@ -1,4 +1,4 @@
-"""Stage 3 - the universe and the trials.
+"""the universe and the trials.
 
 **The universe** (``universe``): the prompts and LLMs that trials draw from, fixed once per dataset
 *before any split*, so a trial's test prompts are a seeded share of one fixed set - identical for
@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .data import Dataset
-from .errors import ConfigError, DataError
+from ..data.folder import Dataset
+from ..errors import ConfigError, DataError
 
 COVERAGE_POLICIES = ("block", "all-llms")
 MIN_PROMPTS = 10  # a universe needs at least this many prompts (and 2 LLMs)

@@ -1,4 +1,4 @@
-"""Stage 7a - reports: summary statistics, paired sign tests, real cost units, per-category tables.
+"""reports: summary statistics, paired sign tests, real cost units, per-category tables.
 
 ``summarise`` gives, per view (pool / validation size / probe strategy), router and metric: the
 mean, a 95% t-interval over trials (clipped to the metric's range, e.g. QNC to [0, 100%]) and a
@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from .errors import ConfigError, DataError, RunDirError
-from .io import load_yaml, read_table, write_csv, write_text, yaml_problem
-from .report_html import render_html, run_figures
-from .split import universe_line
+from ..errors import ConfigError
+from ..io import load_yaml, write_csv, write_text
+from ..protocol.universe import universe_line
+from .html import render_html, run_figures
+from .runfiles import default_reference, read_metrics, read_optional, read_run_config, with_derived
+from .stats import _clip, ci95, sign_test
+from .sweep import probes_markdown
 
 METRICS = {  # name -> (higher is better, label)
     "area": (True, "Area"),
@@ -43,10 +45,7 @@ METRICS = {  # name -> (higher is better, label)
     "apgr": (True, "APGR"),
 }
 CATEGORY_METRICS = ("area", "area_50", "qnc")
-RANGES = {"area": (0.0, 1.0), "area_50": (0.0, 0.5), "qnc": (0.0, 1.0), "qnc_cost": (0.0, math.inf),
-          "aiq": (0.0, 1.0)}  # an interval of a bounded metric is clipped to its range
 VIEW_KEYS = ["pool", "val_size", "probe_strategy"]
-REFERENCE_PREFERENCE = ("knn", "zero")
 
 # The paper's v2 numbers for unseen LLMs (METHOD.md); keyed by dataset name.
 PAPER = {
@@ -58,62 +57,6 @@ PAPER = {
     "sprout": {"area": {"zero": .820, "knn": .844, "uniroute-kmeans": .850, "uniroute-learnedmap": .846,
                         "clairvoyant-mlp": .859}},
 }
-
-
-# ------------------------------------------------------------------------------------------------
-# statistics
-# ------------------------------------------------------------------------------------------------
-def sign_test(a: np.ndarray, b: np.ndarray, higher_better: bool) -> tuple[int, int, float]:
-    """Paired two-sided sign test of a vs b: (wins of a, losses of a, p-value); ties dropped."""
-    from scipy.stats import binomtest
-
-    d = (a - b) if higher_better else (b - a)
-    d = d[np.isfinite(d)]
-    wins, losses = int((d > 1e-12).sum()), int((d < -1e-12).sum())
-    if wins + losses == 0:
-        return wins, losses, 1.0
-    return wins, losses, float(binomtest(wins, wins + losses, 0.5).pvalue)
-
-
-def t_halfwidth(x: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Half-width of the 95% t-interval of the mean along ``axis`` (0 with fewer than 2 values)."""
-    from scipy.stats import t as student_t
-
-    x = np.asarray(x, dtype=float)
-    n = x.shape[axis]
-    if n < 2:
-        return np.zeros(np.delete(x.shape, axis)) if x.ndim > 1 else np.float64(0.0)
-    return student_t.ppf(0.975, n - 1) * x.std(axis=axis, ddof=1) / np.sqrt(n)
-
-
-def ci95(x: np.ndarray) -> tuple[float, float, float]:
-    """(mean, low, high) of the finite values: a 95% t-interval of the mean."""
-    x = np.asarray(x, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return float("nan"), float("nan"), float("nan")
-    m, h = float(x.mean()), float(t_halfwidth(x))
-    return m, m - h, m + h
-
-
-def default_reference(metrics: pd.DataFrame) -> str:
-    """``knn`` if the run has it, else ``zero``, else its first router that is not a bound."""
-    routers = list(dict.fromkeys(metrics["router"]))
-    for r in REFERENCE_PREFERENCE:
-        if r in routers:
-            return r
-    kinds = metrics.groupby("router", sort=False)["kind"].first()
-    return next((r for r in routers if kinds.get(r) != "bound"), routers[0])
-
-
-def with_derived(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Add ``qnc_cost`` (QNC in the dataset's cost unit) and, for older runs, ``probe_strategy``."""
-    out = metrics.copy()
-    if "probe_strategy" not in out:
-        out["probe_strategy"] = "random"
-    if "cost_max" in out and "qnc" in out:
-        out["qnc_cost"] = out["qnc"] * out["cost_max"]
-    return out
 
 
 def summarise(metrics: pd.DataFrame, reference: str | None = None, alpha: float = 0.01,
@@ -156,11 +99,6 @@ def summarise(metrics: pd.DataFrame, reference: str | None = None, alpha: float 
     return pd.DataFrame(rows)
 
 
-def _clip(metric: str, lo: float, hi: float) -> tuple[float, float]:
-    a, b = RANGES.get(metric, (-math.inf, math.inf))
-    return (min(max(lo, a), b), min(max(hi, a), b)) if np.isfinite(lo) else (lo, hi)
-
-
 def pool_costs(metrics: pd.DataFrame, singles: pd.DataFrame | None) -> dict[str, float]:
     """Per view: mean over trials of the normaliser (largest pool cost) and of the best single test
     LLM's own cost per query (the most accurate LLM, ties to the cheaper), both in the cost unit."""
@@ -175,84 +113,13 @@ def pool_costs(metrics: pd.DataFrame, singles: pd.DataFrame | None) -> dict[str,
     return out
 
 
-# ------------------------------------------------------------------------------------------------
-# reading a run
-# ------------------------------------------------------------------------------------------------
-METRIC_NEED = ("trial", "router", "pool", "val_size", "kind", "area", "area_50", "qnc", "aiq", "apgr",
-               "qnc_reached", "n_pool", "n_test", "n_val", "best_single")
-
-
-def read_metrics(run_dir: Path) -> pd.DataFrame:
-    """metrics.csv of an evaluated run, checked (one RunDirError naming the file otherwise)."""
-    mfile = run_dir / "metrics.csv"
-    if not mfile.exists():
-        raise RunDirError(f"{mfile}: missing; run `unirouter evaluate --run-dir {run_dir}` first")
-    hint = f"rerun `unirouter evaluate --run-dir {run_dir}` to rewrite it"
-    metrics = read_table(mfile, METRIC_NEED, tuple(c for c in METRIC_NEED if c not in ("router", "pool", "kind")),
-                         hint)
-    if metrics.empty:
-        raise RunDirError(f"{mfile}: no rows; {hint}")
-    return with_derived(metrics)
-
-
-def read_run_config(run_dir: Path) -> dict:
-    """config.yaml as a mapping for labels ({} if absent); a corrupt file is one RunDirError."""
-    f = run_dir / "config.yaml"
-    if not f.exists():
-        return {}
-    try:
-        d = load_yaml(f)
-    except (yaml.YAMLError, UnicodeDecodeError, DataError) as e:
-        raise RunDirError(f"{f}: not valid YAML ({yaml_problem(e)})") from e
-    if not isinstance(d, dict):
-        raise RunDirError(f"{f}: expected a mapping")
-    from .rundir import RunConfig, RunDir, check_config_keys  # checked as fit checks it, and against fit.json
-
-    try:
-        check_config_keys(d, str(f), partial=True)
-        if "dataset" in d and "routers" in d:
-            RunDir(run_dir).check_fitted_with(d, RunConfig.from_dict(d, str(f)).tasks())
-    except ConfigError as e:
-        raise RunDirError(str(e)) from None
-    return d
-
-
-OPTIONAL_TABLES = {  # file -> (required columns, numeric columns, how to recreate it)
-    "hyperparams.csv": (("trial", "val_size", "router", "name", "value"), ("trial", "val_size"),
-                        "delete it or refit into a new --run-dir"),
-    "singles.parquet": (("trial", "val_size", "pool", "model", "cost", "quality"),
-                        ("trial", "val_size", "cost", "quality"), "rerun `unirouter evaluate` to rewrite it"),
-    "curves.parquet": (("trial", "val_size", "router", "pool", "cost", "quality"),
-                       ("trial", "val_size", "cost", "quality"), "rerun `unirouter evaluate` to rewrite it"),
-    "by_category.csv": (("trial", "val_size", "router", "kind", "pool", "category", "area", "qnc", "n_test"),
-                        ("trial", "val_size", "area", "area_50", "qnc", "n_test"),
-                        "rerun `unirouter evaluate` to rewrite it"),
-}
-
-
-def read_optional(path: Path) -> pd.DataFrame | None:
-    """A table of the run (``OPTIONAL_TABLES``), checked, if present and non-empty; else None."""
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    required, numeric, hint = OPTIONAL_TABLES[path.name]
-    df = read_table(path, required, (), hint)
-    if df.empty:  # a header only (e.g. by_category.csv of a run with one test category)
-        return None
-    for c in numeric:
-        if c in df and not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])):
-            raise RunDirError(f"{path}: column {c} is not numeric; {hint}")
-    if "probe_strategy" not in df:
-        df["probe_strategy"] = "random"
-    return df
-
-
 def cost_unit(config: dict) -> str:
     """The dataset card's ``cost_unit`` (a label only: never an error)."""
     for spec in (config.get("dataset_path"), config.get("dataset")):
         if not spec:
             continue
         try:
-            from .data import resolve
+            from ..data.registry import resolve
 
             card = load_yaml(resolve(str(spec))[1] / "dataset.yaml")
             if isinstance(card, dict) and card.get("cost_unit"):
@@ -520,143 +387,3 @@ def report_run(run_dir: str | Path, reference: str | None = None, alpha: float =
     return written
 
 
-# --------------------------------------------------------------------------------------------
-# the profiling-cost curve: Area against the number of probes per strategy (probe sweeps)
-# --------------------------------------------------------------------------------------------
-PROBE_TARGET = 0.95  # share of the full-validation Area gain that "probes needed" asks for
-
-
-def blind_area(singles: pd.DataFrame) -> pd.Series:
-    """Per (pool, trial): the Area of a router that knows nothing about the pool's LLMs (no probe
-    answered: every estimate equal, ties to the cheaper LLM) = the accuracy of the pool's cheapest LLM
-    on the test prompts (the curve is that single point, flat over the cost axis)."""
-    first = singles.sort_values(["pool", "trial", "cost", "model"], kind="stable")
-    return first.groupby(["pool", "trial"], sort=False)["quality"].first()
-
-
-def probes_needed(sizes: np.ndarray, gains: np.ndarray, target: float) -> float:
-    """The smallest number of probes at which the mean gain reaches ``target``, interpolated linearly
-    in log(probes) between swept sizes; 0 if the smallest size already reaches it (reported as
-    "<= smallest"), inf if the largest does not."""
-    order = np.argsort(sizes)
-    sizes, gains = np.asarray(sizes, float)[order], np.asarray(gains, float)[order]
-    hit = np.flatnonzero(gains >= target)
-    if not len(hit):
-        return float("inf")
-    i = int(hit[0])
-    if i == 0:
-        return 0.0
-    lo, hi = np.log(sizes[i - 1]), np.log(sizes[i])
-    frac = (target - gains[i - 1]) / (gains[i] - gains[i - 1])
-    return float(np.exp(lo + frac * (hi - lo)))
-
-
-def probe_sweep_table(metrics: pd.DataFrame, blind: pd.Series, reference: str = "random", alpha: float = 0.01,
-                      n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per pool, dynamic router and probe strategy: mean Area at each size, the paired sign test
-    against ``reference`` at equal size and at twice the size (when swept), and the probes needed to
-    reach PROBE_TARGET of the full-validation gain, with a 95% bootstrap interval over trials.
-
-    The full-validation gain of a router is its mean Area with ``reference`` probes at the largest
-    swept size minus the blind Area (``blind_area``); a strategy's gain at n probes is its mean Area
-    at n minus the blind Area, on the same trials."""
-    m = metrics[metrics["kind"] == "dynamic"]
-    rows = []
-    rng = np.random.default_rng(seed)
-    for (pool, router), g in m.groupby(["pool", "router"], sort=False):
-        A = g.pivot_table(index="trial", columns=["probe_strategy", "n_val"], values="area")
-        if reference not in A.columns.get_level_values(0):
-            continue
-        A = A.dropna()
-        sizes = np.array(sorted(A[reference].columns))
-        floor = blind.loc[pool].reindex(A.index).to_numpy(float)
-        full = A[(reference, sizes[-1])].to_numpy(float)
-        boot = rng.integers(0, len(A), size=(n_boot, len(A)))
-        for strategy in dict.fromkeys(A.columns.get_level_values(0)):
-            S = A[strategy]
-            ss = np.array([n for n in sizes if n in S.columns])
-            G = S[ss].to_numpy(float) - floor[:, None]
-            G_full = full - floor
-            need = probes_needed(ss, G.mean(axis=0), PROBE_TARGET * G_full.mean())
-            bs = [probes_needed(ss, G[b].mean(axis=0), PROBE_TARGET * G_full[b].mean()) for b in boot]
-            lo, hi = np.quantile(bs, [0.025, 0.975], method="inverted_cdf")
-            for n in ss:
-                a = S[n].to_numpy(float)
-                row = {"pool": pool, "router": router, "probe_strategy": strategy, "probes": int(n),
-                       "area": float(a.mean()), "gain_share": float((a - floor).mean() / G_full.mean()),
-                       "needed": need, "needed_low": float(lo), "needed_high": float(hi),
-                       "n_trials": int(len(a))}
-                for tag, k in (("same", n), ("double", 2 * n)):
-                    if strategy != reference and k in A[reference].columns:
-                        r = A[(reference, k)].to_numpy(float)
-                        w, lo_, p = sign_test(a, r, True)
-                        row.update({f"d_{tag}": float((a - r).mean()), f"w_{tag}": w, f"l_{tag}": lo_,
-                                    f"p_{tag}": p, f"mark_{tag}": ("+" if w > lo_ else "-") if p < alpha else ""})
-                rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _fmt_needed(v: float, sizes: list[int]) -> str:
-    if v == 0:
-        return f"<= {min(sizes)}"
-    if not np.isfinite(v):
-        return f"> {max(sizes)}"
-    return f"{v:.0f}"
-
-
-def probes_markdown(metrics: pd.DataFrame, singles: pd.DataFrame | None, config: dict, alpha: float = 0.01,
-                    reference: str = "random") -> str:
-    """The report section of a probe sweep (empty unless the run has several probe counts or strategies)."""
-    if singles is None or metrics.groupby(["n_val", "probe_strategy"]).ngroups < 2 \
-            or reference not in set(metrics["probe_strategy"]):
-        return ""
-    table = probe_sweep_table(metrics, blind_area(singles), reference, alpha)
-    if table.empty:
-        return ""
-    sizes = sorted(int(v) for v in table["probes"].unique())
-    lines = ["", "## The profiling-cost curve: Area against the number of probes per new LLM", "",
-             f"- each cell: mean Area; against `{reference}` at the same size, paired over trials: mean difference "
-             f"and W/L, `+`/`-` = significant by a two-sided sign test at alpha = {alpha};",
-             f"- the second table: each strategy with n probes against `{reference}` with 2n probes (a positive "
-             "difference = the profiling cost halved; `+` = significantly so);",
-             f"- probes needed: the fewest probes at which the mean Area gain reaches {PROBE_TARGET:.0%} of the "
-             f"full-validation gain. Gain = Area minus the blind Area (the pool's cheapest LLM on the test "
-             f"prompts: what a router gets with no probe answered); full-validation gain = the router's gain with "
-             f"`{reference}` probes at the largest size ({max(sizes)}). Interpolated linearly in log(probes) "
-             "between swept sizes; [95% bootstrap interval over trials]; `> max` = not reached in the sweep.", ""]
-    if float(((config or {}).get("split") or {}).get("unseen_frac") or 0) >= 1:
-        lines[-1:-1] = ["- no training LLMs in this run: `informative` has no answers to balance on and is an "
-                        "embedding-only design (balanced over embedding clusters, like `stratified`);"]
-    for pool, tp in table.groupby("pool", sort=False):
-        lines += [f"### pool: {pool}", "",
-                  "| router | strategy | " + " | ".join(f"{n} probes" for n in sizes) + " | probes needed |",
-                  "|---|---|" + "---|" * (len(sizes) + 1)]
-        for (router, strategy), g in tp.groupby(["router", "probe_strategy"], sort=False):
-            g = g.set_index("probes")
-            cells = []
-            for n in sizes:
-                if n not in g.index:
-                    cells.append("")
-                    continue
-                x = g.loc[n]
-                cell = f"{x['area']:.4f}"
-                if "w_same" in x and np.isfinite(x.get("w_same", np.nan)):
-                    cell += (f" ({1000 * x['d_same']:+.1f}e-3, {int(x['w_same'])}W/{int(x['l_same'])}L"
-                             f"{' ' + x['mark_same'] if x['mark_same'] else ''})")
-                cells.append(cell)
-            x = g.iloc[0]
-            need = (f"{_fmt_needed(x['needed'], sizes)} [{_fmt_needed(x['needed_low'], sizes)}, "
-                    f"{_fmt_needed(x['needed_high'], sizes)}]")
-            lines.append(f"| {router} | {strategy} | " + " | ".join(cells) + f" | {need} |")
-        dbl = tp[tp["probe_strategy"].ne(reference) & tp.get("w_double", pd.Series(np.nan, index=tp.index)).notna()]
-        if len(dbl):
-            lines += ["", f"Against `{reference}` with twice the probes (mean difference, W/L, sign test):", "",
-                      f"| router | strategy | n | Area (n) | Area ({reference}, 2n) | difference | W/L | p |",
-                      "|---|---|---|---|---|---|---|---|"]
-            for _, x in dbl.iterrows():
-                ref = float(x["area"] - x["d_double"])
-                lines.append(f"| {x['router']} | {x['probe_strategy']} | {int(x['probes'])} | {x['area']:.4f} | "
-                             f"{ref:.4f} | {1000 * x['d_double']:+.1f}e-3 {x['mark_double']} | "
-                             f"{int(x['w_double'])}W/{int(x['l_double'])}L | {x['p_double']:.3g} |")
-        lines.append("")
-    return "\n".join(lines)

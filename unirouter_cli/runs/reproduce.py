@@ -1,4 +1,4 @@
-"""Stage 8 - ``unirouter reproduce``: run the YAML presets end to end and index the results.
+"""``unirouter reproduce``: run the YAML presets end to end and index the results.
 
 A preset is a run config (see ``RunConfig``) plus ``name``, ``description``, ``pools`` and
 ``reference``. Each preset becomes ``<out>/<name>/`` (a normal run directory with report.md,
@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ConfigError
-from .io import load_yaml_mapping, write_text
-from .plot import FIGURE_HELP, figure_help, plot_run
-from .report import fmt_cost, report_run
-from .rundir import RunConfig, check_preset_keys, evaluate_run, fit_run
+from ..errors import ConfigError
+from ..io import load_yaml_mapping, write_text
+from ..results.plot import plot_run
+from ..results.report import fmt_cost, report_run
+from ..results.style import FIGURE_HELP, figure_help
+from .config import RunConfig, check_preset_keys
+from .rundir import evaluate_run, fit_run
 
 
 def find_presets(configs: list[Path] | None) -> list[Path]:

@@ -1,0 +1,158 @@
+"""Reading tables: CSV cells as text, parquet size limits, and the one reader of user tables
+(prompts to route, a new LLM's answers) with errors located by file line."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from ..io import check_regular
+
+
+def row_label(path: Path | str, i: int) -> str:
+    """Where row ``i`` (0-based, after the header) of a table file is: a CSV's file line (the header is line 1),
+    a JSONL's line, a parquet file's 0-based row."""
+    suffix = Path(str(path)).suffix
+    if suffix == ".csv":
+        return f"line {i + 2}"
+    if suffix == ".jsonl":
+        return f"line {i + 1}"
+    return f"row {i}"
+
+
+
+NA_STRINGS = ["", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None", "#N/A", "<NA>"]
+
+
+NUMERIC_COLUMNS = ("score", "cost", "params_b", "output_chars")
+
+
+def read_csv_table(path: Path) -> pd.DataFrame:
+    """A CSV table with every column but the numeric ones read as text: a prompt id, model name, text or
+    category such as ``NA``, ``None`` or ``null`` stays that string (only an empty cell is missing); in the
+    numeric columns those spellings mean a missing value, as pandas reads them by default."""
+    header = pd.read_csv(path, nrows=0, encoding="utf-8").columns
+    text = [c for c in header if c not in NUMERIC_COLUMNS]
+    df = pd.read_csv(path, dtype=dict.fromkeys(text, str), keep_default_na=False, encoding="utf-8",
+                     na_values={c: NA_STRINGS for c in NUMERIC_COLUMNS})
+    for c in text:
+        df[c] = df[c].mask(df[c].str.strip() == "")
+    return df
+
+
+PARQUET_MAX_ROWS = 50_000_000
+
+
+PARQUET_MAX_BYTES = 4 << 30  # uncompressed, as the file's metadata declares it
+
+
+def _check_parquet_size(path: Path) -> None:
+    """Refuse, from the footer alone, a parquet file that declares more rows or more uncompressed bytes than a
+    correctness table needs (a small, highly compressed file must not be inflated into all of memory)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    if meta.num_rows > PARQUET_MAX_ROWS:
+        raise DataError(f"declares {meta.num_rows:,} rows, more than the {PARQUET_MAX_ROWS:,} unirouter reads")
+    size = sum(max(meta.row_group(i).total_byte_size,
+                   sum(meta.row_group(i).column(j).total_uncompressed_size for j in range(meta.num_columns)))
+               for i in range(meta.num_row_groups))
+    if size > PARQUET_MAX_BYTES:
+        raise DataError(f"declares {size:,} bytes uncompressed, more than the {PARQUET_MAX_BYTES:,} unirouter reads")
+
+
+UNCLOSED_QUOTE = 'a quoted field opens (") and is never closed: the rest of the file would be one value'
+
+
+def unclosed_quote_line(path: Path) -> int:
+    """The file line where the record holding an unclosed quote starts: the last record the csv module reads
+    (the quote swallows the rest of the file), counted in lines, so quoted line breaks before it are no trouble."""
+    import csv
+
+    start = last = 1
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        for _ in reader:
+            last, start = start, reader.line_num + 1
+    return last
+
+
+def first_invalid_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 is, in the file (the reader's own offset counts from the start of
+    the block it was decoding): "line N (byte B)"."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        return f"line {line} (byte {e.start})"
+    return ""
+
+
+def read_user_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
+    """Read a .csv / .jsonl / .parquet table with the given columns (prompt_id read as text)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found (expected {what})")
+    check_regular(path, f"file ({what})")
+    if path.suffix not in (".csv", ".jsonl", ".parquet"):
+        raise DataError(f"{path}: unknown format {path.suffix or '(none)'} (expected .csv, .jsonl or .parquet)")
+
+    try:
+        if path.suffix == ".csv":
+            df = read_csv_table(path)
+        elif path.suffix == ".jsonl":
+            df = pd.read_json(path, lines=True, dtype={"prompt_id": str}, encoding="utf-8")
+        else:
+            df = pd.read_parquet(path)
+    except UnicodeDecodeError as e:  # (the reader's offset counts from its decoding block: located in the file)
+        raise DataError(f"{path}: {first_invalid_utf8(path)}: is not valid UTF-8 text") from e
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{path}: is empty (expected a header and at least one row: {', '.join(columns)})") from e
+    except (ValueError, pd.errors.ParserError, OSError) as e:
+        if path.suffix == ".csv" and "EOF inside string" in str(e):  # pandas names a record, not a line
+            raise DataError(f"{path}: line {unclosed_quote_line(path)}: {UNCLOSED_QUOTE}") from e
+        raise DataError(f"{path}: cannot be read as {path.suffix[1:]} ({' '.join(str(e).split())[:120]})") from e
+    except Exception as e:  # noqa: BLE001 - pyarrow raises its own types for corrupt parquet
+        raise DataError(f"{path}: cannot be read ({type(e).__name__})") from e
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(columns)})")
+    if len(df) == 0:
+        raise DataError(f"{path}: has no rows (expected {what})")
+    ids = df["prompt_id"]
+    bad = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
+    if bad.any():
+        raise DataError(f"{path}: {row_label(path, int(np.flatnonzero(bad)[0]))}: prompt_id is empty")
+    df = df.assign(prompt_id=ids.astype(str))
+    dup = df["prompt_id"].duplicated().to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise DataError(f"{path}: {row_label(path, i)}: duplicate prompt_id {df['prompt_id'].iloc[i]!r} "
+                        "(each prompt must appear once)")
+    return df
+
+
+def read_prompts(path: str | Path) -> tuple[list[str], list[str]]:
+    """(prompt ids, texts) of a prompts file to route."""
+    df = read_user_table(path, ("prompt_id", "text"), "prompts to route: columns prompt_id, text")
+    t = df["text"]
+    empty = t.isna().to_numpy() | (t.astype(str).str.strip() == "").to_numpy()
+    if empty.any():
+        raise DataError(f"{path}: {row_label(path, int(np.flatnonzero(empty)[0]))}: prompt without text")
+    return df["prompt_id"].tolist(), t.astype(str).tolist()
+
+
+def _answers_frame(answers: str | Path | pd.DataFrame | Mapping[str, float]) -> tuple[pd.DataFrame, str]:
+    if isinstance(answers, pd.DataFrame):
+        for c in ("prompt_id", "score"):
+            if c not in answers.columns:
+                raise DataError(f"answers: missing column {c} (expected prompt_id, score)")
+        return answers.assign(prompt_id=answers["prompt_id"].astype(str)).reset_index(drop=True), "answers"
+    if isinstance(answers, Mapping):
+        return pd.DataFrame({"prompt_id": [str(k) for k in answers], "score": list(answers.values())}), "answers"
+    return read_user_table(answers, ("prompt_id", "score"), "answers: columns prompt_id, score in [0, 1]"), str(answers)

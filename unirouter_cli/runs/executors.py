@@ -1,0 +1,82 @@
+"""Executors of trial tasks: local processes (one thread each), joblib, dask."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from ..errors import ConfigError
+
+
+# --------------------------------------------------------------------------------------------
+# task functions (run in worker processes: they reload the dataset and embeddings by path)
+# --------------------------------------------------------------------------------------------
+def one_thread() -> None:
+    """Pin BLAS and OpenMP to one thread in this process: parallelism is across trials, and threads inside a trial
+    oversubscribe. threadpool_limits reaches the libraries loaded so far (numpy's BLAS); the variables reach those
+    loaded later (scipy's own BLAS and scikit-learn's OpenMP read them when they load), so no task pays for
+    importing scipy.optimize (~0.8 s) or scikit-learn (~2 s per process) unless it uses them."""
+    from threadpoolctl import threadpool_limits
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    threadpool_limits(1)
+
+
+# --------------------------------------------------------------------------------------------
+# executors
+# --------------------------------------------------------------------------------------------
+def check_backend(backend: str, scheduler: str | None) -> None:
+    if backend not in ("local", "dask"):
+        raise ConfigError(f"unknown backend {backend!r}: expected local or dask")
+    if backend == "dask" and not scheduler:
+        raise ConfigError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+
+
+def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "local",
+              scheduler: str | None = None, progress: Callable[[int], None] | None = None) -> list:
+    """Run ``fn(*a)`` for every ``a``; results in input order. Local joblib (loky) or Dask."""
+    check_backend(backend, scheduler)
+    if not args:
+        return []
+    if backend == "dask":
+        try:
+            from dask.distributed import Client, as_completed
+        except ImportError as e:
+            raise ConfigError("--backend dask needs the 'dask' extra: pip install 'unirouter[dask]'") from e
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as e:
+            raise ConfigError(f"cannot connect to the Dask scheduler at {scheduler} ({e})") from e
+        try:
+            futures = [client.submit(fn, *a, pure=False) for a in args]
+            index = {f.key: i for i, f in enumerate(futures)}
+            out: list = [None] * len(args)
+            for fut in as_completed(futures):
+                out[index[fut.key]] = fut.result()
+                if progress:
+                    progress(1)
+            return out
+        finally:
+            client.close()
+    if jobs == 1:
+        out = []
+        for a in args:
+            out.append(fn(*a))
+            if progress:
+                progress(1)
+        return out
+    from joblib import Parallel, delayed
+
+    out = [None] * len(args)
+    gen = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
+        delayed(_indexed)(i, fn, a) for i, a in enumerate(args))
+    for i, res in gen:
+        out[i] = res
+        if progress:
+            progress(1)
+    return out
+
+
+def _indexed(i: int, fn: Callable, a: tuple) -> tuple[int, object]:
+    return i, fn(*a)
