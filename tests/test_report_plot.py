@@ -104,6 +104,45 @@ def test_qnc_interval_is_clipped_to_its_range():
     assert ci95(qnc)[2] > 1  # the unclipped t-interval leaves the range
 
 
+def test_cost_to_match_interval_stays_within_the_largest_pool_cost():
+    m = _metrics({"knn": np.full(4, 0.6), "zero": np.full(4, 0.6)})
+    m["cost_max"] = 2.0
+    m.loc[m["router"] == "zero", "qnc"] = [1.0, 1.0, 0.1, 1.0]
+    row = summarise(m).query("router == 'zero' and metric == 'qnc_cost'").iloc[0]
+    assert row["ci_high"] == pytest.approx(2.0) and row["ci_low"] >= 0
+    assert ci95(2.0 * np.array([1.0, 1.0, 0.1, 1.0]))[2] > 2.0  # unclipped, the interval passes cost_max
+
+
+def test_sign_test_min_trials_is_the_first_count_that_can_reach_alpha():
+    from unirouter_cli.results.stats import sign_test, sign_test_min_trials
+
+    for alpha in (0.01, 0.05, 0.001):
+        n = sign_test_min_trials(alpha)
+        assert sign_test(np.ones(n), np.zeros(n), True)[2] < alpha
+        assert sign_test(np.ones(n - 1), np.zeros(n - 1), True)[2] >= alpha
+    assert sign_test_min_trials(0.01) == 8
+
+
+def test_a_small_run_says_its_sign_tests_cannot_reach_alpha(small_run):
+    from typer.testing import CliRunner
+
+    assert invoke(CliRunner(), "report", "--run-dir", small_run, "-q").exit_code == 0
+    text = (small_run / "report.md").read_text()
+    assert "**5 trials only**: a paired sign test needs at least 8 trials" in text
+    summary = pd.read_csv(small_run / "summary.csv")
+    assert (summary["mark"].fillna("") == "").all()  # indeed nothing could be marked
+
+
+def test_metrics_figure_draws_no_boxes_below_ten_trials(small_run):
+    metrics, *_ = _read(small_run)
+    fig = figure_metrics(metrics, "t")
+    assert not any(p.get_gid() is None and type(p).__name__ == "PathPatch" for ax in fig.axes for p in ax.patches)
+    assert "no quartile boxes" in fig.texts[-1].get_text()
+    many = pd.concat([metrics.assign(trial=metrics["trial"] + 100 * k) for k in range(3)])  # 15 trials
+    fig = figure_metrics(many, "t")
+    assert any(type(p).__name__ == "PathPatch" for ax in fig.axes for p in ax.patches)
+
+
 def test_report_includes_paper_numbers_for_paper_datasets(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -204,7 +243,8 @@ def test_metrics_figure_marks_qnc_not_reached(small_run):
     for ln in qax.get_lines():  # error bars (95% intervals) stay inside [0, 100%]
         x = np.asarray(ln.get_xdata(), float)
         assert np.all((x >= -1e-9) & (x <= 100 + 1e-9))
-    boxes = fig.axes[0]
+    many = pd.concat([metrics.assign(trial=metrics["trial"] + 100 * k) for k in range(3)])  # 15 trials: boxes
+    boxes = figure_metrics(many, "t").axes[0]
     medians = [ln for ln in boxes.get_lines() if ln.get_color() == "black" and ln.get_path_effects()]
     assert len(medians) >= 3  # black medians with a white outline: visible on every box colour
 
@@ -219,7 +259,8 @@ def test_paired_figure_draws_the_metric_differences(small_run):
             drawn = np.sort(np.concatenate(pts))
             want = (metrics[metrics["router"] == router].set_index("trial")[metric]
                     - metrics[metrics["router"] == "knn"].set_index("trial")[metric]).to_numpy()
-            assert np.allclose(drawn, np.sort(want))
+            scale = 100.0 if metric == "qnc" else 1.0  # QNC in percentage points, as in the metrics figure
+            assert np.allclose(drawn, np.sort(scale * want))
         assert "oracle" not in [t.get_text() for t in ax.get_yticklabels()]
 
 
@@ -427,8 +468,8 @@ def _commands():
 
 
 def test_fit_help_shows_every_default_and_they_are_the_real_ones(runner):
-    from unirouter_cli.cli.run_cmd import DEFAULT_FIT_ROUTERS
     from unirouter_cli.protocol.universe import SplitConfig
+    from unirouter_cli.routers import default_fit_routers
     from unirouter_cli.runs.config import RunConfig
 
     res = runner.invoke(__import__("unirouter_cli.cli", fromlist=["app"]).app, ["fit", "--help"],
@@ -440,7 +481,11 @@ def test_fit_help_shows_every_default_and_they_are_the_real_ones(runner):
                           ("Prompt encoder", cfg.encoder), ("Training share of prompts", split.train_frac),
                           ("Validation share of prompts", split.val_frac), ("Test share of prompts", split.test_frac)):
         assert f"{option} [default: {value}]" in text, option
-    assert f"[default: {', '.join(DEFAULT_FIT_ROUTERS)}]" in text and "[default: mmlu-pro]" in text
+    assert "[default: those `unirouter routers` marks 'fit']" in text and "[default: mmlu-pro]" in text
+    listed = runner.invoke(__import__("unirouter_cli.cli", fromlist=["app"]).app, ["routers"], env={"COLUMNS": "250"})
+    marked = [ln.split("│")[1].strip() for ln in listed.output.splitlines()
+              if ln.count("│") > 3 and ln.split("│")[3].strip() == "fit"]
+    assert marked == default_fit_routers()
     assert "[default: block]" in text and f"[default: {split.coverage}]" in text
     assert f"[default: {split.probe_strategy}]" in text
 
