@@ -387,7 +387,7 @@ def test_router_styles_distinct_for_many_routers():
 
 
 # ------------------------------------------------------------------------------------------------
-# reproduce layout and the README table script
+# reproduce layout and the results table script (README.md and docs/*.md blocks)
 # ------------------------------------------------------------------------------------------------
 def test_reproduce_records_timing_and_readme_tables_fills_markers(runner, small_dataset, tmp_path):
     preset = tmp_path / "tiny.yaml"
@@ -404,31 +404,35 @@ def test_reproduce_records_timing_and_readme_tables_fills_markers(runner, small_
     assert "tiny/report.html" in index and "CPUs" in index and "min |" in index
     assert (out / "tiny" / "report.html").read_text().count("data:image/png;base64,") == 4  # plot ran first
 
-    readme = tmp_path / "README.md"
+    readme, page = tmp_path / "README.md", tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
     before = "# project\n\nprose with 1.234 that stays\n\n"
-    readme.write_text(before + "<!-- results:tiny -->\nstale 0.9999\n<!-- /results:tiny -->\n\n"
-                      "<!-- results:reproduce-timing -->\n<!-- /results:reproduce-timing -->\ntail\n")
-    script = [sys.executable, str(ROOT / "scripts" / "readme_tables.py"), "--readme", str(readme)]
+    page.write_text(before + "<!-- results:tiny -->\nstale 0.9999\n<!-- /results:tiny -->\n\ntail\n")
+    readme.write_text(before + "<!-- results:reproduce-timing -->\n<!-- /results:reproduce-timing -->\ntail\n")
+    files = ["--file", str(readme), "--file", str(page)]
+    script = [sys.executable, str(ROOT / "scripts" / "readme_tables.py"), *files]
     tables = _script_module()
-    assert tables.main(["--readme", str(readme), "--check", str(out)]) == 1
+    assert tables.main([*files, "--check", str(out)]) == 1
     p = subprocess.run([*script, str(out)], capture_output=True, text=True, env={**os.environ})  # as a user runs it
-    assert p.returncode == 0 and "updated" in p.stdout, p.stderr
-    text = readme.read_text()
+    assert p.returncode == 0 and p.stdout.count("updated") == 2, p.stderr
+    text = page.read_text()
     assert text.startswith(before) and text.endswith("tail\n") and "stale" not in text
     summary = pd.read_csv(out / "tiny" / "summary.csv")
     knn_area = summary.query("router == 'knn' and metric == 'area'").iloc[0]
     assert f"| knn | dynamic | {knn_area['mean']:.4f} [{knn_area['ci_low']:.4f}, {knn_area['ci_high']:.4f}]" in text
     assert f"`{rec['command']}`" in text and "CPUs" in text
-    assert "min wall time for fit, evaluate, plot and report of 1 preset (" in text
+    timing = readme.read_text()
+    assert "min wall time for fit, evaluate, plot and report of 1 preset (" in timing and timing.endswith("tail\n")
     first = text
-    assert tables.main(["--readme", str(readme), str(out)]) == 0 and readme.read_text() == first  # idempotent
-    assert tables.main(["--readme", str(readme), "--check", str(out)]) == 0
+    assert tables.main([*files, str(out)]) == 0 and page.read_text() == first  # idempotent
+    assert tables.main([*files, "--check", str(out)]) == 0
     with pytest.raises(SystemExit, match="neither a run directory"):
-        tables.main(["--readme", str(readme), f"other={tmp_path}/nothing"])
+        tables.main([*files, f"other={tmp_path}/nothing"])
 
 
-def test_readme_result_blocks_are_paired_and_name_presets():
-    text = (ROOT / "README.md").read_text()
+def test_result_blocks_are_paired_and_name_presets():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n".join(p.read_text() for p in pages)
     starts = re.findall(r"<!-- results:([\w-]+) -->", text)
     ends = re.findall(r"<!-- /results:([\w-]+) -->", text)
     assert starts and starts == ends and len(set(starts)) == len(starts)
