@@ -87,6 +87,15 @@ def parse_rule(text: str) -> Rule:
     raise ValueError(f"unknown rule {text!r} (expected one of {', '.join(RULES)}; choice:ABCD, numeric:0.01)")
 
 
+def rule_spelling(rule: Rule) -> str:
+    """The short spelling of a rule (``choice``, ``choice:ABCD``, ``exact``, ``numeric:0.01``)."""
+    if rule.name.startswith("choice"):
+        return rule.name if rule.letters == DEFAULT_LETTERS else f"{rule.name}:{rule.letters}"
+    if rule.name == "numeric" and rule.tolerance != DEFAULT_TOLERANCE:
+        return f"numeric:{rule.tolerance:g}"
+    return rule.name
+
+
 # ---- extractors ------------------------------------------------------------------------------------
 def extract_choice(text: str, letters: str = DEFAULT_LETTERS, chain: bool = False) -> str | None:
     """The option letter of a response (``choice``; ``chain=True``: ``choice-chain``), or None."""
