@@ -112,7 +112,7 @@ def extract_choice(text: str, letters: str = DEFAULT_LETTERS, chain: bool = Fals
 
 
 _BOXED = re.compile(r"\\boxed\s*\{")
-_MARKER = re.compile(r"(?:answer is|answer:)\s*", re.IGNORECASE)
+_MARKER = re.compile(r"answer(?:\s+is\s*:?|\s*:)\s*", re.IGNORECASE)
 
 
 def _boxed(text: str) -> str | None:
@@ -130,7 +130,7 @@ def _boxed(text: str) -> str | None:
 
 def final_answer(text: str) -> tuple[str, bool]:
     """(final answer text, whether a marker located it): the last ``\\boxed{...}``; else the rest of the line
-    after the last ``answer is`` / ``answer:`` (any case); else the last non-empty line."""
+    after the last ``answer is``, ``answer is:`` or ``answer:`` (any case); else the last non-empty line."""
     if (b := _boxed(text)) is not None:
         return b.strip(), True
     marks = list(_MARKER.finditer(text))
