@@ -34,12 +34,13 @@ import numpy as np
 import pandas as pd
 
 from ..deploy import _row_label, read_user_table
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 RULES = ("choice", "choice-chain", "exact", "numeric")
 DEFAULT_LETTERS = "ABCDEFGHIJ"
 DEFAULT_TOLERANCE = 1e-6
 REFERENCE_COLUMNS = ("prompt_id", "answer", "rule")
+REFERENCES = "references.csv"  # in a dataset folder or a router directory
 
 
 @dataclass(frozen=True)
@@ -233,10 +234,11 @@ def read_responses(path: str | Path) -> pd.DataFrame:
     return read_user_table(path, ("prompt_id", "response"), "responses: columns prompt_id, response")
 
 
-def grade(responses: pd.DataFrame, references: pd.DataFrame, where: str = "responses") -> pd.DataFrame:
+def grade(responses: pd.DataFrame, references: pd.DataFrame, where: str = "responses",
+          unknown_hint: str = "") -> pd.DataFrame:
     """Grade each response against its prompt's reference: DataFrame[prompt_id, score, extracted] in the
     responses' order. An empty or missing response scores 0. ``where`` names the responses in errors
-    (a file path gives line numbers)."""
+    (a file path gives line numbers); ``unknown_hint`` ends the error about a prompt without a reference."""
     if "prompt_id" not in responses.columns or "response" not in responses.columns:
         got = ", ".join(map(str, responses.columns)) or "none"
         raise DataError(f"{where}: expected columns prompt_id, response (got {got})")
@@ -249,7 +251,7 @@ def grade(responses: pd.DataFrame, references: pd.DataFrame, where: str = "respo
     if (pos < 0).any():
         i = int(np.flatnonzero(pos < 0)[0])
         raise DataError(f"{where}: {_row_label(where, i)}: prompt_id {ids.iloc[i]!r} has no reference answer "
-                        f"({int((pos < 0).sum())} such rows)")
+                        f"({int((pos < 0).sum())} such rows){unknown_hint}")
     parsed = {s: parse_rule(s) for s in refs["rule"].unique()}
     answers, rules = refs["answer"].to_numpy()[pos], refs["rule"].to_numpy()[pos]
     scores, extracted = [], []
@@ -260,3 +262,33 @@ def grade(responses: pd.DataFrame, references: pd.DataFrame, where: str = "respo
         extracted.append(e)
     return pd.DataFrame({"prompt_id": ids, "score": np.array(scores, dtype=np.float64),
                          "extracted": pd.Series(extracted, dtype=object)})
+
+
+# ---- datasets and routers --------------------------------------------------------------------------
+def dataset_references(folder: str | Path, prompt_ids) -> pd.DataFrame | None:
+    """The rows of ``folder/references.csv`` for ``prompt_ids`` (in that order; prompts without a row are left
+    out), or None when the folder has no references.csv."""
+    path = Path(folder) / REFERENCES
+    if not path.exists():
+        return None
+    refs = read_references(path).set_index("prompt_id")
+    keep = [str(i) for i in prompt_ids if str(i) in refs.index]
+    return refs.loc[keep].reset_index()
+
+
+def no_references(dataset: str) -> str:
+    """The one line saying a dataset has no reference answers."""
+    return (f"{dataset} has no reference answers (no {REFERENCES}): score the new LLM's responses yourself and "
+            "give prompt_id,score to `router add-llm --answers`")
+
+
+def grade_responses(responses: str | Path | pd.DataFrame, references: pd.DataFrame | None,
+                    dataset: str) -> pd.DataFrame:
+    """Grade a responses file or DataFrame (prompt_id, response) against a router's references."""
+    if references is None:
+        raise ConfigError(no_references(dataset))
+    if isinstance(responses, pd.DataFrame):
+        df, where = responses, "responses"
+    else:
+        df, where = read_responses(responses), str(responses)
+    return grade(df, references, where, unknown_hint="; answer prompts listed by `unirouter router probes`")
