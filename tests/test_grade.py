@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from unirouter_cli.data import BUNDLED_DIR
+from unirouter_cli.data.registry import BUNDLED_DIR
 from unirouter_cli.errors import DataError
 from unirouter_cli.serving.grade import (
     Rule,

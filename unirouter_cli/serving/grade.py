@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..deploy import _row_label, read_user_table
+from ..data.tables import read_user_table, row_label
 from ..errors import ConfigError, DataError
 
 RULES = ("choice", "choice-chain", "exact", "numeric")
@@ -202,10 +202,10 @@ def check_references(df: pd.DataFrame, where: str = "references") -> pd.DataFram
     ids = df["prompt_id"].astype(str)
     if (dup := ids.duplicated().to_numpy()).any():
         i = int(np.flatnonzero(dup)[0])
-        raise DataError(f"{where}: {_row_label(where, i)}: duplicate prompt_id {ids.iloc[i]!r}")
+        raise DataError(f"{where}: {row_label(where, i)}: duplicate prompt_id {ids.iloc[i]!r}")
     rules: dict[str, Rule] = {}
     for i, (pid, ans, spelling) in enumerate(zip(ids, df["answer"], df["rule"], strict=True)):
-        at = f"{where}: {_row_label(where, i)} ({pid})"
+        at = f"{where}: {row_label(where, i)} ({pid})"
         if pd.isna(ans) or not str(ans).strip():
             raise DataError(f"{at}: answer is empty")
         if pd.isna(spelling):
@@ -246,11 +246,11 @@ def grade(responses: pd.DataFrame, references: pd.DataFrame, where: str = "respo
     ids = responses["prompt_id"].astype(str).reset_index(drop=True)
     if (dup := ids.duplicated().to_numpy()).any():
         i = int(np.flatnonzero(dup)[0])
-        raise DataError(f"{where}: {_row_label(where, i)}: duplicate prompt_id {ids.iloc[i]!r}")
+        raise DataError(f"{where}: {row_label(where, i)}: duplicate prompt_id {ids.iloc[i]!r}")
     pos = pd.Index(refs["prompt_id"]).get_indexer(ids)
     if (pos < 0).any():
         i = int(np.flatnonzero(pos < 0)[0])
-        raise DataError(f"{where}: {_row_label(where, i)}: prompt_id {ids.iloc[i]!r} has no reference answer "
+        raise DataError(f"{where}: {row_label(where, i)}: prompt_id {ids.iloc[i]!r} has no reference answer "
                         f"({int((pos < 0).sum())} such rows){unknown_hint}")
     parsed = {s: parse_rule(s) for s in refs["rule"].unique()}
     answers, rules = refs["answer"].to_numpy()[pos], refs["rule"].to_numpy()[pos]
