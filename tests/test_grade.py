@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from unirouter_cli.cli import app
 from unirouter_cli.data.registry import BUNDLED_DIR
 from unirouter_cli.errors import DataError
 from unirouter_cli.serving.grade import (
@@ -28,6 +31,8 @@ from unirouter_cli.serving.grade import (
     read_responses,
     rule_spelling,
 )
+from unirouter_cli.serving.router import load_router
+from unirouter_cli.serving.store import RouterDirError
 
 from .conftest import FIXTURES, SHARED, needs_shared
 
@@ -251,3 +256,106 @@ def test_whole_raw_sample_agrees_with_the_authors_and_the_table():
     table = out[out["model"] == "Llama-2-13b-hf"].set_index("prompt_id")["score"].reindex(g["prompt_id"])
     assert table.notna().all()
     assert (table.to_numpy() == g["score"].to_numpy()).mean() >= 0.99
+
+
+# ---- the router: build keeps the reserve's references, probes list them, `router grade` -----------------
+def run(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def mmlu_router(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("grade-router") / "mp"
+    res = run("router", "build", "--dataset", "mmlu-pro", "--router", "knn", "--out", out)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_build_keeps_the_reserves_references_and_probes_list_them(mmlu_router, tmp_path):
+    r = load_router(mmlu_router)
+    assert r.card["references"] == "references.csv"
+    bundled = read_references(BUNDLED_REFS).set_index("prompt_id")
+    stored = read_references(mmlu_router / "references.csv")
+    assert stored["prompt_id"].tolist() == r.reserve_ids.tolist()
+    assert (stored["answer"].to_numpy() == bundled.loc[stored["prompt_id"], "answer"].to_numpy()).all()
+    res = run("router", "probes", mmlu_router, "-n", 30, "--out", tmp_path / "p.csv")
+    assert res.exit_code == 0, res.output
+    assert "no reference answers" not in res.stderr
+    probes = pd.read_csv(tmp_path / "p.csv", dtype=str, keep_default_na=False)
+    assert list(probes.columns) == ["prompt_id", "text", "answer", "rule"] and len(probes) == 30
+    assert (probes["answer"].to_numpy() == bundled.loc[probes["prompt_id"], "answer"].to_numpy()).all()
+    assert set(probes["rule"]) == {"choice"}
+
+
+def test_router_grade_writes_answers_that_add_llm_takes(mmlu_router, tmp_path):
+    """Responses built from the probes' gold letters (right, wrong, no letter in turn) grade to the expected
+    scores through the CLI and the Python method alike, and add-llm takes the written file."""
+    probes = load_router(mmlu_router).probes(45, seed=3)
+    wrong = {g: "ABCDEFGHIJ"[("ABCDEFGHIJ".index(g) + 1) % 10] for g in "ABCDEFGHIJ"}
+    texts = [f"Let's think step by step. The answer is ({g})." if i % 3 == 0 else
+             f"Step by step: the answer is {wrong[g]}" if i % 3 == 1 else "I cannot tell which option."
+             for i, g in enumerate(probes["answer"])]
+    responses = pd.DataFrame({"prompt_id": probes["prompt_id"], "response": texts})
+    responses.to_json(tmp_path / "r.jsonl", orient="records", lines=True)
+    res = run("router", "grade", mmlu_router, "--responses", tmp_path / "r.jsonl", "--out", tmp_path / "a.csv")
+    assert res.exit_code == 0, res.output
+    assert "graded 45 responses" in res.stderr and "15 without an extracted answer" in res.stderr
+    got = pd.read_csv(tmp_path / "a.csv", dtype={"prompt_id": str})
+    assert got["score"].tolist() == [1.0 if i % 3 == 0 else 0.0 for i in range(45)]
+    via_python = load_router(mmlu_router).grade(responses)
+    assert via_python["score"].tolist() == got["score"].tolist()
+    assert _letters(via_python["extracted"]) == _letters(got["extracted"])
+    copy = tmp_path / "copy"
+    shutil.copytree(mmlu_router, copy)
+    res = run("router", "add-llm", copy, "--model", "graded-llm", "--cost", 0.5, "--answers", tmp_path / "a.csv")
+    assert res.exit_code == 0, res.output
+    info = load_router(copy).info()
+    added = next(m for m in info["llms"] if m["name"] == "graded-llm")
+    assert added["answers"] == 45 and added["accuracy_on_answers"] == pytest.approx(1 / 3, abs=1e-4)
+    assert read_references(copy / "references.csv").equals(read_references(mmlu_router / "references.csv"))
+
+
+def test_router_grade_refusals_are_one_line(mmlu_router, tmp_path, small_dataset):
+    (tmp_path / "r.csv").write_text("prompt_id,response\nnot-a-probe,the answer is (A)\n")
+    for args, message in (
+            ((mmlu_router, "--responses", tmp_path / "r.csv"), "line 2: prompt_id 'not-a-probe' has no reference"),
+            (("--responses", tmp_path / "r.csv"), "exactly one of the two"),
+            ((mmlu_router, "--references", "mmlu-pro", "--responses", tmp_path / "r.csv"), "exactly one of the two"),
+            ((mmlu_router, "--responses", tmp_path / "missing.csv"), "file not found")):
+        res = run("router", "grade", *args)
+        assert res.exit_code == 2 and message in res.stderr, res.output
+        assert len(res.stderr.strip().splitlines()) == 1
+    out = tmp_path / "rb"
+    assert run("router", "build", "--dataset", small_dataset, "--router", "knn", "--out", out).exit_code == 0
+    assert load_router(out).references is None and not (out / "references.csv").exists()
+    res = run("router", "probes", out, "-n", 5)
+    assert res.exit_code == 0 and "small-rb has no reference answers" in res.stderr
+    res = run("router", "grade", out, "--responses", tmp_path / "r.csv")
+    assert res.exit_code == 2 and "small-rb has no reference answers" in res.stderr
+
+
+def test_damaged_references_in_a_router_directory_are_refused(mmlu_router, tmp_path):
+    d = shutil.copytree(mmlu_router, tmp_path / "d")
+    refs = read_references(d / "references.csv")
+    refs.loc[0, "answer"] = "Z"
+    refs.to_csv(d / "references.csv", index=False)
+    with pytest.raises(RouterDirError, match=r"references.csv: line 2 .*answer 'Z' is not one of the letters"):
+        load_router(d)
+    e = shutil.copytree(mmlu_router, tmp_path / "e")
+    (e / "router.yaml").write_text((e / "router.yaml").read_text().replace("references: references.csv",
+                                                                           "references: ../elsewhere.csv"))
+    with pytest.raises(RouterDirError, match="expected references.csv or null"):
+        load_router(e)
+
+
+@needs_shared
+def test_router_grade_cli_on_the_whole_raw_sample(tmp_path):
+    raw_path = SHARED / "raw-samples" / "mmlu-pro-llama-2-13b-responses.parquet"
+    res = run("router", "grade", "--references", SHARED / "data" / "mmlu-pro", "--responses", raw_path,
+              "--out", tmp_path / "a.csv")
+    assert res.exit_code == 0, res.output
+    got = pd.read_csv(tmp_path / "a.csv", dtype={"prompt_id": str, "extracted": str})
+    raw = pd.read_parquet(raw_path)
+    assert got["prompt_id"].tolist() == raw["prompt_id"].tolist()
+    same = [a == b for a, b in zip(_letters(got["extracted"]), _letters(raw["extracted_by_authors"]), strict=True)]
+    assert sum(same) / len(same) >= 0.99

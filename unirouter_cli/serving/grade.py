@@ -276,19 +276,63 @@ def dataset_references(folder: str | Path, prompt_ids) -> pd.DataFrame | None:
     return refs.loc[keep].reset_index()
 
 
+def with_references(probes: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
+    """``probes`` with each prompt's ``answer`` and ``rule`` columns added (empty where it has none)."""
+    refs = references.set_index("prompt_id")
+    ids = probes["prompt_id"].astype(str)
+    return probes.assign(answer=ids.map(refs["answer"]).fillna("").to_numpy(),
+                         rule=ids.map(refs["rule"]).fillna("").to_numpy())
+
+
+def router_references(d: Path, card: dict, reserve_ids) -> pd.DataFrame | None:
+    """The references a router directory's card lists (``references: references.csv``), checked against the
+    probe reserve; None when the card lists none."""
+    from .store import RouterDirError
+
+    name = card.get("references")
+    if name is None:
+        return None
+    if name != REFERENCES:
+        raise RouterDirError(f"{d / 'router.yaml'}: references: {name!r} (expected {REFERENCES} or null)")
+    try:
+        refs = read_references(d / REFERENCES)
+    except DataError as e:
+        raise RouterDirError(f"{e}; rebuild the router") from None
+    unknown = ~refs["prompt_id"].isin(set(map(str, reserve_ids)))
+    if unknown.any():
+        raise RouterDirError(f"{d / REFERENCES}: prompt_id {refs['prompt_id'][unknown].iloc[0]!r} is not a probe "
+                             "prompt of this router; rebuild the router")
+    return refs
+
+
 def no_references(dataset: str) -> str:
     """The one line saying a dataset has no reference answers."""
     return (f"{dataset} has no reference answers (no {REFERENCES}): score the new LLM's responses yourself and "
             "give prompt_id,score to `router add-llm --answers`")
 
 
+PROBES_HINT = "; answer prompts listed by `unirouter router probes`"
+
+
 def grade_responses(responses: str | Path | pd.DataFrame, references: pd.DataFrame | None,
-                    dataset: str) -> pd.DataFrame:
-    """Grade a responses file or DataFrame (prompt_id, response) against a router's references."""
+                    dataset: str, unknown_hint: str = PROBES_HINT) -> pd.DataFrame:
+    """Grade a responses file or DataFrame (prompt_id, response) against a router's or a dataset's references."""
     if references is None:
         raise ConfigError(no_references(dataset))
     if isinstance(responses, pd.DataFrame):
         df, where = responses, "responses"
     else:
         df, where = read_responses(responses), str(responses)
-    return grade(df, references, where, unknown_hint="; answer prompts listed by `unirouter router probes`")
+    return grade(df, references, where, unknown_hint=unknown_hint)
+
+
+def references_of(spec: str) -> tuple[pd.DataFrame | None, str]:
+    """(references, label) from a references file, or from a dataset (registered name or folder) that may
+    carry references.csv (None when it does not)."""
+    p = Path(spec).expanduser()
+    if p.is_file():
+        return read_references(p), str(p)
+    from ..data.registry import resolve
+
+    name, folder = resolve(spec)
+    return (read_references(folder / REFERENCES) if (folder / REFERENCES).exists() else None), name
