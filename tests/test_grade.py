@@ -359,3 +359,32 @@ def test_router_grade_cli_on_the_whole_raw_sample(tmp_path):
     assert got["prompt_id"].tolist() == raw["prompt_id"].tolist()
     same = [a == b for a, b in zip(_letters(got["extracted"]), _letters(raw["extracted_by_authors"]), strict=True)]
     assert sum(same) / len(same) >= 0.99
+
+
+def test_downloaded_mmlu_pro_carries_references_and_grades_the_upstream_outputs(tmp_path):
+    """`unirouter download mmlu-pro` (here from the upstream-format fixtures) writes references.csv; a router
+    built on it lists probe texts with their answers, and grading the upstream zip's own responses gives back
+    the letters the authors extracted (pred)."""
+    import json
+    import zipfile
+
+    from unirouter_cli.data.download import convert_to_folder
+
+    folder, _ = convert_to_folder("mmlu-pro", FIXTURES / "tiger", tmp_path / "m")
+    refs = read_references(folder / "references.csv")
+    bundled = read_references(BUNDLED_REFS).set_index("prompt_id")
+    assert len(refs) == 60 and (refs["answer"].to_numpy() == bundled.loc[refs["prompt_id"], "answer"].to_numpy()).all()
+    out = tmp_path / "r"
+    res = run("router", "build", "--dataset", folder, "--router", "knn", "--probe-reserve", 30, "--out", out)
+    assert res.exit_code == 0, res.output
+    res = run("router", "probes", out, "-n", 30, "--out", tmp_path / "p.csv")
+    assert res.exit_code == 0, res.output
+    probes = pd.read_csv(tmp_path / "p.csv", dtype=str, keep_default_na=False)
+    assert probes["text"].str.len().gt(0).all() and (probes["rule"] == "choice").all()
+    with zipfile.ZipFile(FIXTURES / "tiger" / "model_outputs_Llama-2-7b-hf_5shots.zip") as z:
+        rows = {f"mmlu-pro/{r['question_id']}": r for r in json.loads(z.read(z.namelist()[0]))}
+    responses = pd.DataFrame({"prompt_id": probes["prompt_id"],
+                              "response": [rows[p]["generated_text"] for p in probes["prompt_id"]]})
+    g = load_router(out).grade(responses)
+    assert _letters(g["extracted"]) == _letters(rows[p]["pred"] for p in probes["prompt_id"])
+    assert g["score"].tolist() == [float(rows[p]["pred"] == rows[p]["answer"]) for p in probes["prompt_id"]]

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.folder import REFERENCES
 from ..data.tables import read_user_table, row_label
 from ..errors import ConfigError, DataError
 
@@ -40,7 +41,6 @@ RULES = ("choice", "choice-chain", "exact", "numeric")
 DEFAULT_LETTERS = "ABCDEFGHIJ"
 DEFAULT_TOLERANCE = 1e-6
 REFERENCE_COLUMNS = ("prompt_id", "answer", "rule")
-REFERENCES = "references.csv"  # in a dataset folder or a router directory
 
 
 @dataclass(frozen=True)
