@@ -1,24 +1,9 @@
-"""Grading raw LLM responses into 0/1 answers against reference answers (docs/grading.md).
+"""Grading raw LLM responses into 0/1 answers against reference answers (rules in full: docs/grading.md).
 
-A dataset folder or a router directory may carry ``references.csv`` with columns ``prompt_id, answer,
-rule``. ``rule`` names how a response is graded:
-
-``choice`` (``choice:ABCD`` restricts the letters; default A-J)
-    The MMLU-Pro authors' extraction that produced their released predictions: the first match of
-    ``answer is \\(?([A-J])\\)?`` (case-sensitive). No match: no letter, score 0.
-``choice-chain`` (same letters option)
-    The three-step chain of the MMLU-Pro authors' later scripts: the ``choice`` match, else the first line's
-    last ``[aA]nswer:\\s*([A-J])`` (the regex ``.*[aA]nswer:\\s*([A-J])``), else the last standalone letter
-    ``\\b[A-J]\\b`` in the whole response.
-``exact``
-    The final answer (see ``final_answer``), normalised (NFKC, case-folded, whitespace collapsed, surrounding
-    punctuation, quotes, brackets and ``$`` removed) equals the normalised reference.
-``numeric`` (``numeric:0.01`` sets the tolerance; default 1e-6)
-    The first number of the final answer (``1,000``, ``-2.5``, ``1e3``, ``3/4``, ``\\frac{3}{4}``, ``50%`` = 50)
-    equals the reference number within ``math.isclose(x, ref, rel_tol=tol, abs_tol=tol)``; with no answer
-    marker, the last number of the response.
-
-The shared MMLU-Pro table's own spelling ``multiple-choice letter (A-J): ...`` reads as ``choice:A-J``.
+``references.csv`` (prompt_id, answer, rule) in a dataset folder or a router directory names each prompt's
+rule: ``choice`` (the MMLU-Pro authors' extraction, first ``answer is \\(?([A-J])\\)?``; ``choice:ABCD`` sets the
+letters), ``choice-chain`` (their later three-step chain), ``exact`` (normalised final answer) or ``numeric``
+(``numeric:TOL``: numbers equal within a tolerance). ``multiple-choice letter (A-J): ...`` reads as ``choice``.
 """
 
 from __future__ import annotations
