@@ -302,6 +302,10 @@ def test_router_grade_writes_answers_that_add_llm_takes(mmlu_router, tmp_path):
     assert "graded 45 responses" in res.stderr and "15 without an extracted answer" in res.stderr
     got = pd.read_csv(tmp_path / "a.csv", dtype={"prompt_id": str})
     assert got["score"].tolist() == [1.0 if i % 3 == 0 else 0.0 for i in range(45)]
+    responses.rename(columns={"response": "output"}).to_csv(tmp_path / "o.csv", index=False)
+    res = run("router", "grade", mmlu_router, "--responses", tmp_path / "o.csv", "--response-column", "output")
+    assert res.exit_code == 0, res.output
+    assert res.stdout == (tmp_path / "a.csv").read_text()
     via_python = load_router(mmlu_router).grade(responses)
     assert via_python["score"].tolist() == got["score"].tolist()
     assert _letters(via_python["extracted"]) == _letters(got["extracted"])

@@ -121,28 +121,32 @@ def grade_cmd(
                                    "LLM's raw responses to probe prompts."),
     references: str | None = typer.Option(None, "--references", help="Instead of a router directory: a "
                                           "references.csv, or a dataset (name or folder) that carries one."),
+    column: str = typer.Option("response", "--response-column", help="The column of --responses holding the "
+                               "responses."),
     out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (prompt_id, score, extracted) "
                                     "(default: stdout)."),
 ) -> None:
     """Grade a new LLM's raw responses into 0/1 scores for `add-llm --answers` (rules: docs/grading.md).
 
+    Answer each probe's text with the new LLM, save prompt_id,response, grade, then `add-llm --answers`.
     Example: unirouter router build --dataset mmlu-pro --out routers/mp &&
-    unirouter router probes routers/mp -n 100 --out probes.csv && (answer them into responses.jsonl) &&
-    unirouter router grade routers/mp --responses responses.jsonl --out answers.csv &&
-    unirouter router add-llm routers/mp --model my-llm --cost 0.5 --answers answers.csv
+    unirouter router probes routers/mp --number 100 --out probes.csv &&
+    unirouter router grade routers/mp --responses probes.csv --response-column text --out answers.csv
+
+    (probes.csv stands in for a responses file here: the bundled mmlu-pro has no texts, so every score is 0.)
     """
     from ..io import write_csv
-    from ..serving.grade import grade_responses, references_of
+    from ..serving.grade import PROBES_HINT, grade_responses, references_of
     from ..serving.router import load_router
 
     if (router_dir is None) == (references is None):
         raise ConfigError("give a router directory or --references (exactly one of the two)")
     if router_dir is not None:
         r = load_router(router_dir)
-        g, label = r.grade(responses), f"{r.card['dataset']['name']} reference answers"
+        refs, name, hint = r.references, r.card["dataset"]["name"], PROBES_HINT
     else:
-        refs, name = references_of(str(references))
-        g, label = grade_responses(responses, refs, name, unknown_hint=""), f"{name} reference answers"
+        (refs, name), hint = references_of(str(references)), ""
+    g, label = grade_responses(responses, refs, name, hint, column), f"{name} reference answers"
     if out is None:
         g.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:

@@ -214,9 +214,11 @@ def read_references(path: str | Path) -> pd.DataFrame:
     return check_references(df, str(path))
 
 
-def read_responses(path: str | Path) -> pd.DataFrame:
-    """Read a responses table (.csv / .jsonl / .parquet): columns prompt_id, response."""
-    return read_user_table(path, ("prompt_id", "response"), "responses: columns prompt_id, response")
+def read_responses(path: str | Path, column: str = "response") -> pd.DataFrame:
+    """Read a responses table (.csv / .jsonl / .parquet): columns prompt_id and ``column`` (returned as
+    ``response``)."""
+    df = read_user_table(path, ("prompt_id", column), f"responses: columns prompt_id, {column}")
+    return df[["prompt_id", column]].rename(columns={column: "response"})
 
 
 def grade(responses: pd.DataFrame, references: pd.DataFrame, where: str = "responses",
@@ -300,14 +302,15 @@ PROBES_HINT = "; answer prompts listed by `unirouter router probes`"
 
 
 def grade_responses(responses: str | Path | pd.DataFrame, references: pd.DataFrame | None,
-                    dataset: str, unknown_hint: str = PROBES_HINT) -> pd.DataFrame:
-    """Grade a responses file or DataFrame (prompt_id, response) against a router's or a dataset's references."""
+                    dataset: str, unknown_hint: str = PROBES_HINT, column: str = "response") -> pd.DataFrame:
+    """Grade a responses file or DataFrame (prompt_id and ``column``) against a router's or a dataset's
+    references."""
     if references is None:
         raise ConfigError(no_references(dataset))
     if isinstance(responses, pd.DataFrame):
-        df, where = responses, "responses"
+        df, where = responses.rename(columns={column: "response"}) if column != "response" else responses, "responses"
     else:
-        df, where = read_responses(responses), str(responses)
+        df, where = read_responses(responses, column), str(responses)
     return grade(df, references, where, unknown_hint=unknown_hint)
 
 
