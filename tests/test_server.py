@@ -24,12 +24,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from unirouter_cli.data import BUNDLED_DIR
 from unirouter_cli.serving.observe import AccessLog
 from unirouter_cli.serving.router import build, load_router
 from unirouter_cli.serving.runner import Limits, bind, running
 from unirouter_cli.serving.runner import build as build_app
 
-from .conftest import invoke, write_dataset
+from .conftest import invoke
 
 QUESTION = "Solve for x: 3x + 7 = 22. Show the steps of the algebra."
 
@@ -39,17 +40,9 @@ QUESTION = "Solve for x: 3x + 7 = 22. Show the steps of the algebra."
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A router built on 600 real RouterBench prompts (11 LLMs, tfidf, seed 0)."""
-    from unirouter_cli.data import BUNDLED_DIR
-
-    src = BUNDLED_DIR / "routerbench-subset"
-    tmp = tmp_path_factory.mktemp("server")
-    p = pd.read_parquet(src / "prompts.parquet").groupby("category", sort=False).head(200).reset_index(drop=True)
-    o = pd.read_parquet(src / "outcomes.parquet")
-    o = o[o["prompt_id"].isin(p["prompt_id"])].reset_index(drop=True)
-    table = write_dataset(tmp / "rb-small", p, o, pd.read_csv(src / "models.csv"),
-                          {"name": "rb-small", "cost_unit": "USD per query"})
-    return build(str(table), seed=0).save(tmp / "router")
+    """A router built on the bundled RouterBench subset (11 LLMs, tfidf, seed 0, K and alpha fixed)."""
+    return build("routerbench-subset", seed=0, params={"K": 4, "alpha": 2.0}).save(
+        tmp_path_factory.mktemp("server") / "router")
 
 
 class Upstream:
@@ -163,7 +156,7 @@ def test_route_preview_answers_what_the_router_answers(router_dir):
 
 def test_max_cost_is_a_per_prompt_cap_and_mean_cost_a_reserve_budget(router_dir):
     r = load_router(router_dir)
-    texts = pd.read_parquet(Path(router_dir).parent / "rb-small" / "prompts.parquet")["text"].head(80).tolist()
+    texts = pd.read_parquet(BUNDLED_DIR / "routerbench-subset" / "prompts.parquet")["text"].head(80).tolist()
     cheap = sorted(r.costs)
     for cap in cheap[1:4]:
         routes = r.route(texts, max_cost=cap)
@@ -288,7 +281,8 @@ def test_access_log_is_one_json_line_per_request_without_prompt_text(router_dir)
         call(f"{base}/nowhere")
         metrics = call(f"{base}/metrics")[2].decode()
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert [(d["path"], d["status"]) for d in lines] == [("/route", 200), ("/route", 400), ("/nowhere", 404)]
+    assert [(d["path"], d["status"]) for d in lines] == [("/route", 200), ("/route", 400), ("/nowhere", 404),
+                                                         ("/metrics", 200)]
     assert lines[0]["model"] and lines[0]["p_correct"] > 0 and lines[0]["cost"] > 0 and lines[0]["ms"] > 0
     assert QUESTION not in stream.getvalue() and "unknown key" in lines[1]["error"]
     assert 'unirouter_requests_total{method="POST",path="/route",status="200"} 1' in metrics

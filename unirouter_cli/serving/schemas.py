@@ -184,7 +184,8 @@ def validate(model: type[BaseModel], obj: Any) -> Any:
     try:
         return model.model_validate(obj)
     except ValidationError as e:
-        err = e.errors(include_url=False)[0]
+        errs = e.errors(include_url=False)
+        err = next((x for x in errs if x["type"] == "extra_forbidden"), errs[0])  # a misspelt key first
         loc = tuple(p for p in err["loc"] if p not in ("function-after",))
         key = _where(loc)
         kind, msg = err["type"], err["msg"]
