@@ -113,7 +113,8 @@ def create_app(live: LiveRouter, settings: ServeSettings) -> Starlette:
             raise BadRequest(f"'model': {req.model!r} is neither \"auto\" nor an LLM of this router "
                              f"(it has {', '.join(router.models)})")
         metrics.chosen("chat", [r["model"]])
-        entry.update(mode=mode, chosen=r["model"], lam=r["lambda"], version=served.version, prompts=[text])
+        entry.update({"mode": mode, "chosen": r["model"], "lambda": r["lambda"], "version": served.version,
+                      "prompts": [text]})
         body = {k: v for k, v in raw.items() if k != "unirouter"}
         candidates = [c for c in r["ranking"] if upstream_for(settings.upstreams, c["model"]) is not None]
         candidates = candidates[:settings.max_attempts]

@@ -74,8 +74,11 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
 
 
 def check_defaults(router: Any, defaults: dict[str, Any]) -> None:
-    """The server's default routing options work with this router (else every request would fail)."""
-    router.route(["unirouter option check"], ["0"], names=CLI_NAMES, **defaults)
+    """The server's default routing options work with this router (else every request would fail). Without
+    a default rule each request must give one; the pool and the cap are checked with lambda 0 then."""
+    rule = ("lam", "mean_cost", "min_quality", "max_cost")
+    kw = dict(defaults) if any(defaults.get(k) is not None for k in rule) else {**defaults, "lam": 0.0}
+    router.route(["unirouter option check"], ["0"], names=CLI_NAMES, **kw)
 
 
 def make_live(router_dir: str | Path, defaults: dict[str, Any], upstreams: dict) -> Any:
