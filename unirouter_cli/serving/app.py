@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -20,7 +21,6 @@ from urllib.parse import quote
 
 import anyio
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -148,12 +148,25 @@ def create_app(live: LiveRouter, settings: ServeSettings) -> Starlette:
             if failures:
                 entry["upstream_failures"] = failures
             if req.stream:
-                return StreamingResponse(resp.aiter_bytes(), status_code=resp.status_code, headers=headers,
-                                         background=BackgroundTask(resp.aclose))
+                return StreamingResponse(relay(resp, c["model"], entry), status_code=resp.status_code,
+                                         headers=headers)
             content = await resp.aread()
             return Response(content, status_code=resp.status_code, headers=headers)
         entry["upstream_failures"] = failures
         raise HTTPException(502, f"every upstream failed ({len(failures)} tried): {'; '.join(failures)}")
+
+    async def relay(resp: Any, model: str, entry: dict) -> AsyncIterator[bytes]:
+        """The upstream's stream, chunk by chunk; an upstream that breaks off ends the stream (logged)."""
+        import httpx
+
+        try:
+            async for chunk in resp.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as e:
+            metrics.upstream_error(model, "stream")
+            entry["error"] = f"upstream stream broke off ({type(e).__name__})"
+        finally:
+            await resp.aclose()
 
     async def models_ep(request: Request) -> Response:
         names = ["auto", *live.current.router.models]
@@ -208,7 +221,7 @@ def create_app(live: LiveRouter, settings: ServeSettings) -> Starlette:
             forced = wake.is_set()
             wake.clear()
             try:
-                outcome = await anyio.to_thread.run_sync(lambda: live.check(force=forced))
+                outcome = await anyio.to_thread.run_sync(functools.partial(live.check, force=forced))
             except Exception as e:  # noqa: BLE001 - a failed reload keeps the served router
                 log.error("reload of %s failed", live.path, exc_info=e)
                 outcome = "error"
