@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 def build_router(out: Path) -> Path:
-    from unirouter_cli.serving.router import build
+    from unirouter_cli.serving.build import build
 
     return build("routerbench-subset", seed=0).save(out)
 
@@ -32,7 +32,7 @@ def build_router(out: Path) -> Path:
 def prompts(n: int = 2000) -> list[str]:
     import pandas as pd
 
-    from unirouter_cli.data import BUNDLED_DIR
+    from unirouter_cli.data.registry import BUNDLED_DIR
 
     texts = pd.read_parquet(BUNDLED_DIR / "routerbench-subset" / "prompts.parquet")["text"].astype(str)
     return [t[:2000] for t in texts.head(n)]

@@ -24,11 +24,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from unirouter_cli.data import BUNDLED_DIR
+from unirouter_cli.data.registry import BUNDLED_DIR
+from unirouter_cli.serving.build import build
 from unirouter_cli.serving.observe import AccessLog
-from unirouter_cli.serving.router import build, load_router
-from unirouter_cli.serving.runner import Limits, bind, running
-from unirouter_cli.serving.runner import build as build_app
+from unirouter_cli.serving.router import load_router
+from unirouter_cli.serving.server import Limits, bind, running
+from unirouter_cli.serving.server import build as build_app
 
 from .conftest import invoke
 
