@@ -279,7 +279,7 @@ def serve_cmd(
     POST /route takes {"prompts": [{"prompt_id": ..., "text": ...}] or "texts": \\[...], "lambda" | "mean_cost" |
     "min_quality": number, "max_cost": number, "pool": \\[names]} and answers {"routes": [{prompt_id, model,
     p_correct, cost, lambda, expected_mean_cost}]}. The directory is reloaded when it changes.
-    Needs the serve extra: pip install 'unirouter[serve]'. docs/serving.md has the details.
+    Needs the serve extra: pip install 'unirouter\\[serve]'. docs/serving.md has the details.
     Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
     unirouter router serve routers/rb --port 8000 --mean-cost 0.001 --upstream '*=http://127.0.0.1:9000/v1'
     """
