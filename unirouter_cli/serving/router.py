@@ -128,9 +128,16 @@ class DeployedRouter:
         return np.array([self.models.index(m) for m in pool], dtype=np.int64)
 
     def _pool(self, cols: np.ndarray):
+        """The routers' view of the pool ``cols`` (cached until the profiles change)."""
         from ..routers import Pool
 
-        return Pool(models=[self.models[j] for j in cols], X_val=self.X_reserve, E_val=self.errors[:, cols])
+        key = ("pool", *map(int, cols))
+        hit = self._cache.get(key)
+        if hit is None:
+            models = self.models
+            hit = self._remember(key, Pool(models=[models[j] for j in cols], X_val=self.X_reserve,
+                                           E_val=self.errors[:, cols]))
+        return hit
 
     def _allowed(self, pool: list[str] | None, max_cost: float | None, names: dict[str, str]) -> np.ndarray:
         """Pool columns after the hard cap ``max_cost``."""
