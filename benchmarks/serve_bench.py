@@ -4,7 +4,9 @@ Builds a router on the bundled RouterBench subset (tfidf, uniroute-kmeans, seed 
 starts `python -m unirouter_cli router serve DIR --port 0 --lambda 0` in a subprocess (its JSON access log to a
 file), and runs CLIENTS threads, each with one keep-alive HTTP/1.1 connection, posting
 {"texts": [one real prompt]} for SECONDS seconds. Prints one JSON line: requests/s, latency p50/p99 (ms),
-errors. The client and the server share the machine (2 cores here: one busy serving, one sending).
+errors, and the server process's CPU time per request (``cpu_ms``; ``per_core_per_s`` = 1000 / cpu_ms is the
+rate one core sustains, a figure other processes on the machine do not change). The client and the server share
+the machine (2 cores here: one busy serving, one sending).
 
     python benchmarks/serve_bench.py [--seconds 5] [--clients 8] [--router DIR] [--repeats 3]
 """
@@ -36,6 +38,14 @@ def prompts(n: int = 2000) -> list[str]:
 
     texts = pd.read_parquet(BUNDLED_DIR / "routerbench-subset" / "prompts.parquet")["text"].astype(str)
     return [t[:2000] for t in texts.head(n)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), seconds."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load(port: int, texts: list[str], seconds: float, clients: int) -> dict:
@@ -84,12 +94,18 @@ def run(router: Path, seconds: float, clients: int, repeats: int) -> dict:
                 raise SystemExit(f"server did not start: {line}{proc.stderr.read()}")
             port = int(line.split(" on ")[1].split()[0].rsplit(":", 1)[1])
             load(port, texts, 1.0, clients)  # warm-up
-            runs = [load(port, texts, seconds, clients) for _ in range(repeats)]
+            runs = []
+            for _ in range(repeats):
+                cpu0 = cpu_seconds(proc.pid)
+                r = load(port, texts, seconds, clients)
+                r["cpu_ms"] = 1000 * (cpu_seconds(proc.pid) - cpu0) / max(r["requests"], 1)
+                runs.append(r)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
         lines = sum(1 for _ in log.open())
-    best = {k: statistics.median(r[k] for r in runs) for k in ("requests_per_s", "p50_ms", "p99_ms")}
+    best: dict = {k: statistics.median(r[k] for r in runs) for k in ("requests_per_s", "p50_ms", "p99_ms", "cpu_ms")}
+    best["per_core_per_s"] = 1000 / best["cpu_ms"]
     return {**{k: round(v, 2) for k, v in best.items()}, "errors": sum(r["errors"] for r in runs),
             "runs": [round(r["requests_per_s"], 1) for r in runs], "access_log_lines": lines,
             "clients": clients, "seconds": seconds}

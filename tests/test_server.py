@@ -345,7 +345,7 @@ def test_hostile_requests_get_one_line_json_errors(router_dir, capfd):
 
 
 def test_concurrent_clients_are_all_answered_and_stalled_ones_dropped(router_dir, capfd):
-    limits = Limits(header_timeout=0.5, max_connections=100)
+    limits = Limits(header_timeout=1.5, body_timeout=0.5, max_connections=100)
     with serving(router_dir, {"lam": 0.0}, limits=limits) as base:
         port = int(base.rsplit(":", 1)[1])
         with ThreadPoolExecutor(20) as pool:
@@ -364,6 +364,12 @@ def test_concurrent_clients_are_all_answered_and_stalled_ones_dropped(router_dir
         assert all(s.recv(4096) == b"" for s in stalled)
         for s in stalled + extra:
             s.close()
+        # a body that trickles in too slowly: 408
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"POST /route HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"texts\"")
+        answer = s.recv(4096)
+        s.close()
+        assert b" 408 " in answer and b'"status":408' in answer, answer
         # clients that go away mid-request or mid-body leave no traceback
         for head in (b"POST /route HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"te",
                      b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n"):

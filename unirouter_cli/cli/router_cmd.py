@@ -271,7 +271,7 @@ def serve_cmd(
     log_prompts: bool = typer.Option(False, "--log-prompts", help="Put prompt texts in the access log."),
     max_connections: int = typer.Option(512, "--max-connections", min=1, help="Open connections at most."),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds a client has to send a request head "
-                                  "(and between body chunks x3)."),
+                                  "(x3: its body)."),
 ) -> None:
     """Serve a router over HTTP: POST /route (preview), POST /v1/chat/completions (route and forward),
     GET /info, /health, /metrics, /v1/models.

@@ -6,8 +6,9 @@ disconnected), at most ``max_connections`` connections are open at once (the nex
 closed), and a malformed request gets a JSON 400 instead of uvicorn's text line.
 
 ``RequestGuard`` (ASGI middleware): a JSON 414 for a request target over ``MAX_URL`` bytes, 501 for a method
-outside ``METHODS``, 413 for a body over ``max_body`` bytes (declared or streamed), 408 for a body that stalls
-for ``body_timeout`` seconds; it also times every request for the access log and the metrics.
+outside ``METHODS``, 413 for a body over ``max_body`` bytes (declared or streamed), 408 for a body not complete
+``body_timeout`` seconds after the application starts reading it; it also times every request for the access
+log and the metrics.
 """
 
 from __future__ import annotations
@@ -132,13 +133,15 @@ class RequestGuard:
             self.on_done(scope, status[0], time.perf_counter() - start)
 
     def _limited(self, receive: Receive) -> Receive:
-        seen, done = [0], [False]
+        seen, done, deadline = [0], [False], [0.0]
 
         async def limited() -> dict:
             if done[0]:  # the body is read: later calls wait for a disconnect, without a deadline
                 return await receive()
+            now = time.monotonic()
+            deadline[0] = deadline[0] or now + self.body_timeout  # the whole body, from the first read
             try:
-                message = await asyncio.wait_for(receive(), self.body_timeout)
+                message = await asyncio.wait_for(receive(), max(deadline[0] - now, 0.0))
             except TimeoutError:
                 raise HTTPException(408, f"request body not received within {self.body_timeout:g} s") from None
             if message["type"] == "http.request":
