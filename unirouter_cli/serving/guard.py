@@ -31,7 +31,8 @@ Send = Callable[[dict], Awaitable[None]]
 
 
 def error_body(status: int, message: str) -> bytes:
-    return (json.dumps({"error": message, "status": status}, ensure_ascii=False) + "\n").encode()
+    """The JSON error body every status gets (the same bytes as the application's JSONResponse)."""
+    return json.dumps({"error": message, "status": status}, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class GuardedH11Protocol(H11Protocol):
