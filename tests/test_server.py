@@ -196,6 +196,12 @@ def test_chat_auto_routes_the_last_user_message_and_returns_the_upstreams_answer
             status, headers, _ = call(f"{base}/v1/chat/completions", chat(QUESTION, model="claude-v1"))
             assert status == 200 and headers["x-unirouter-model"] == "claude-v1"
             assert headers["x-unirouter-routing"] == "direct" and up.seen[-1]["body"]["model"] == "claude-v1"
+            status, headers, _ = call(f"{base}/v1/chat/completions",
+                                      {"model": "claude-v2", "messages": [{"role": "system", "content": "Hi."}]})
+            assert status == 200 and headers["x-unirouter-model"] == "claude-v2"
+            status, _, data = call(f"{base}/v1/chat/completions",
+                                   {"model": "auto", "messages": [{"role": "system", "content": "Hi."}]})
+            assert status == 400 and "no user message" in json.loads(data)["error"]
             cap = sorted(r.costs)[2]
             status, headers, _ = call(f"{base}/v1/chat/completions", chat(QUESTION, unirouter={"max_cost": cap}))
             assert status == 200 and float(headers["x-unirouter-cost"]) <= cap

@@ -106,8 +106,11 @@ def create_app(live: LiveRouter, settings: ServeSettings) -> Starlette:
         elif req.model in router.models:
             if req.unirouter is not None:
                 raise BadRequest("'unirouter': routing options apply to model \"auto\" only")
-            text = req.prompt() if any(m.role == "user" for m in req.messages) else ""
-            r = router.route([text or " "], ["0"], lam=0.0, pool=[req.model], names=JSON_NAMES, ranked=True)[0]
+            try:
+                text = req.prompt()
+            except ValueError:  # no user text: the LLM's estimate on an empty prompt
+                text = ""
+            r = router.route([text], ["0"], lam=0.0, pool=[req.model], names=JSON_NAMES, ranked=True)[0]
             mode = "direct"
         else:
             raise BadRequest(f"'model': {req.model!r} is neither \"auto\" nor an LLM of this router "
