@@ -10,6 +10,7 @@ Each case runs in a fresh subprocess so its peak RSS is its own. Sections:
   (e) embedding throughput of each encoder (minilm only when the 'embed' extra is installed)
   (f) a built router in use (`unirouter router`): route throughput with tfidf (in-process and through
       the CLI, start-up included) and add-llm time, on routers built from the bundled tables
+  (g) the HTTP server's preview endpoint: requests per second and latency (benchmarks/serve_bench.py)
 
 Environment: BENCH_TRIALS (default 40; 400 = the full protocol), BENCH_FULL=1 (largest sizes),
 BENCH_ONLY=a,c (sections to run), BENCH_REPEATS (default 3; medians are reported).
@@ -33,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 FULL = os.environ.get("BENCH_FULL") == "1"
-ONLY = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e,f").split(","))
+ONLY = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e,f,g").split(","))
 
 
 def _peak_mb() -> float:
@@ -234,7 +235,7 @@ def case_deploy(dataset: str, router: str) -> dict:
         pd.DataFrame({"prompt_id": [f"p{i}" for i in range(n)], "text": _repeated_texts(n)}).to_json(
             pfile, orient="records", lines=True)
         cmd = [sys.executable, "-m", "unirouter_cli", "-q", "router", "route", str(d), "--prompts", str(pfile),
-               "--max-cost", "1e9", "--out", str(Path(tmp) / "routes.jsonl")]
+               "--mean-cost", "1e9", "--out", str(Path(tmp) / "routes.jsonl")]
         times = []
         for _ in range(REPEATS):
             t0 = time.perf_counter()
@@ -420,10 +421,24 @@ def section_f(results: dict) -> None:
                          f"{r['route_10000_per_s']:,.0f}", f"{r['route_100000_per_s']:,.0f}",
                          f"{10_000 / r['cli_route_10000_s']:,.0f}", r["add_llm_api_s"], r["add_llm_cli_s"],
                          r["dir_mb"]])
-    table("(f) a built router in use: tfidf, route at a --max-cost budget / lambda 0; add-llm = load, check "
+    table("(f) a built router in use: tfidf, route at a --mean-cost budget / lambda 0; add-llm = load, check "
           "100 answers, atomic save (targets: route >= 1,000 prompts/s, add-llm < 1 s)",
           ["case", "build s", "route/s 1k", "route/s 10k", "route/s 100k", "CLI route/s 10k (start-up incl.)",
            "add-llm s (API)", "add-llm s (CLI)", "dir MB"], rows)
+
+
+def section_g(results: dict) -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "serve_bench.py"), "--seconds", "5", "--clients", "8",
+           "--repeats", str(REPEATS)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    r = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {
+        "error": (out.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    results["g"] = r
+    row = ([r["error"], "", "", ""] if "error" in r else
+           [f"{r['requests_per_s']:,.0f}", r["p50_ms"], r["p99_ms"], r["errors"]])
+    table("(g) `router serve` preview endpoint: POST /route, one RouterBench prompt per request, 8 keep-alive "
+          "clients on the same machine, lambda 0, JSON access log to a file (target: >= 500 requests/s on 2 cores)",
+          ["case", "requests/s", "p50 ms", "p99 ms", "errors"], [["uniroute-kmeans, tfidf", *row]])
 
 
 def main() -> int:
@@ -436,7 +451,7 @@ def main() -> int:
     print(f"machine: {machine}")
     results: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()}}
     for key, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d), ("e", section_e),
-                    ("f", section_f)):
+                    ("f", section_f), ("g", section_g)):
         if key in ONLY:
             fn(results)
     out = ROOT / ".bench" / "results.json"

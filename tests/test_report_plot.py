@@ -602,7 +602,7 @@ def test_help_example_runs_on_a_fresh_clone(where, example, demo_clone, tmp_path
             root = get_command(app)
             root.commands["download"].make_context("download", words[1:])
             continue
-        if words[:2] == ["router", "serve"]:  # serves until stopped: check that it parses (test_deploy serves)
+        if words[:2] == ["router", "serve"]:  # serves until stopped: check that it parses (test_server serves)
             get_command(app).commands["router"].commands["serve"].make_context("serve", words[2:])
             continue
         res = invoke(runner, *words)

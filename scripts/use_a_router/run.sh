@@ -18,11 +18,13 @@ $unirouter -q router add-llm my-router --model gpt-4-1106-preview --cost 0.00501
 for lam in 0 30 100 1000 10000; do
   $unirouter -q router route my-router --prompts new-prompts.jsonl --lambda $lam --out routes-lambda-$lam.jsonl
 done
+$unirouter -q router route my-router --prompts new-prompts.jsonl --mean-cost 0.001 --out routes-mean-cost.jsonl
 $unirouter -q router route my-router --prompts new-prompts.jsonl --max-cost 0.001 --out routes-max-cost.jsonl
 $unirouter -q router route my-router --prompts new-prompts.jsonl --min-quality 0.8 --out routes-min-quality.jsonl
 $unirouter -q router route my-router --prompts new-prompts.jsonl --lambda 0 \
   --pool mistralai/mixtral-8x7b-chat,gpt-3.5-turbo-1106 --out routes-pool.jsonl
 $python "$here/score.py" routes-lambda-0.jsonl routes-lambda-30.jsonl routes-lambda-100.jsonl \
-  routes-lambda-1000.jsonl routes-lambda-10000.jsonl routes-max-cost.jsonl routes-min-quality.jsonl routes-pool.jsonl \
+  routes-lambda-1000.jsonl routes-lambda-10000.jsonl routes-mean-cost.jsonl routes-max-cost.jsonl \
+  routes-min-quality.jsonl routes-pool.jsonl \
   | tee table.md
 echo "router: $router; table in $work/table.md"

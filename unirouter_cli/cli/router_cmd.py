@@ -209,7 +209,8 @@ def _summary(routes: list[dict]) -> str:
     cost = sum(d["cost"] for d in routes) / n
     q = sum(d["p_correct"] for d in routes) / n
     top = ", ".join(f"{m} {c / n:.0%}" for m, c in share[:4]) + (", ..." if len(share) > 4 else "")
-    return f"{n} prompts at lambda {routes[0]['lambda']:.6g}: mean cost {cost:.4g}, estimated accuracy {q:.3f}; {top}"
+    return (f"{n} prompts at lambda {routes[0]['lambda']:.6g} (expected mean cost on the probe prompts "
+            f"{routes[0]['expected_mean_cost']:.4g}): mean cost {cost:.4g}, estimated accuracy {q:.3f}; {top}")
 
 
 @app.command("route")
@@ -220,19 +221,23 @@ def route_cmd(
     out: Path | None = typer.Option(None, "--out", "-o", help="JSON lines to write (default: stdout)."),
     lam: float | None = typer.Option(None, "--lambda", help="Cost weight: argmin error + lambda * cost (0 = always "
                                      "the lowest estimated error)."),
-    max_cost: float | None = typer.Option(None, "--max-cost", help="Largest expected mean cost per prompt (card's "
-                                          "unit); lambda is chosen on the probe reserve."),
+    mean_cost: float | None = typer.Option(None, "--mean-cost", help="Largest expected mean cost per prompt (card's "
+                                           "unit) on the probe reserve; lambda is chosen there."),
     min_quality: float | None = typer.Option(None, "--min-quality", help="Cheapest lambda whose estimated accuracy "
                                              "on the probe reserve is at least this."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Hard cap per prompt: only LLMs costing at most "
+                                          "this (card's unit); alone, the lowest estimated error among them."),
     pool: str | None = typer.Option(None, "--pool", help="Route only among these LLMs (comma-separated; a name "
                                     "holding commas is recognised)."),
 ) -> None:
-    """Route prompts: one JSON line per prompt with prompt_id, model, p_correct (estimated), cost, lambda.
+    """Route prompts: one JSON line per prompt with prompt_id, model, p_correct (estimated), cost, lambda,
+    expected_mean_cost (of that lambda on the probe reserve).
 
-    Give exactly one of --lambda, --max-cost, --min-quality.
+    Give one of --lambda, --mean-cost, --min-quality (how lambda is chosen), --max-cost (a cap on each
+    prompt's LLM cost), or one of the first three with --max-cost.
     Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
     unirouter router probes routers/rb --number 50 --out new.csv &&
-    unirouter router route routers/rb --prompts new.csv --max-cost 0.001 --out routes.jsonl
+    unirouter router route routers/rb --prompts new.csv --mean-cost 0.001 --out routes.jsonl
     """
     from ..data.tables import read_prompts
     from ..io import write_text
@@ -240,7 +245,7 @@ def route_cmd(
 
     r = load_router(router_dir)
     ids, texts = read_prompts(prompts)
-    routes = r.route(texts, ids, lam=lam, max_cost=max_cost, min_quality=min_quality,
+    routes = r.route(texts, ids, lam=lam, mean_cost=mean_cost, min_quality=min_quality, max_cost=max_cost,
                      pool=None if pool is None else r.parse_pool(pool))
     body = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in routes)
     if out is None:
@@ -298,28 +303,53 @@ def serve_cmd(
     router_dir: Path = DIR_ARG,
     port: int = typer.Option(8000, "--port", help="TCP port (0 = any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    lam: float | None = typer.Option(None, "--lambda", help="Default lambda when a request gives none."),
-    max_cost: float | None = typer.Option(None, "--max-cost", help="Default budget when a request gives none."),
+    lam: float | None = typer.Option(None, "--lambda", help="Default lambda when a request gives no rule."),
+    mean_cost: float | None = typer.Option(None, "--mean-cost", help="Default budget: expected mean cost per "
+                                           "prompt on the probe reserve."),
     min_quality: float | None = typer.Option(None, "--min-quality", help="Default quality floor."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Default hard cap on each prompt's LLM cost."),
     pool: str | None = typer.Option(None, "--pool", help="Default pool (comma-separated)."),
+    upstream: list[str] | None = typer.Option(None, "--upstream", help="NAME=URL: the OpenAI-compatible base URL "
+                                              "of LLM NAME (* = every other LLM); repeatable."),
+    upstreams: Path | None = typer.Option(None, "--upstreams", help="YAML file of upstreams (docs/serving.md)."),
+    attempts: int = typer.Option(3, "--attempts", min=1, max=20, help="LLMs tried per chat request: the chosen "
+                                 "one, then fallbacks in ranking order."),
+    reload_interval: float = typer.Option(1.0, "--reload-interval", min=0.0, help="Seconds between checks of "
+                                          "DIR for changes (0 = reload on SIGHUP only)."),
+    access_log: str = typer.Option("-", "--access-log", help="JSON access log: a file, - (stderr) or off."),
+    log_prompts: bool = typer.Option(False, "--log-prompts", help="Put prompt texts in the access log."),
+    max_connections: int = typer.Option(512, "--max-connections", min=1, help="Open connections at most."),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds a client has to send a request head "
+                                  "(x3: its body)."),
 ) -> None:
-    """Serve a router over HTTP (standard library): POST /route, GET /info, GET /health.
+    """Serve a router over HTTP: POST /route (preview), POST /v1/chat/completions (route and forward),
+    GET /info, /health, /metrics, /v1/models.
 
-    POST /route takes {"prompts": [{"prompt_id": ..., "text": ...}], "lambda" | "max_cost" | "min_quality":
-    number, "pool": \\[names]} and answers {"routes": [{prompt_id, model, p_correct, cost, lambda}]}.
+    POST /route takes {"prompts": [{"prompt_id": ..., "text": ...}] or "texts": \\[...], "lambda" | "mean_cost" |
+    "min_quality": number, "max_cost": number, "pool": \\[names]} and answers {"routes": [{prompt_id, model,
+    p_correct, cost, lambda, expected_mean_cost}]}. The directory is reloaded when it changes.
+    Needs the serve extra: pip install 'unirouter\\[serve]'. docs/serving.md has the details.
     Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
-    unirouter router serve routers/rb --port 8000 --max-cost 0.001
+    unirouter router serve routers/rb --port 8000 --mean-cost 0.001 --upstream '*=http://127.0.0.1:9000/v1'
     """
-    from ..serving.server import make_server
+    from ..serving.server import Limits, bind, require_extra, serve
 
-    defaults = {"lambda": lam, "max_cost": max_cost, "min_quality": min_quality, "pool": pool}
-    server = make_server(router_dir, host, port, defaults)
-    h, p = server.server_address[:2]
-    print(f"serving {router_dir} on http://{h}:{p} (POST /route, GET /info); Ctrl-C stops", file=sys.stderr,
-          flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    require_extra()
+    from ..serving.observe import AccessLog
+    from ..serving.server import build
+
+    defaults = {"lam": lam, "mean_cost": mean_cost, "min_quality": min_quality, "max_cost": max_cost,
+                "pool": None}
+    if pool is not None:
+        from ..serving.router import load_router
+
+        defaults["pool"] = load_router(router_dir).parse_pool(pool)
+    limits = Limits(max_connections=max_connections, header_timeout=timeout, body_timeout=3 * timeout)
+    log = AccessLog(None if access_log == "off" else sys.stderr if access_log == "-" else
+                    open(access_log, "a", encoding="utf-8"), prompts=log_prompts)  # noqa: SIM115 - lives as long as the server
+    live, app = build(router_dir, defaults, upstream, upstreams, limits, max_attempts=attempts,
+                      reload_interval=reload_interval, access_log=log)
+    sock = bind(host, port, limits.backlog)
+    h, p = sock.getsockname()[:2]
+    serve(app, sock, limits, f"serving {router_dir} (version {live.current.version}) on http://{h}:{p} "
+          "(POST /route, POST /v1/chat/completions, GET /info, /metrics); Ctrl-C stops")

@@ -37,6 +37,7 @@ from ..io import check_regular, load_yaml, yaml_problem
 
 TFIDF_DIM = 128
 TFIDF_MAX_FEATURES = 100_000
+FEW_TEXTS = 16  # up to this many texts, tfidf transforms without building a sparse matrix (one HTTP request)
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default, written down so a saved state never drifts
 
 
@@ -119,7 +120,7 @@ class TfidfEncoder(Encoder):
         self.vocabulary_ = [t for t, _ in sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])]
         self.idf_ = np.asarray(vec.idf_, dtype=np.float32)
         self.components_ = np.asarray(svd.components_, dtype=self.component_dtype)
-        self._index = None
+        self._index = self._ct = None
         return self
 
     def _tfidf(self, texts: list[str]):
@@ -146,10 +147,35 @@ class TfidfEncoder(Encoder):
         tf.data /= np.sqrt(np.bincount(row, weights=tf.data ** 2, minlength=len(texts)))[row]
         return tf.astype(np.float32)
 
+    def _components_t(self) -> np.ndarray:
+        """components_.T as a contiguous float32 array, made once per state (every transform multiplies by it)."""
+        ct = getattr(self, "_ct", None)
+        if ct is None or ct.shape[0] != self.components_.shape[1]:
+            ct = self._ct = np.ascontiguousarray(np.asarray(self.components_, dtype=np.float32).T)
+        return ct
+
+    def _few(self, texts: list[str]) -> np.ndarray:
+        """The rows ``_tfidf(texts) @ components_.T`` for a few texts, without a sparse matrix: each text's
+        TF-IDF weights (the same formula) applied to the rows of components_.T of its terms."""
+        if getattr(self, "_index", None) is None:
+            self._tfidf([])  # builds the term index
+        ct, out = self._components_t(), np.zeros((len(texts), self.components_.shape[0]), dtype=np.float32)
+        index, stop, pat = self._index, self._stop, re.compile(TOKEN_PATTERN)
+        for r, text in enumerate(texts):
+            found = np.fromiter((index[w] for w in pat.findall(str(text).lower()) if w in index and w not in stop),
+                                dtype=np.int64)
+            cols, counts = np.unique(found, return_counts=True)
+            if cols.size:
+                w = (np.log(counts) + 1.0) * self.idf_.astype(np.float64)[cols]
+                out[r] = (w / np.sqrt((w ** 2).sum())).astype(np.float32) @ ct[cols]
+        return out
+
     def transform(self, texts: list[str]) -> np.ndarray:
         if not hasattr(self, "components_"):
             raise ConfigError("the tfidf encoder is not fitted (call fit or load a saved state)")
-        return _l2(self._tfidf(texts) @ self.components_.astype(np.float32).T)
+        if len(texts) <= FEW_TEXTS:
+            return _l2(self._few(texts))
+        return _l2(self._tfidf(texts) @ self._components_t())
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         meta = {"encoder": self.name, "dim": int(self.components_.shape[0]), "seed": self.seed,
@@ -172,7 +198,7 @@ class TfidfEncoder(Encoder):
         if self.components_.shape[1] != len(self.vocabulary_) or len(self.idf_) != len(self.vocabulary_):
             raise ConfigError(f"tfidf encoder state: {len(self.vocabulary_)} terms but idf has {len(self.idf_)} and "
                               f"components {self.components_.shape}")
-        self._index = None
+        self._index = self._ct = None
         return self
 
 

@@ -23,9 +23,10 @@ A new LLM joins by answering probe prompts (at least ``MIN_ANSWERS``); nothing i
 
 Routing: ``argmin_h gamma(x, h) + lambda * c(h)`` with each LLM's cost from the card (a table's
 per-query costs are not known before answering, so they are not used); ties go to the cheaper LLM.
-``max_cost`` / ``min_quality`` pick lambda on the reserve: the exact deferral curve (metrics.py) of
+``max_cost`` caps each prompt's LLM cost (only LLMs that cost at most that are considered);
+``mean_cost`` / ``min_quality`` pick lambda on the reserve: the exact deferral curve (metrics.py) of
 the router's own estimates there, i.e. expected mean cost vs estimated quality = mean of
-1 - gamma of the chosen LLMs, over lambda. (These are in-sample for the reserve: k-NN counts a reserve
+1 - gamma of the chosen LLMs, over lambda (routing.py). (These are in-sample for the reserve: k-NN counts a reserve
 prompt among its own neighbours, so its estimates there lean optimistic.) The expected cost uses
 the card's per-LLM costs; where real costs vary per prompt (RouterBench), realised costs can differ.
 
@@ -42,7 +43,7 @@ import shutil
 import zipfile
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,10 @@ from ..io import load_yaml, read_npz, yaml_problem
 from ..protocol.metrics import Curve, deferral_curve
 from ..protocol.probes import ProbeContext, check_strategy, select_probes
 from .grade import REFERENCES, grade_responses, router_references, with_references
+from .routing import CLI_NAMES, capped, check_rule, lambda_from_curve, pick, ranks
 from .store import CARD, RouterDirError, _check_card, _check_meta, _file_hash, _json, _lock, _swap_in
 
+CACHE_SIZE = 512  # cached reserve estimates (per pool) and expected costs (per pool and lambda)
 MIN_ANSWERS = 20  # a new LLM's profile from fewer answers has a standard error above 0.11 on its accuracy
 
 
@@ -84,6 +87,7 @@ class DeployedRouter:
     path: Path | None = None
     _loaded_card_hash: str | None = None
     references: pd.DataFrame | None = None  # the reserve's reference answers (prompt_id, answer, rule)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)  # reserve estimates per pool
 
     # ---- the pool ---------------------------------------------------------------------------
     @property
@@ -115,29 +119,62 @@ class DeployedRouter:
             raise ConfigError(f"--pool {spec!r}: expected LLM names separated by commas")
         return out
 
-    def _pool_cols(self, pool: list[str] | None) -> np.ndarray:
+    def _pool_cols(self, pool: list[str] | None, names: dict[str, str] = CLI_NAMES) -> np.ndarray:
         if not pool:
             return np.arange(len(self.models))
         pool = [str(m).strip() for m in pool if str(m).strip()]
         unknown = [m for m in pool if m not in self.models]
         if unknown:
-            raise ConfigError(f"--pool: unknown LLM(s) {', '.join(unknown[:3])}; this router has "
+            raise ConfigError(f"{names['pool']}: unknown LLM(s) {', '.join(unknown[:3])}; this router has "
                               f"{', '.join(self.models)}")
         if len(set(pool)) != len(pool):
-            raise ConfigError(f"--pool lists an LLM twice: {', '.join(pool)}")
+            raise ConfigError(f"{names['pool']} lists an LLM twice: {', '.join(pool)}")
         return np.array([self.models.index(m) for m in pool], dtype=np.int64)
 
     def _pool(self, cols: np.ndarray):
+        """The routers' view of the pool ``cols`` (cached until the profiles change)."""
         from ..routers import Pool
 
-        return Pool(models=[self.models[j] for j in cols], X_val=self.X_reserve, E_val=self.errors[:, cols])
+        key = ("pool", *map(int, cols))
+        hit = self._cache.get(key)
+        if hit is None:
+            models = self.models
+            hit = self._remember(key, Pool(models=[models[j] for j in cols], X_val=self.X_reserve,
+                                           E_val=self.errors[:, cols]))
+        return hit
+
+    def _allowed(self, pool: list[str] | None, max_cost: float | None, names: dict[str, str]) -> np.ndarray:
+        """Pool columns after the hard cap ``max_cost``."""
+        cols = self._pool_cols(pool, names)
+        return capped(cols, self.costs, max_cost, len(cols) == len(self.models), self.cost_unit, names)
 
     # ---- routing ----------------------------------------------------------------------------
     def estimate(self, X: np.ndarray, pool: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(gamma (n, m) estimated errors of the pool's LLMs, pool column indices) for embeddings X."""
         cols = self._pool_cols(pool)
+        return self._gamma(X, cols), cols
+
+    def _gamma(self, X: np.ndarray, cols: np.ndarray) -> np.ndarray:
         gamma = np.asarray(self.router.predict(np.asarray(X, dtype=np.float32), self._pool(cols)), dtype=np.float64)
-        return np.clip(gamma, 0.0, 1.0), cols
+        return np.clip(gamma, 0.0, 1.0)
+
+    def _reserve(self, cols: np.ndarray) -> tuple[np.ndarray, Curve]:
+        """(gamma on the probe reserve, its deferral curve) for the pool ``cols``; cached until the pool's
+        profiles change (add_llm, remove_llm)."""
+        key = ("reserve", *map(int, cols))
+        hit = self._cache.get(key)
+        if hit is None:
+            gamma = self._gamma(self.X_reserve, cols)
+            norm = float(self.costs[cols].max())  # the curve works in costs scaled to the pool's largest
+            c = deferral_curve(gamma, 1.0 - gamma, np.broadcast_to(self.costs[cols][None, :] / norm, gamma.shape))
+            hit = self._remember(key, (gamma, Curve(c.cost * norm, c.quality, c.lambdas / norm)))
+        return hit
+
+    def _remember(self, key: tuple, value: Any) -> Any:
+        if len(self._cache) >= CACHE_SIZE:  # pools and lambdas may come from HTTP requests: bounded
+            self._cache.clear()
+        self._cache[key] = value
+        return value
 
     def lambda_curve(self, pool: list[str] | None = None) -> Curve:
         """Exact deferral curve on the probe reserve of the router's own estimates.
@@ -145,73 +182,70 @@ class DeployedRouter:
         ``cost`` is the expected mean cost per prompt in the card's unit (not normalised), ``quality``
         the estimated accuracy (mean 1 - gamma of the chosen LLMs), ``lambdas`` where each point starts.
         """
-        gamma, cols = self.estimate(self.X_reserve, pool)
-        norm = float(self.costs[cols].max())  # the curve works in costs scaled to the pool's largest
-        curve = deferral_curve(gamma, 1.0 - gamma, np.broadcast_to(self.costs[cols][None, :] / norm, gamma.shape))
-        return Curve(curve.cost * norm, curve.quality, curve.lambdas / norm)
+        return self._reserve(self._pool_cols(pool))[1]
 
-    def choose_lambda(self, lam: float | None = None, max_cost: float | None = None,
-                      min_quality: float | None = None, pool: list[str] | None = None) -> float:
-        """lambda from exactly one of: lambda itself, a budget (expected mean cost <= max_cost on the
-        reserve, the most accurate such point) or a quality floor (the cheapest point whose estimated
-        quality on the reserve is >= min_quality). Inside a curve segment the midpoint lambda is used."""
-        given = [v is not None for v in (lam, max_cost, min_quality)]
-        if sum(given) != 1:
-            raise ConfigError("give exactly one of --lambda, --max-cost, --min-quality")
-        if lam is not None:
-            if not (math.isfinite(lam) and lam >= 0):
-                raise ConfigError(f"--lambda {lam}: expected a number >= 0 (0 = always the lowest estimated error)")
-            return float(lam)
-        curve = self.lambda_curve(pool)
-        if max_cost is not None:
-            if not (math.isfinite(max_cost) and max_cost > 0):
-                raise ConfigError(f"--max-cost {max_cost}: expected a positive number ({self.cost_unit})")
-            ok = np.flatnonzero(curve.cost <= max_cost * (1 + 1e-9))
-            if ok.size == 0:
-                raise ConfigError(f"--max-cost {max_cost:g} is below the cheapest LLM's cost {curve.cost[0]:.4g} "
-                                  f"({self.cost_unit})")
-            i = int(ok[-1])
-        else:
-            assert min_quality is not None
-            if not (math.isfinite(min_quality) and 0 <= min_quality <= 1):
-                raise ConfigError(f"--min-quality {min_quality}: expected a number in [0, 1]")
-            ok = np.flatnonzero(curve.quality >= min_quality - 1e-12)
-            if ok.size == 0:
-                raise ConfigError(f"--min-quality {min_quality:g} is above the best estimated quality on the probe "
-                                  f"prompts ({curve.quality.max():.4f}, at lambda 0)")
-            i = int(ok[0])
-        lams = curve.lambdas
-        if i == len(lams) - 1:
-            return 0.0
-        hi, lo = lams[i], lams[i + 1]
-        return float(2 * lo if not np.isfinite(hi) else (hi + lo) / 2)
+    def expected_mean_cost(self, lam: float, cols: np.ndarray) -> float:
+        """Mean cost per prompt of routing the probe reserve among ``cols`` at ``lam``."""
+        key = ("mean", float(lam), *map(int, cols))
+        hit = self._cache.get(key)
+        if hit is None:
+            c = self.costs[cols]
+            hit = self._remember(key, float(c[pick(self._reserve(cols)[0], c, lam)].mean()))
+        return hit
+
+    def choose_lambda(self, lam: float | None = None, mean_cost: float | None = None,
+                      min_quality: float | None = None, pool: list[str] | None = None, max_cost: float | None = None,
+                      names: dict[str, str] = CLI_NAMES) -> float:
+        """lambda from at most one of: lambda itself, a budget (the most accurate point of the reserve's curve
+        whose expected mean cost is <= mean_cost) or a quality floor (the cheapest point whose estimated quality
+        on the reserve is >= min_quality); none of them: 0. The curve is that of the pool under the cap
+        ``max_cost``. Inside a curve segment the midpoint lambda is used (routing.py)."""
+        check_rule(lam, mean_cost, min_quality, max_cost, names, need_one=False)
+        cols = self._allowed(pool, max_cost, names)
+        curve = self._reserve(cols)[1] if lam is None and (mean_cost, min_quality) != (None, None) else None
+        return lambda_from_curve(curve, lam, mean_cost, min_quality, self.cost_unit, names)  # type: ignore[arg-type]
 
     def route_embeddings(self, X: np.ndarray, lam: float, pool: list[str] | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(chosen LLM index into self.models, estimated P(correct), cost) per row of X at lambda."""
         gamma, cols = self.estimate(X, pool)
         c = self.costs[cols]
-        order = np.argsort(c, kind="stable")  # ties go to the cheaper LLM (the first minimum)
-        pick = order[np.argmin(gamma[:, order] + lam * c[order][None, :], axis=1)]
-        return cols[pick], 1.0 - gamma[np.arange(len(gamma)), pick], c[pick]
+        best = pick(gamma, c, lam)
+        return cols[best], 1.0 - gamma[np.arange(len(gamma)), best], c[best]
 
     def route(self, texts: list[str], prompt_ids: list[str] | None = None, lam: float | None = None,
-              max_cost: float | None = None, min_quality: float | None = None,
-              pool: list[str] | None = None) -> list[dict]:
-        """One dict per text: prompt_id, model, p_correct (estimated), cost (card unit), lambda."""
+              mean_cost: float | None = None, min_quality: float | None = None, max_cost: float | None = None,
+              pool: list[str] | None = None, names: dict[str, str] = CLI_NAMES, ranked: bool = False) -> list[dict]:
+        """One dict per text: prompt_id, model, p_correct (estimated), cost (card unit), lambda, and
+        expected_mean_cost (of that lambda on the probe reserve); with ``ranked`` also ``ranking``: every LLM
+        allowed, best first ({model, p_correct, cost}), the order a server falls back in.
+
+        Give one of ``lam`` / ``mean_cost`` / ``min_quality`` (how lambda is chosen), a hard cap per prompt
+        ``max_cost``, or both (routing.py)."""
         texts = [str(t) for t in texts]
         ids = [str(i) for i in (prompt_ids if prompt_ids is not None else range(len(texts)))]
         if len(ids) != len(texts):
             raise ConfigError(f"{len(ids)} prompt ids for {len(texts)} texts")
+        check_rule(lam, mean_cost, min_quality, max_cost, names)
         if not self.encoder.can_embed:
             self.encoder.transform(texts)  # raises the encoder's one-line explanation
-        value = self.choose_lambda(lam, max_cost, min_quality, pool)
+        cols = self._allowed(pool, max_cost, names)
+        value = self.choose_lambda(lam, mean_cost, min_quality, pool, max_cost, names)
+        expected = self.expected_mean_cost(value, cols)
         if not texts:
             return []
-        model, p, cost = self.route_embeddings(self.encoder.transform(texts), value, pool)
-        names = self.models
-        return [{"prompt_id": i, "model": names[m], "p_correct": round(float(q), 6), "cost": float(c),
-                 "lambda": value} for i, m, q, c in zip(ids, model.tolist(), p.tolist(), cost.tolist(), strict=True)]
+        gamma, c, models = self._gamma(self.encoder.transform(texts), cols), self.costs[cols], self.models
+        order = ranks(gamma, c, value) if ranked else pick(gamma, c, value)[:, None]
+        out = []
+        for i, pid in enumerate(ids):
+            j = int(order[i, 0])
+            d = {"prompt_id": pid, "model": models[cols[j]], "p_correct": round(1.0 - float(gamma[i, j]), 6),
+                 "cost": float(c[j]), "lambda": value, "expected_mean_cost": expected}
+            if ranked:
+                d["ranking"] = [{"model": models[cols[k]], "p_correct": round(1.0 - float(gamma[i, k]), 6),
+                                 "cost": float(c[k])} for k in order[i].tolist()]
+            out.append(d)
+        return out
 
     # ---- probes and the pool ------------------------------------------------------------------
     def probes(self, n: int, strategy: str = "random", seed: int = 0, answers_of: str | None = None) -> pd.DataFrame:
@@ -290,6 +324,7 @@ class DeployedRouter:
         col = np.full((len(self.reserve_ids), 1), np.nan, dtype=np.float32)
         col[pos, 0] = 1.0 - score
         self.errors = np.concatenate([self.errors, col], axis=1)
+        self._cache.clear()
         entry = {"name": name, "cost": cost, "origin": "added", "answers": int(len(ids))}
         self.card["llms"].append(entry)
         return entry
@@ -302,6 +337,7 @@ class DeployedRouter:
             raise ConfigError(f"LLM {name!r} is the router's only LLM; at least one must remain")
         j = self.models.index(name)
         self.errors = np.delete(self.errors, j, axis=1)
+        self._cache.clear()
         del self.card["llms"][j]
 
     # ---- summary ------------------------------------------------------------------------------
