@@ -15,9 +15,9 @@ def fitted():
     validation reserve and the unseen LLMs' true errors there."""
     from unirouter_cli.data import load_dataset
     from unirouter_cli.embed import get_embeddings
-    from unirouter_cli.evaluate import errors, fit_data
+    from unirouter_cli.protocol.trial import errors, fit_data
+    from unirouter_cli.protocol.universe import SplitConfig, make_trial
     from unirouter_cli.routers import make_router
-    from unirouter_cli.split import SplitConfig, make_trial
 
     ds = load_dataset("mmlu-pro")
     X = get_embeddings(ds, "tfidf")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from ..routers.factor import features, fold_in, prior_precision, sigmoid
+from ..routers.factor_model import features, fold_in, prior_precision, sigmoid
 
 BATCH = 10  # probes per batch unless told otherwise
 
@@ -117,6 +117,15 @@ def model_profile(router: object, X_cand: np.ndarray, E: np.ndarray) -> np.ndarr
 
     G = router.predict(X_cand, Pool(models=[""] * E.shape[1], X_val=X_cand, E_val=E))  # type: ignore[attr-defined]
     return np.where(np.isnan(E), np.asarray(G, dtype=np.float64), E)
+
+
+def profiles(design: object, X_cand: np.ndarray, answer: Callable[[int, np.ndarray], np.ndarray], n_llms: int,
+             n: int, batch: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """An adaptive profile of ``n_llms`` LLMs on the candidates, from the fitted foldin ``design``: (the answers
+    asked, NaN elsewhere: what a likelihood-based router folds in; the model-based profile of ``model_profile``:
+    what plain-mean routers average)."""
+    E = profile(DesignModel.from_foldin(design, X_cand), answer, n_llms, n, batch)
+    return E, model_profile(design, X_cand, E)
 
 
 class Session:

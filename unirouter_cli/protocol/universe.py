@@ -167,6 +167,7 @@ class SplitConfig:
     coverage: str = "block"  # how the universe is fixed (COVERAGE_POLICIES)
     train_categories: tuple[str, ...] = ()  # training prompts only from these categories
     probe_strategy: str = "random"  # how a new LLM's val_size probes are picked from the reserve (probes.py)
+    probe_batch: int = 10  # probes per batch of the adaptive strategy (adaptive.py)
 
     def _sizes(self, n: int) -> tuple[int, int, int]:
         """(test, validation, validation reserve) prompt counts out of ``n`` candidates. The reserve is
@@ -247,6 +248,7 @@ class Trial:
     train_models: np.ndarray
     test_models: np.ndarray
     info: dict = field(default_factory=dict)
+    reserve: np.ndarray | None = None  # the validation reserve (probe candidates) of an adaptive trial
 
     def rng(self, salt: int = 0) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.index, salt])
@@ -260,9 +262,11 @@ def make_trial(ds: Dataset, cfg: SplitConfig, seed: int, index: int, X: np.ndarr
 
     The validation prompts are ``val_size`` probes picked from the trial's validation reserve by
     ``cfg.probe_strategy`` (probes.py), from the embeddings ``X`` and the *training* LLMs' answers on
-    the reserve only; ``random`` takes a seeded prefix, so smaller sizes nest in larger ones.
+    the reserve only; ``random`` takes a seeded prefix, so smaller sizes nest in larger ones. An ``adaptive``
+    trial also keeps the whole reserve (``Trial.reserve``): each pool LLM's probes are chosen from it when the
+    pool is profiled (trial.py), while the routers are fitted with ``random``'s probes.
     """
-    from .probes import ProbeContext, select_probes
+    from .probes import ADAPTIVE, ProbeContext, select_probes
 
     u = universe(ds, cfg.coverage)
     rng = np.random.default_rng([seed, index])
@@ -305,4 +309,5 @@ def make_trial(ds: Dataset, cfg: SplitConfig, seed: int, index: int, X: np.ndarr
     else:
         val = cand
     return Trial(index=index, seed=seed, train=np.sort(train), val=val, test=test, train_models=train_models,
-                 test_models=M[is_test], info={"reserve": int(len(cand))})
+                 test_models=M[is_test], info={"reserve": int(len(cand)), "probe_batch": cfg.probe_batch},
+                 reserve=cand if cfg.probe_strategy == ADAPTIVE and n_val < len(cand) else None)
