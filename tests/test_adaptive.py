@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from unirouter_cli.errors import ConfigError
 from unirouter_cli.protocol.adaptive import DesignModel, Session, model_profile, next_batch, posterior, profile
 
+from .conftest import invoke, write_dataset
+
 
 @pytest.fixture(scope="module")
-def fitted():
-    """A small foldin (rank 2, fixed penalty and prior: no cross-fold) fitted on one bundled MMLU-Pro trial, the trial's
-    validation reserve and the unseen LLMs' true errors there."""
-    from unirouter_cli.data import load_dataset
-    from unirouter_cli.embed import get_embeddings
+def fitted(tmp_path_factory, small_tables):
+    """A small foldin (rank 2, fixed penalty and prior: no cross-fold) fitted on one trial of 600 real RouterBench
+    prompts, the trial's validation reserve and the unseen LLMs' true errors there."""
+    from unirouter_cli.data.registry import load_dataset
+    from unirouter_cli.embed.encoders import get_embeddings
     from unirouter_cli.protocol.trial import errors, fit_data
     from unirouter_cli.protocol.universe import SplitConfig, make_trial
     from unirouter_cli.routers import make_router
 
-    ds = load_dataset("mmlu-pro")
+    folder = write_dataset(tmp_path_factory.mktemp("data") / "small-rb", *small_tables, {"name": "small-rb"})
+    ds = load_dataset(str(folder))
     X = get_embeddings(ds, "tfidf")
-    trial = make_trial(ds, SplitConfig(val_size=40, val_reserve=40), 7, 0)
+    trial = make_trial(ds, SplitConfig(val_size=40, val_reserve=80), 7, 0)
     router = make_router("foldin", rank=2, lam=6.0, tau=1.0, max_rank=2, maxiter=30).fit(fit_data(ds, X, trial, False))
-    reserve = make_trial(ds, SplitConfig(val_reserve=40), 7, 0).val
-    assert set(trial.val) <= set(reserve)
+    reserve = make_trial(ds, SplitConfig(val_reserve=80), 7, 0).val
+    assert set(trial.val) <= set(reserve) and len(reserve) == 80
     return router, X[reserve], errors(ds, reserve, trial.test_models).astype(np.float64)
 
 
@@ -110,3 +114,76 @@ def test_session_gives_the_probes_of_the_loop(fitted):
         s.answer([model.n_cand], [0.0])
     with pytest.raises(ConfigError, match=r"in \[0, 1\]"):
         s.answer(s.next(1), [2.0])
+
+
+# --------------------------------------------------------------------------------------------
+# a run with --probe-strategy adaptive
+# --------------------------------------------------------------------------------------------
+ARGS = ["--trials", "1", "--seed", "5", "--val-size", "30", "--probe-strategy", "adaptive", "-r", "zero", "-r", "knn",
+        "-r", "uniroute-kmeans", "-r", "foldin", "-p", "foldin.rank=1", "-p", "foldin.lam=6", "-p", "foldin.tau=1",
+        "-p", "foldin.max_rank=1", "-p", "foldin.maxiter=40"]
+
+
+def _run(runner, tmp_path, tag, prompts, outcomes, models):
+    card = {"name": "small-rb", "cost_unit": "USD per query"}
+    folder = write_dataset(tmp_path / tag, prompts, outcomes, models, card)
+    run = tmp_path / f"run-{tag}"
+    res = invoke(runner, "fit", "--dataset", folder, "--run-dir", run, *ARGS)
+    assert res.exit_code == 0, res.output
+    assert invoke(runner, "evaluate", "--run-dir", run).exit_code == 0
+    return folder, run
+
+
+def _asked(folder, run):
+    """The unseen LLMs' asked probes, (prompt id, LLM) pairs, by the protocol code on the run's fitted routers."""
+    from unirouter_cli.data.registry import load_dataset
+    from unirouter_cli.embed.encoders import get_embeddings
+    from unirouter_cli.protocol.trial import adaptive_pools
+    from unirouter_cli.runs.config import Task
+    from unirouter_cli.runs.rundir import RunDir
+
+    rd = RunDir(run)
+    cfg = rd.read_config()
+    ds = load_dataset(str(folder))
+    X = get_embeddings(ds, cfg.encoder)
+    trial, routers = rd.load_fit(ds, cfg, Task(0), X)
+    cols = trial.test_models
+    _, asked = adaptive_pools(ds, X, trial, routers, cols, [ds.models[j] for j in cols])
+    rows, js = np.nonzero(~np.isnan(asked.E_val))
+    return trial, {(ds.prompt_ids[trial.reserve[i]], ds.models[cols[j]]) for i, j in zip(rows, js, strict=True)}
+
+
+def test_adaptive_run_reads_test_labels_only_on_asked_probes(runner, tmp_path, small_tables):
+    """Changing an unseen LLM's labels anywhere but the probes it was asked and the test prompts changes neither
+    the probes nor any metric; changing them on its asked probes does."""
+    prompts, outcomes, models = small_tables
+    a, run_a = _run(runner, tmp_path, "a", prompts, outcomes, models)
+    trial, asked = _asked(a, run_a)
+    from unirouter_cli.data.registry import load_dataset
+
+    ds = load_dataset(str(a))
+    test_ids = set(ds.prompt_ids[trial.test])
+    test_llms = {ds.models[j] for j in trial.test_models}
+    assert len(asked) == 30 * len(test_llms) and len({p for p, _ in asked}) > 30  # each LLM its own 30 probes
+    pair = list(zip(outcomes["prompt_id"], outcomes["model"], strict=True))
+    keep = np.array([(p, m) in asked for p, m in pair])
+    flip = ~outcomes["prompt_id"].isin(test_ids).to_numpy() & outcomes["model"].isin(test_llms).to_numpy() & ~keep
+    assert flip.sum() > 1000
+    changed = outcomes.copy()
+    changed.loc[flip, "score"] = 1.0 - changed.loc[flip, "score"]
+    b, run_b = _run(runner, tmp_path, "b", prompts, changed, models)
+    assert _asked(b, run_b)[1] == asked
+    ma, mb = (pd.read_csv(r / "metrics.csv") for r in (run_a, run_b))
+    pd.testing.assert_frame_equal(ma, mb)
+    changed = outcomes.copy()
+    changed.loc[keep, "score"] = 1.0 - changed.loc[keep, "score"]
+    c, run_c = _run(runner, tmp_path, "c", prompts, changed, models)
+    mc = pd.read_csv(run_c / "metrics.csv")
+    for r in ("zero", "knn", "uniroute-kmeans", "foldin"):
+        assert not np.allclose(ma[ma.router == r]["area"], mc[mc.router == r]["area"]), r
+
+
+def test_adaptive_needs_foldin(runner, small_dataset, tmp_path):
+    res = invoke(runner, "fit", "--dataset", small_dataset, "--run-dir", tmp_path / "run", "--trials", "1",
+                 "--val-size", "30", "--probe-strategy", "adaptive", "-r", "uniroute-kmeans")
+    assert res.exit_code == 2 and "needs the foldin router" in res.output
