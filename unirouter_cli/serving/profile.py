@@ -31,10 +31,8 @@ class ProfileSession:
             raise ConfigError(f"adaptive profiling needs a foldin router (its posterior chooses the probes); this "
                               f"router is {getattr(deployed.router, 'name', '?')}: build one with --router foldin, "
                               "or use `router probes` with a fixed strategy")
-        self.deployed, self.name, self.cost = deployed, str(name).strip(), cost
-        if not self.name or self.name in deployed.models:
-            raise ConfigError(f"--model {self.name!r}: expected a new, non-empty LLM name (this router has "
-                              f"{', '.join(deployed.models)})")
+        self.deployed = deployed
+        self.name, self.cost = deployed.check_new_llm(name, cost)
         self.session = Session(DesignModel.from_foldin(deployed.router, deployed.X_reserve))
         self.ids = pd.Index(deployed.reserve_ids.astype(str))
         self.proposed = np.zeros(0, dtype=np.int64)
