@@ -187,3 +187,21 @@ def test_adaptive_needs_foldin(runner, small_dataset, tmp_path):
     res = invoke(runner, "fit", "--dataset", small_dataset, "--run-dir", tmp_path / "run", "--trials", "1",
                  "--val-size", "30", "--probe-strategy", "adaptive", "-r", "uniroute-kmeans")
     assert res.exit_code == 2 and "needs the foldin router" in res.output
+
+
+def test_unseen_strongest_puts_the_most_accurate_llms_unseen():
+    from unirouter_cli.data.registry import load_dataset
+    from unirouter_cli.protocol.universe import SplitConfig, make_trial, universe
+
+    ds = load_dataset("routerbench-subset")
+    u = universe(ds)
+    acc = ds.scores[np.ix_(u.prompts, u.models)].mean(axis=0)
+    top = np.sort(u.models[np.argsort(-acc)[:3]])
+    cfg = SplitConfig(unseen_strongest=3)
+    cfg.check(ds)
+    for seed in (0, 1):
+        t = make_trial(ds, cfg, seed, 0)
+        np.testing.assert_array_equal(t.test_models, top)
+        assert len(t.train_models) == len(u.models) - 3
+    with pytest.raises(ConfigError, match="--unseen-strongest 11: expected 1 to 10"):
+        SplitConfig(unseen_strongest=11).check(ds)
