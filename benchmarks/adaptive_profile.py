@@ -1,7 +1,8 @@
 """Seconds to profile one new LLM adaptively with 100 probes on a built foldin router (mmlu-pro, bundled).
 
-Builds the router (every table LLM but one), then times ``router.profile(...)``: ten batches of ``next(10)`` and
-``answer(...)`` with the held-out LLM's real answers, and ``done()``. Prints the median of five profiles as JSON.
+Builds the router, removes one LLM that answered every reserve prompt, then times ``router.profile(...)``: ten
+batches of ``next(10)`` and ``answer(...)`` with the held-out LLM's real answers, and ``done()``. Prints the
+median of five profiles as JSON.
 Usage, from the repository root: .venv/bin/python benchmarks/adaptive_profile.py [DATASET] [HELD_OUT]
 """
 
@@ -22,7 +23,8 @@ def main() -> int:
     dataset = sys.argv[1] if len(sys.argv) > 1 else "mmlu-pro"
     t0 = time.perf_counter()
     base = build(dataset, "foldin", seed=0)
-    held = sys.argv[2] if len(sys.argv) > 2 else base.models[0]
+    complete = [m for j, m in enumerate(base.models) if not np.isnan(base.errors[:, j]).any()]
+    held = sys.argv[2] if len(sys.argv) > 2 else complete[0]  # (an LLM that answered every reserve prompt)
     truth = dict(zip(base.reserve_ids.astype(str), 1.0 - base.errors[:, base.models.index(held)].astype(float),
                      strict=True))
     base.remove_llm(held)
