@@ -80,8 +80,8 @@ def build_config(config: Path | None, base: dict | None = None, **cli: object) -
     """The run config: ``base`` (a run's stored options) or the --config file, then the command line."""
     base = dict(base) if base is not None else load_config_file(config) if config else {}
     split = dict(base.pop("split", {}) or {})
-    for key in ("train_frac", "val_frac", "test_frac", "val_size", "unseen_frac", "unseen_source", "coverage",
-                "probe_strategy"):
+    for key in ("train_frac", "val_frac", "test_frac", "val_size", "unseen_frac", "unseen_source", "unseen_strongest",
+                "coverage", "probe_strategy"):
         if cli.get(key) is not None:
             split[key] = cli[key]
     if cli.get("unseen"):
@@ -158,6 +158,8 @@ def register(root: typer.Typer) -> None:
                                                     "(comma-separated); validation and test from the others."),
         unseen: list[str] | None = typer.Option(None, "--unseen", help="An LLM of a fixed unseen pool; repeat."),
         unseen_source: str | None = typer.Option(None, help="Unseen pool = the LLMs whose models.csv source is this."),
+        unseen_strongest: int | None = typer.Option(None, help="Unseen pool = the K most accurate LLMs of the universe "
+                                                    "(mean score over its prompts): routing extrapolates upwards."),
         params: list[str] | None = typer.Option(None, "--param", "-p", help="Router hyperparameter, "
                                                 "ROUTER.NAME=VALUE (e.g. uniroute-kmeans.K=16); repeat."),
         jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Trials in parallel on this machine (joblib)."),
@@ -178,6 +180,7 @@ def register(root: typer.Typer) -> None:
         cfg = build_config(config, base, dataset=dataset, routers=routers, trials=trials, seed=seed, encoder=encoder,
                            train_frac=train_frac, val_frac=val_frac, test_frac=test_frac, val_size=val_size,
                            val_sizes=val_sizes, unseen_frac=unseen_frac, unseen=unseen, unseen_source=unseen_source,
+                           unseen_strongest=unseen_strongest,
                            coverage=coverage, train_categories=train_categories, probe_strategy=probe_strategy,
                            probe_strategies=probe_strategies, params=params)
         try:

@@ -120,6 +120,11 @@ def _check_split(where: str, split: object, partial: bool = False) -> None:
     for k in ("train_frac", "val_frac", "test_frac"):
         if k in split and not (_is_number(split[k]) and 0 <= split[k] <= 1):
             raise ConfigError(f"{where}: split.{k} = {split[k]!r}; expected a number in [0, 1]")
+    if split.get("unseen_strongest") is not None and not (_is_int(split["unseen_strongest"])
+                                                         and split["unseen_strongest"] >= 1):
+        raise ConfigError(f"{where}: split.unseen_strongest = {split['unseen_strongest']!r}; expected an integer >= 1")
+    if "probe_batch" in split and not (_is_int(split["probe_batch"]) and split["probe_batch"] >= 1):
+        raise ConfigError(f"{where}: split.probe_batch = {split['probe_batch']!r}; expected an integer >= 1")
     for k in ("val_size", "val_reserve"):
         if split.get(k) is not None and not (_is_int(split[k]) and split[k] >= 1):
             raise ConfigError(f"{where}: split.{k} = {split[k]!r}; expected an integer >= 1 (or null)")

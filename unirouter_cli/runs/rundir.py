@@ -43,7 +43,7 @@ from ..io import (
     write_yaml,
     yaml_problem,
 )
-from ..protocol.probes import check_strategy
+from ..protocol.probes import ADAPTIVE, check_strategy
 from ..protocol.trial import POOLS, evaluate_trial, fit_trial, pool_models
 from ..protocol.universe import (
     SplitConfig,
@@ -119,6 +119,9 @@ def prepare(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
         if not cfg.routers:
             raise ConfigError(f"every requested router needs training LLMs ({', '.join(cfg.skipped_routers)}) but "
                               "this run has none; add zero, knn or uniroute-kmeans")
+    if ADAPTIVE in {cfg.split.probe_strategy, *cfg.probe_strategies} and "foldin" not in cfg.routers:
+        raise ConfigError("probe strategy adaptive needs the foldin router (its posterior chooses each new LLM's "
+                          "probes): add -r foldin" + (" and training LLMs" if "foldin" in cfg.skipped_routers else ""))
     for name in cfg.routers:
         K = cfg.router_params.get(name, {}).get("K")
         n_val = min(cfg.val_sizes) if cfg.val_sizes else (

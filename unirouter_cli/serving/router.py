@@ -45,7 +45,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -56,10 +56,13 @@ from ..embed.encoders import Encoder, encoder_from_state
 from ..errors import ConfigError, DataError, UnirouterError
 from ..io import load_yaml, read_npz, yaml_problem
 from ..protocol.metrics import Curve, deferral_curve
-from ..protocol.probes import ProbeContext, check_strategy, select_probes
+from ..protocol.probes import ADAPTIVE, ProbeContext, check_strategy, select_probes
 from .grade import REFERENCES, grade_responses, router_references, with_references
 from .routing import CLI_NAMES, capped, check_rule, lambda_from_curve, pick, ranks
 from .store import CARD, RouterDirError, _check_card, _check_meta, _file_hash, _json, _lock, _swap_in
+
+if TYPE_CHECKING:
+    from .profile import ProfileSession
 
 CACHE_SIZE = 512  # cached reserve estimates (per pool) and expected costs (per pool and lambda)
 MIN_ANSWERS = 20  # a new LLM's profile from fewer answers has a standard error above 0.11 on its accuracy
@@ -254,6 +257,9 @@ class DeployedRouter:
         ``answers_of`` adds a ``score`` column with that LLM's known answers (probes it did not answer are left
         out), e.g. to copy an LLM into another router."""
         check_strategy(strategy)
+        if strategy == ADAPTIVE:
+            raise ConfigError("adaptive probes depend on the new LLM's answers: use `router probes --adaptive` "
+                              "(one batch at a time) or router.profile(name, cost) in Python")
         n_res = len(self.reserve_ids)
         if not 1 <= int(n) <= n_res:
             raise ConfigError(f"-n {n}: expected between 1 and the {n_res} candidate probe prompts of this router")
@@ -280,13 +286,8 @@ class DeployedRouter:
         reserve's reference answers: DataFrame[prompt_id, score, extracted], ready for ``add_llm``."""
         return grade_responses(responses, self.references, self.card["dataset"]["name"])
 
-    def add_llm(self, name: str, cost: float, answers: str | Path | pd.DataFrame | Mapping[str, float]) -> dict:
-        """Profile a new LLM from its scores in [0, 1] on probe prompts; nothing is retrained.
-
-        Refuses (``DataError`` / ``ConfigError``, the router unchanged) a duplicate or empty name, a
-        cost that is not a positive number, unreadable answers, unknown or repeated prompt ids, scores
-        outside [0, 1], and fewer than ``MIN_ANSWERS`` answers.
-        """
+    def check_new_llm(self, name: str, cost: float) -> tuple[str, float]:
+        """(name, cost) of an LLM about to join, refused if the name is empty or taken or the cost not positive."""
         name = str(name).strip()
         if not name or any(ch in name for ch in "\n\r"):
             raise ConfigError(f"--model {name!r}: expected a non-empty LLM name without line breaks")
@@ -298,6 +299,23 @@ class DeployedRouter:
             raise ConfigError(f"--cost {cost!r}: expected a positive number ({self.cost_unit})") from e
         if not (math.isfinite(cost) and cost > 0):
             raise ConfigError(f"--cost {cost:g}: expected a positive number ({self.cost_unit})")
+        return name, cost
+
+    def profile(self, name: str, cost: float) -> ProfileSession:
+        """An adaptive profile of a new LLM (serving/profile.py): ``next(n)`` lists probes chosen from its answers
+        so far, ``answer(...)`` records scores, ``done()`` adds it; a foldin router only."""
+        from .profile import ProfileSession
+
+        return ProfileSession(self, name, cost)
+
+    def add_llm(self, name: str, cost: float, answers: str | Path | pd.DataFrame | Mapping[str, float]) -> dict:
+        """Profile a new LLM from its scores in [0, 1] on probe prompts; nothing is retrained.
+
+        Refuses (``DataError`` / ``ConfigError``, the router unchanged) a duplicate or empty name, a
+        cost that is not a positive number, unreadable answers, unknown or repeated prompt ids, scores
+        outside [0, 1], and fewer than ``MIN_ANSWERS`` answers.
+        """
+        name, cost = self.check_new_llm(name, cost)
         df, where = _answers_frame(answers)
         score = pd.to_numeric(df["score"], errors="coerce").to_numpy(dtype=np.float64)
         for bad, what in ((np.isnan(score) & df["score"].notna().to_numpy(), "score is not a number"),
