@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from unirouter_cli.report import fmt_cell
+from unirouter_cli.results.report import fmt_cell
 
 from .conftest import ROOT, invoke
 
