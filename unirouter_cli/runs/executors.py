@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 
 from ..errors import ConfigError
@@ -39,7 +40,7 @@ def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "lo
               warm: Callable[[], object] | None = None) -> list:
     """Run ``fn(*a)`` for every ``a``; results in input order. Local or Dask.
 
-    Local with jobs > 1: where the platform forks, ``warm()`` runs here first (loading what every task reloads:
+    Local with jobs > 1 on Linux: ``warm()`` runs here first (loading what every task reloads:
     modules, dataset, embeddings) and forked workers inherit it, paying no start-up; elsewhere, or without
     ``warm``, joblib's loky workers start fresh interpreters."""
     check_backend(backend, scheduler)
@@ -72,7 +73,7 @@ def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "lo
             if progress:
                 progress(1)
         return out
-    if warm is not None and "fork" in multiprocessing.get_all_start_methods():
+    if warm is not None and sys.platform.startswith("linux"):  # macOS: fork is unsafe with its system libraries
         warm()
         return _forked(fn, args, jobs, progress)
     from joblib import Parallel, delayed
