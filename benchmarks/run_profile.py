@@ -1,9 +1,9 @@
 """Where the time of a run goes: start-up, loading, each router's fit and evaluation (``make bench``, section p).
 
-``profile_run(run_dir)`` reads a finished run's timings.csv (fit seconds of each router in each trial) and
-metrics.csv (seconds of each router's predict + curve + metrics in each trial); ``startup()`` times, in fresh
-processes, what every CLI process and every worker pays before its first trial: the interpreter with the
-package imported, and the dataset with its embeddings loaded.
+``profile_run(run_dir)`` reads a finished run's timings.csv (fit seconds of each router in each trial) and its
+per-trial evaluation files (seconds of each router's predict + curve + metrics in each trial); ``startup()``
+times, in fresh processes, what every CLI process and every worker pays before its first trial: the interpreter
+with the package imported, and the dataset with its embeddings loaded.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def profile_run(run_dir: Path) -> list[list]:
 
     t = pd.read_csv(run_dir / "timings.csv")
     fit = t[t["stage"] == "fit"].groupby("router")["seconds"]
-    ev = pd.read_csv(run_dir / "metrics.csv").groupby("router")["seconds_predict"]
+    parts = [pd.read_parquet(f) for f in sorted((run_dir / "eval").glob("*/*.parquet"))]
+    ev = pd.concat(parts, ignore_index=True).query("part == 'metrics'").groupby("router")["seconds_predict"]
     total = float(fit.sum().sum() + ev.sum().sum())
     rows = []
     for router in fit.sum().sort_values(ascending=False).index:
