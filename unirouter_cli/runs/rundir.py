@@ -55,7 +55,7 @@ from ..protocol.universe import (
 from ..routers import Pool, Router, check_routers, get_spec, make_router, resolve_params, unused_params
 from ..routers.base import STATE_ERRORS, check_prediction, nonfinite_array
 from .config import CONFIG_VERSION, RunConfig, Task
-from .executors import check_backend, one_thread, run_tasks
+from .executors import check_backend, lazy_progress, one_thread, run_tasks
 from .merge import merge
 
 
@@ -354,8 +354,8 @@ def _fit_locked(cfg: RunConfig, ds: Dataset, rd: RunDir, resume: bool, jobs: int
         get_embeddings(ds, cfg.encoder)  # compute + cache once, before workers start
         write_yaml(rd.config_file, cfg.to_dict())
         todo = [(str(rd.path.resolve()), task) for task in cfg.tasks() if not rd.is_fitted(task, cfg.routers)]
-        progress = progress_factory(len(todo), "fit") if progress_factory else None
-        run_tasks(fit_task, todo, jobs, backend, scheduler, progress)
+        progress = lazy_progress(progress_factory, len(todo), "fit")
+        run_tasks(fit_task, todo, jobs, backend, scheduler, progress, warm=lambda: _context(str(rd.path.resolve())))
         write_hyperparams(rd, cfg)
 
 
@@ -402,8 +402,9 @@ def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: 
                               f"run `unirouter fit --resume --run-dir {rd.path}`")
         todo = [(str(rd.path.resolve()), task, p) for p in pools for task in cfg.tasks()
                 if not rd.eval_file(p, task).exists()]
-        progress = progress_factory(len(todo), "evaluate") if progress_factory else None
-        run_tasks(evaluate_task, todo, jobs, backend, scheduler, progress)
+        progress = lazy_progress(progress_factory, len(todo), "evaluate")
+        run_tasks(evaluate_task, todo, jobs, backend, scheduler, progress,
+                  warm=lambda: _context(str(rd.path.resolve())))
         merge(rd.path, rd.eval_file, cfg, pools)
     return rd
 
