@@ -60,9 +60,12 @@ def build_cmd(
     other = sorted(set(parsed) - {router})
     if other:
         raise ConfigError(f"--param given for {', '.join(other)}, but the router built is {router}")
-    if out.exists() and not force and any(out.iterdir()):
+    from ..serving.store import check_replaceable
+
+    if out.is_dir() and not out.is_symlink() and not force and any(out.iterdir()):
         raise ConfigError(f"--out {out} exists and is not empty; choose another directory or pass --force "
                           "(only a router directory is replaced)")
+    check_replaceable(out)
     r = build(dataset, router, encoder, seed, _reserve(probe_reserve), parsed.get(router))
     path = r.save(out, overwrite=True)
     res, hp = r.card["reserve"], r.card["router"]["hyperparams"]

@@ -54,7 +54,25 @@ from ..errors import ConfigError, DataError, UnirouterError
 from ..io import load_yaml, read_npz, yaml_problem
 from ..protocol.metrics import Curve, deferral_curve
 from ..protocol.probes import ProbeContext, check_strategy, select_probes
-from .store import CARD, RouterDirError, _check_card, _check_meta, _file_hash, _json, _lock, _swap_in
+from .store import (
+    CARD,
+    FORMAT,
+    FORMAT_VERSION,
+    STATE_FILES,
+    RouterDirError,
+    _check_card,
+    _check_meta,
+    _file_hash,
+    _json,
+    _lock,
+    _swap_in,
+    carry_over,
+    check_manifest,
+    check_replaceable,
+    check_state,
+    owned,
+    write_manifest,
+)
 
 MIN_ANSWERS = 20  # a new LLM's profile from fewer answers has a standard error above 0.11 on its accuracy
 
@@ -317,17 +335,17 @@ class DeployedRouter:
         """Write the router directory atomically (complete new directory, then a swap).
 
         ``path`` defaults to the directory it was loaded from. An existing directory is replaced only if
-        it is a router directory (``overwrite``); a non-empty other directory is refused. When saving
-        over the directory it was loaded from, a concurrent change made since loading is refused.
+        it is a router directory (``overwrite``); a non-empty other directory is refused. Files the router does
+        not own are carried over. When saving over the directory it was loaded from, a concurrent change made
+        since loading is refused.
         """
         target = Path(path or self.path or "")
         if not str(target):
             raise ConfigError("save: no directory given")
         target = target.expanduser().absolute()
         with _lock(target):
+            check_replaceable(target)
             if target.exists():
-                if not target.is_dir() or (any(target.iterdir()) and not (target / CARD).exists()):
-                    raise RouterDirError(f"{target} exists and is not a router directory; refusing to replace it")
                 if (target / CARD).exists() and not overwrite:
                     raise RouterDirError(f"{target} already holds a router; pass --force to replace it")
                 if self.path is not None and target == Path(self.path).absolute() and self._loaded_card_hash:
@@ -340,6 +358,8 @@ class DeployedRouter:
             staging.mkdir(parents=True)
             try:
                 self._write(staging)
+                if target.exists():
+                    carry_over(target, staging, owned(self.card) | owned(_old_card(target)))
                 _swap_in(staging, target)
             finally:
                 if staging.exists():
@@ -353,6 +373,8 @@ class DeployedRouter:
 
         self.card["llms"] = [{**e, "answers": int((~np.isnan(self.errors[:, j])).sum())}
                              for j, e in enumerate(self.card["llms"])]
+        rest = {k: v for k, v in self.card.items() if k not in ("format", "format_version", "files")}
+        self.card = {"format": FORMAT, "format_version": FORMAT_VERSION, **rest, "files": list(STATE_FILES)}
         meta, arrays = self.encoder.state()
         write_json(d / "encoder.json", meta)
         write_npz(d / "encoder.npz", **arrays)
@@ -364,13 +386,21 @@ class DeployedRouter:
         write_npz(d / "reserve.npz", X=np.asarray(self.X_reserve, dtype=np.float32))
         write_npz(d / "profiles.npz", errors=np.asarray(self.errors, dtype=np.float32),
                   models=np.array(self.models, dtype=str))
-        write_yaml(d / CARD, self.card)  # last: a directory without a card is not a router
+        write_yaml(d / CARD, self.card)  # a directory without a card is not a router
+        write_manifest(d, self.card)  # last: every file above with its hash
+
+
+def _old_card(d: Path) -> Any:
+    """The card of the directory being replaced (the names it owns), or None when it cannot be read."""
+    try:
+        return load_yaml(d / CARD)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, UnirouterError):
+        return None
 
 
 def load_router(path: str | Path) -> DeployedRouter:
     """Load a router directory written by ``unirouter router build`` (or ``DeployedRouter.save``)."""
     from ..routers import get_spec, make_router
-    from ..routers.base import nonfinite_array
 
     d = Path(path).expanduser()
     if not (d / CARD).is_file():
@@ -384,44 +414,26 @@ def load_router(path: str | Path) -> DeployedRouter:
     except (yaml.YAMLError, UnicodeDecodeError, DataError) as e:
         raise RouterDirError(f"{d / CARD}: not a valid router card ({yaml_problem(e)})") from e
     _check_card(card, d / CARD)
+    check_manifest(d, card)
     try:
-        enc = encoder_from_state(_json(d / "encoder.json"), read_npz(d / "encoder.npz"))
+        enc_meta, enc_arrays = _json(d / "encoder.json"), read_npz(d / "encoder.npz")
         name = card["router"]["name"]
         get_spec(name)  # an unknown router (e.g. a plug-in that is not installed) is refused by name
         arrays = read_npz(d / "router.npz")
-        if (bad := nonfinite_array(arrays)) is not None:
-            raise RouterDirError(f"{d / 'router.npz'}: array {bad!r} holds NaN or infinite values (a router "
-                                 "state is finite); rebuild the router")
         meta = _json(d / "router.json")
         _check_meta(name, meta, d / "router.json")
-        router = make_router(name).load_state(meta, arrays)
         reserve = _json(d / "reserve.json")
         X = read_npz(d / "reserve.npz")["X"]
-        prof = read_npz(d / "profiles.npz")
-        E, models = prof["errors"], prof["models"]
+        ids, texts, E = check_state(d, card, enc_meta, enc_arrays, meta, arrays, reserve, X,
+                                    read_npz(d / "profiles.npz"))
+        enc = encoder_from_state(enc_meta, enc_arrays)
+        router = make_router(name).load_state(meta, arrays)
     except RouterDirError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, UnirouterError, zipfile.BadZipFile,
             zlib.error) as e:
         raise RouterDirError(f"{d}: missing or unreadable router file ({type(e).__name__}: "
                              f"{' '.join(str(e).split())[:100]}); rebuild the router") from e
-    ids, texts = reserve.get("prompt_ids") if isinstance(reserve, dict) else None, None
-    if isinstance(reserve, dict):
-        texts = reserve.get("texts")
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not (
-            texts is None or (isinstance(texts, list) and len(texts) == len(ids)
-                              and all(isinstance(t, str) for t in texts))):
-        raise RouterDirError(f"{d / 'reserve.json'}: expected {{prompt_ids: [str], texts: [str] or null}}")
-    names = [m["name"] for m in card["llms"]]
-    n = len(ids)
-    if (X.ndim != 2 or len(X) != n or X.dtype.kind != "f" or not np.isfinite(X).all()
-            or E.shape != (n, len(names)) or E.dtype.kind != "f" or models.dtype.kind != "U"):
-        raise RouterDirError(f"{d}: reserve has {n} prompts and {len(names)} LLMs, but embeddings are "
-                             f"{X.shape} {X.dtype} and profiles {E.shape} {E.dtype}; rebuild the router")
-    if list(models.astype(str)) != names:
-        raise RouterDirError(f"{d}: profiles.npz lists other LLMs than {CARD}")
-    if np.any((E < 0) | (E > 1)):  # NaN compares False: not answered
-        raise RouterDirError(f"{d / 'profiles.npz'}: errors outside [0, 1]; rebuild the router")
     dr = DeployedRouter(card=card, encoder=enc, router=router, reserve_ids=np.asarray(ids, dtype=str),
                         reserve_texts=texts, X_reserve=np.asarray(X, dtype=np.float32),
                         errors=np.asarray(E, dtype=np.float32), path=d.absolute(), _loaded_card_hash=card_hash)
