@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
-from .common import STATE, boundary, console, done
+from .common import STATE, boundary, console, done, printable
 
 app = typer.Typer(help="Build a router from a table, add LLMs from their probe answers, route new prompts.",
                   no_args_is_help=True)
@@ -20,7 +20,7 @@ DIR_ARG = typer.Argument(..., help="Router directory (written by `unirouter rout
 
 def note(msg: str) -> None:
     if not STATE.quiet:
-        print(msg, file=sys.stderr)
+        print(printable(msg), file=sys.stderr)
 
 
 def _reserve(spec: str | None) -> float | None:

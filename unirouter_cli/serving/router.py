@@ -270,7 +270,7 @@ class DeployedRouter:
             raise ConfigError(f"--cost {cost!r}: expected a positive number ({self.cost_unit})") from e
         if not (math.isfinite(cost) and cost > 0):
             raise ConfigError(f"--cost {cost:g}: expected a positive number ({self.cost_unit})")
-        df, where = _answers_frame(answers)
+        df, where = _answers_frame(answers, len(self.reserve_ids))
         score = pd.to_numeric(df["score"], errors="coerce").to_numpy(dtype=np.float64)
         for bad, what in ((np.isnan(score) & df["score"].notna().to_numpy(), "score is not a number"),
                           (np.isnan(score), "score is missing (expected a number in [0, 1])"),
