@@ -23,6 +23,9 @@ class SafeConsole(Console):
         return super().render_str(printable(text), **kwargs)
 
 
+MAX_JOBS = 256  # --jobs: worker processes on one machine
+
+
 @dataclass
 class _State:
     quiet: bool = False
