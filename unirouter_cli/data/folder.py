@@ -202,7 +202,8 @@ def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.Dat
                          "duplicate prompt_id (each prompt must appear once)")
             for col in ("text", "category"):
                 if col in prompts.columns:
-                    _report_rows(problems, p, _not_of_kind(prompts[col], (str,)), f"{col} is not a string (expected text)")
+                    _report_rows(problems, p, _not_of_kind(prompts[col], (str,)),
+                                 f"{col} is not a string (expected text)")
             if "text" in prompts.columns:
                 t = prompts["text"]
                 empty = t.isna().to_numpy() | (t.astype(str).str.strip() == "").to_numpy()
