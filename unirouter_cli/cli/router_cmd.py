@@ -39,7 +39,7 @@ def build_cmd(
     router: str = typer.Option("uniroute-kmeans", "--router", "-r", help="A dynamic router (see `unirouter routers`)."),
     encoder: str = typer.Option("tfidf", "--encoder", "-e", help="tfidf, minilm or st:<model> (precomputed cannot "
                                 "embed new texts)."),
-    seed: int = typer.Option(0, "--seed", help="Fixes the prompt split and the router."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Fixes the prompt split and the router."),
     probe_reserve: str | None = typer.Option(None, "--probe-reserve", help="Probe reserve: a number of prompts or a "
                                              "fraction in (0, 1) (default: 0.1)."),
     params: list[str] | None = typer.Option(None, "--param", "-p", help="ROUTER.NAME=VALUE, e.g. "
@@ -84,7 +84,7 @@ def probes_cmd(
     router_dir: Path = DIR_ARG,
     n: int = typer.Option(100, "-n", "--number", help="Number of probe prompts a new LLM answers."),
     strategy: str = typer.Option("random", "--strategy", help="Probe selection strategy (probes.py)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the selection."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the selection."),
     answers_of: str | None = typer.Option(None, "--answers-of", help="Add a score column with this LLM's known "
                                           "answers (a file `add-llm` reads; probes it did not answer are left out)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (prompt_id, text) (default: stdout)."),

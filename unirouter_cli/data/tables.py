@@ -32,12 +32,20 @@ NA_STRINGS = ["", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "nul
 
 
 NUMERIC_COLUMNS = ("score", "cost", "params_b", "output_chars")
+MAX_COLUMNS = 1_000  # columns of a CSV table
+MAX_HEADER_CHARS = 100_000
+MAX_TEXT_CHARS = 1_000_000  # characters of one prompt to route
 
 
 def read_csv_table(path: Path) -> pd.DataFrame:
     """A CSV table with every column but the numeric ones read as text: a prompt id, model name, text or
     category such as ``NA``, ``None`` or ``null`` stays that string (only an empty cell is missing); in the
     numeric columns those spellings mean a missing value, as pandas reads them by default."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        first = fh.readline(MAX_HEADER_CHARS + 1)
+    if len(first) > MAX_HEADER_CHARS or first.count(",") >= MAX_COLUMNS:
+        raise DataError(f"{path}: the header holds more than {MAX_COLUMNS:,} columns or {MAX_HEADER_CHARS:,} "
+                        "characters; a routing table has a few named columns")
     header = pd.read_csv(path, nrows=0, encoding="utf-8").columns
     text = [c for c in header if c not in NUMERIC_COLUMNS]
     df = pd.read_csv(path, dtype=dict.fromkeys(text, str), keep_default_na=False, encoding="utf-8",
@@ -200,6 +208,8 @@ def read_user_table(path: str | Path, columns: tuple[str, ...], what: str, max_r
             df = read_jsonl(path)
         else:
             df = pd.read_parquet(path)
+    except DataError:
+        raise
     except UnicodeDecodeError as e:  # (the reader's offset counts from its decoding block: located in the file)
         raise DataError(f"{path}: {first_invalid_utf8(path)}: is not valid UTF-8 text") from e
     except pd.errors.EmptyDataError as e:
@@ -234,6 +244,10 @@ def read_prompts(path: str | Path) -> tuple[list[str], list[str]]:
     df = read_user_table(path, ("prompt_id", "text"), "prompts to route: columns prompt_id, text")
     check_cells(df, path, "text", "text")
     t = df["text"]
+    long = t.str.len().to_numpy(dtype=float, na_value=0) > MAX_TEXT_CHARS
+    if long.any():
+        raise DataError(f"{path}: {row_label(path, int(np.flatnonzero(long)[0]))}: a prompt of more than "
+                        f"{MAX_TEXT_CHARS:,} characters")
     empty = t.isna().to_numpy() | (t.astype(str).str.strip() == "").to_numpy()
     if empty.any():
         raise DataError(f"{path}: {row_label(path, int(np.flatnonzero(empty)[0]))}: prompt without text")

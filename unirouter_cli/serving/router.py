@@ -85,6 +85,9 @@ MIN_ANSWERS = 20  # a new LLM's profile from fewer answers has a standard error 
 # --------------------------------------------------------------------------------------------
 # the router directory
 # --------------------------------------------------------------------------------------------
+MAX_NAME = 200  # characters of an LLM name
+
+
 @dataclass
 class DeployedRouter:
     """A fitted encoder + router, its probe reserve, and the pool's profiles on that reserve."""
@@ -260,8 +263,9 @@ class DeployedRouter:
         outside [0, 1], and fewer than ``MIN_ANSWERS`` answers.
         """
         name = str(name).strip()
-        if not name or any(ch in name for ch in "\n\r"):
-            raise ConfigError(f"--model {name!r}: expected a non-empty LLM name without line breaks")
+        if not name or not name.isprintable() or len(name) > MAX_NAME:
+            raise ConfigError(f"--model {name[:80]!r}: expected a non-empty LLM name of at most {MAX_NAME} "
+                              "characters without control characters (line breaks, terminal escapes)")
         if name in self.models:
             raise ConfigError(f"LLM {name!r} is already in this router (remove-llm it first to replace its answers)")
         try:
