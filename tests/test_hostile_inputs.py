@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from unirouter_cli.serving.store import write_manifest
+
 from .test_hostile import Attack, make_dataset, run_attack
 from .test_hostile_router import _prompts, answers, rcopy, routers  # noqa: F401 - the session fixture
 
@@ -157,15 +159,26 @@ def test_dataset_scores_and_texts_have_their_types(tmp_path: Path, monkeypatch: 
 # --------------------------------------------------------------------------------------------
 # names on a terminal
 # --------------------------------------------------------------------------------------------
-def test_control_characters_in_names_are_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_control_characters_in_names_are_refused_or_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def add(t: Path) -> list:
         d = rcopy(t)
         return ["router", "add-llm", d, "--model", ESC, "--cost", "1", "--answers", answers(t, d)]
 
-    out = run_attack(Attack("add-escape", add, None, codes=(0, 2), may_change=["out"]), tmp_path, monkeypatch)
+    out = run_attack(Attack("add-escape", add, "control characters", may_change=["out"]), tmp_path, monkeypatch)
     assert "\x1b" not in out and "\x07" not in out and "\\x1b" in out
-    info = run_attack(Attack("info-escape", lambda t: ["router", "info", t / "out"], None, codes=(0,),
-                             may_change=["out"]), tmp_path, monkeypatch)
+
+    def renamed(t: Path) -> list:  # a directory whose card and profiles name an LLM with a terminal escape
+        d = t / "out"
+        card = yaml.safe_load((d / "router.yaml").read_text())
+        card["llms"][1]["name"] = ESC
+        (d / "router.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+        z = dict(np.load(d / "profiles.npz"))
+        z["models"] = np.array([m["name"] for m in card["llms"]])
+        np.savez(d / "profiles.npz", **z)
+        write_manifest(d, card)
+        return ["router", "info", d]
+
+    info = run_attack(Attack("info-escape", renamed, None, codes=(0,), may_change=["out"]), tmp_path, monkeypatch)
     assert "\x1b" not in info and "\\x1b]0;pwned\\x07" in info
 
     def data_info(t: Path) -> list:
@@ -229,10 +242,10 @@ PLUGINS = {
 def test_a_broken_plugin_costs_one_warning_line(kind: str, tmp_path: Path) -> None:
     site = tmp_path / "site"
     _install_plugin(site, f"broken_{kind}", PLUGINS[kind])
-    _install_plugin(site, "good_plugin", "from unirouter_cli.routers import Router, register_router\n"
-                    "@register_router('good-zero', 'dynamic', 'a plug-in router')\nclass G(Router):\n"
-                    "    def predict(self, X, pool):\n        import numpy as np\n"
-                    "        return np.zeros((len(X), len(pool.models)))\n")
+    _install_plugin(site, "good_plugin", "import numpy as np\n"
+                    "from unirouter_cli.routers import Router, register_router\n"
+                    "@register_router\nclass G(Router):\n    name, kind, help = 'good-zero', 'dynamic', 'a plug-in'\n"
+                    "    def predict(self, X, pool):\n        return np.zeros((len(X), len(pool.models)))\n")
     res = _run(site, "routers", timeout_env="2")
     warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
     assert res.returncode == 0, res.stderr
@@ -248,7 +261,7 @@ def test_a_broken_plugin_costs_one_warning_line(kind: str, tmp_path: Path) -> No
 def test_a_plugin_exiting_while_fitting_is_an_error_not_a_silent_end(tmp_path: Path) -> None:
     site = tmp_path / "site"
     _install_plugin(site, "exits_in_fit", "from unirouter_cli.routers import Router, register_router\n"
-                    "@register_router('exits', 'dynamic', 'exits')\nclass E(Router):\n"
+                    "@register_router\nclass E(Router):\n    name, kind, help = 'exits', 'dynamic', 'exits'\n"
                     "    def fit(self, data):\n        raise SystemExit(0)\n")
     res = _run(site, "fit", "--dataset", make_dataset(tmp_path / "ds"), "--run-dir", tmp_path / "run",
                "--trials", 1, "-r", "exits", "--jobs", 1)
