@@ -37,7 +37,7 @@ FILES = ("router.yaml", "encoder.json", "encoder.npz", "router.json", "router.np
 
 
 FORMAT = "unirouter-router"  # the card's format marker
-READ_VERSIONS = (1, 2)  # 1: no manifest, the fixed file list
+READ_VERSIONS = (2,)  # 1 (no manifest) is recognised as a router directory (--force replaces it), not loaded
 MANIFEST = "manifest.json"
 STATE_FILES = tuple(f for f in FILES if f != CARD)
 MAX_CARD_BYTES = 1 << 20
@@ -130,8 +130,9 @@ def _check_card(card: Any, where: Path) -> None:
     version = card.get("format_version")
     if version not in READ_VERSIONS or isinstance(version, bool):
         raise RouterDirError(f"{where}: format_version {version!r}; this unirouter reads "
-                             f"{', '.join(map(str, READ_VERSIONS))} (rebuild the router)")
-    if version != 1 and card.get("format") != FORMAT:
+                             f"{', '.join(map(str, READ_VERSIONS))} (rebuild the router with `unirouter router "
+                             "build`)")
+    if card.get("format") != FORMAT:
         raise RouterDirError(f"{where}: format = {card.get('format')!r}; expected {FORMAT}")
     for sec, keys in _SECTIONS.items():
         s = card.get(sec)
@@ -334,10 +335,8 @@ def write_manifest(d: Path, card: dict) -> None:
 
 
 def check_manifest(d: Path, card: dict) -> None:
-    """A version 2 directory: every file the card lists has the hash the manifest gives, and the manifest
+    """Every file the card lists has the hash the manifest gives, and the manifest
     repeats the card's facts (a file swapped in from another router, or edited, is refused)."""
-    if card.get("format_version") == 1:
-        return
     p = d / MANIFEST
     if p.is_symlink() or not p.is_file():
         raise RouterDirError(f"{p}: missing (it lists the router's files and their hashes); rebuild the router")
