@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
-from .common import STATE, boundary, console, done
+from .common import STATE, boundary, console, done, printable
 
 app = typer.Typer(help="Build a router from a table, add LLMs from their probe answers, route new prompts.",
                   no_args_is_help=True)
@@ -21,7 +21,7 @@ DIR_ARG = typer.Argument(..., help="Router directory (written by `unirouter rout
 
 def note(msg: str) -> None:
     if not STATE.quiet:
-        print(msg, file=sys.stderr)
+        print(printable(msg), file=sys.stderr)
 
 
 def _reserve(spec: str | None) -> float | None:
@@ -40,7 +40,7 @@ def build_cmd(
     router: str = typer.Option("uniroute-kmeans", "--router", "-r", help="A dynamic router (see `unirouter routers`)."),
     encoder: str = typer.Option("tfidf", "--encoder", "-e", help="tfidf, minilm or st:<model> (precomputed cannot "
                                 "embed new texts)."),
-    seed: int = typer.Option(0, "--seed", help="Fixes the prompt split and the router."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Fixes the prompt split and the router."),
     probe_reserve: str | None = typer.Option(None, "--probe-reserve", help="Probe reserve: a number of prompts or a "
                                              "fraction in (0, 1) (default: 0.1)."),
     params: list[str] | None = typer.Option(None, "--param", "-p", help="ROUTER.NAME=VALUE, e.g. "
@@ -61,9 +61,12 @@ def build_cmd(
     other = sorted(set(parsed) - {router})
     if other:
         raise ConfigError(f"--param given for {', '.join(other)}, but the router built is {router}")
-    if out.exists() and not force and any(out.iterdir()):
+    from ..serving.store import check_replaceable
+
+    if out.is_dir() and not out.is_symlink() and not force and any(out.iterdir()):
         raise ConfigError(f"--out {out} exists and is not empty; choose another directory or pass --force "
                           "(only a router directory is replaced)")
+    check_replaceable(out)
     r = build(dataset, router, encoder, seed, _reserve(probe_reserve), parsed.get(router))
     path = r.save(out, overwrite=True)
     res, hp = r.card["reserve"], r.card["router"]["hyperparams"]
@@ -82,7 +85,7 @@ def probes_cmd(
     router_dir: Path = DIR_ARG,
     n: int = typer.Option(100, "-n", "--number", help="Number of probe prompts a new LLM answers."),
     strategy: str = typer.Option("random", "--strategy", help="Probe selection strategy (probes.py)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the selection."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the selection."),
     answers_of: str | None = typer.Option(None, "--answers-of", help="Add a score column with this LLM's known "
                                           "answers (a file `add-llm` reads; probes it did not answer are left out)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (prompt_id, text) (default: stdout)."),

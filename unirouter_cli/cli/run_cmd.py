@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..io import load_yaml_mapping, loads_yaml, yaml_problem
-from .common import boundary, info, progress_factory
+from .common import MAX_JOBS, boundary, info, progress_factory
 
 if TYPE_CHECKING:
     from ..runs.config import RunConfig
@@ -162,7 +162,8 @@ def register(root: typer.Typer) -> None:
                                                     "(mean score over its prompts): routing extrapolates upwards."),
         params: list[str] | None = typer.Option(None, "--param", "-p", help="Router hyperparameter, "
                                                 "ROUTER.NAME=VALUE (e.g. uniroute-kmeans.K=16); repeat."),
-        jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Trials in parallel on this machine (joblib)."),
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=MAX_JOBS,
+                                 help="Trials in parallel on this machine (joblib)."),
         backend: str = typer.Option("local", help="local (joblib) or dask (extra 'dask')."),
         scheduler: str | None = typer.Option(None, help="Dask scheduler address for --backend dask."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --run-dir; alone (no "
@@ -196,7 +197,8 @@ def register(root: typer.Typer) -> None:
         run_dir: Path = typer.Option(..., "--run-dir", "-o", help="Run directory written by `unirouter fit`."),
         pool: list[str] = typer.Option(["unseen"], "--pool", help="unseen (the paper's setting), seen or all; "
                                        "repeat for several."),
-        jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Trials in parallel on this machine (joblib)."),
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=MAX_JOBS,
+                                 help="Trials in parallel on this machine (joblib)."),
         backend: str = typer.Option("local", help="local (joblib) or dask (extra 'dask')."),
         scheduler: str | None = typer.Option(None, help="Dask scheduler address for --backend dask."),
     ) -> None:

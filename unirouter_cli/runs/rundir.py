@@ -332,8 +332,12 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, jobs: int
 
 
 def _check_existing(rd: RunDir, cfg: RunConfig, resume: bool) -> None:
-    """Refuse to fit into a directory that holds a run, unless resuming it with the same settings."""
+    """Refuse to fit into a directory that holds a run, unless resuming it with the same settings, and into a
+    non-empty directory that is not a run directory (its files are the user's)."""
     if not rd.config_file.exists():
+        if rd.path.is_dir() and any(p.name != ".lock" for p in rd.path.iterdir()):
+            raise RunDirError(f"{rd.path} exists, is not empty and holds no run (no config.yaml); give a new or "
+                              "empty directory to --run-dir")
         return
     old = rd.read_config().to_dict()
     new = cfg.to_dict()
