@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The adaptive profiling-cost curve of docs/adaptive.md: random against adaptive probes at 10-200 probes per new
 # LLM, 20 trials of seed 11, on mmlu-pro and routerbench-subset, with the paired comparison against random at twice
-# the count (report.md), and the same with the strongest LLMs unseen. Usage, from the repository root after `make install`:
+# the count (report.md), and the same with the strongest LLMs unseen.
+# Usage, from the repository root after `make install`:
 #   bash scripts/adaptive_curve.sh [OUT]          (default OUT: runs/adaptive)
-# JOBS (default 1) processes per dataset; the two datasets run one after the other.
+# JOBS (default 1) processes per run; the runs go one after the other.
 set -euo pipefail
 out=${1:-runs/adaptive}
 u=${UNIROUTER:-$PWD/.venv/bin/unirouter}
