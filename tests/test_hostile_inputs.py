@@ -21,7 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from unirouter_cli.cli import app
 from unirouter_cli.serving.store import write_manifest
 
 from .test_hostile import Attack, make_dataset, run_attack
@@ -114,6 +116,15 @@ def test_rows_a_file_declares_are_bounded_before_reading(tmp_path: Path, monkeyp
     shutil.rmtree(tmp_path / "out")
     out = run_attack(Attack("answers-1M-rows", add, "rows", may_change=["out"]), tmp_path, monkeypatch)
     assert "probe prompts" in out
+
+    shutil.rmtree(tmp_path / "out")
+    d = rcopy(tmp_path)  # quoted texts spanning lines: records are counted, not lines
+    ids = json.loads((d / "reserve.json").read_text())["prompt_ids"]
+    pd.DataFrame({"prompt_id": ids, "text": ["line one\nline two\nline three"] * len(ids),
+                  "score": [k % 2 for k in range(len(ids))]}).to_csv(tmp_path / "multi.csv", index=False)
+    res = CliRunner().invoke(app, ["router", "add-llm", str(d), "--model", "x", "--cost", "1", "--answers",
+                                   str(tmp_path / "multi.csv")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
 
 
 # --------------------------------------------------------------------------------------------
