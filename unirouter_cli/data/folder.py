@@ -264,10 +264,6 @@ def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.Dat
                     _report_rows(problems, paths["models"], silent,
                                  f"model without any outcome row ({names}); every listed model needs at least "
                                  "one evaluated prompt (remove it from models.csv or add its outcomes)")
-    for key, table in (("n_prompts", prompts), ("n_models", models), ("n_outcomes", outcomes)):
-        if key in card and table is not None and card[key] != len(table):
-            problems.append(Problem(CARD, f"key {key}", f"{card[key]!r}, but the table holds {len(table)} rows "
-                                    "(the card's counts describe the tables; correct or remove the key)"))
     return problems, tables, card
 
 
