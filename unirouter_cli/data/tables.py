@@ -131,7 +131,19 @@ def declared_rows(path: Path, cap: int) -> int:
     with open(path, "rb") as fh:
         while lines <= cap + 1 and (block := fh.read(1 << 20)):
             lines += block.count(b"\n")
-    return lines - (path.suffix == ".csv")
+    if path.suffix != ".csv" or lines - 1 <= cap:
+        return lines - (path.suffix == ".csv")
+    import csv  # a quoted CSV field may span lines: count records, streaming, up to the cap
+
+    records = -1
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            for records, _ in enumerate(csv.reader(fh)):
+                if records > cap:
+                    break
+    except csv.Error:  # a field longer than the csv module reads: the line count stands
+        return lines - 1
+    return records
 
 
 def read_jsonl(path: Path) -> pd.DataFrame:
