@@ -14,8 +14,8 @@ Each case runs in a fresh subprocess so its peak RSS is its own. Sections:
 
 Environment: BENCH_TRIALS (default 40; 400 = the full protocol), BENCH_FULL=1 (largest sizes),
 BENCH_ONLY=a,c (sections to run), BENCH_REPEATS (default 3; medians are reported).
-Results are also written to .bench/results.json, and the tables in Markdown to .bench/tables.md (the README's
-Performance block: ``python scripts/readme_tables.py --text bench=.bench/tables.md``).
+Results are also written to .bench/results.json, and the tables in Markdown to .bench/tables.md (the block of
+docs/performance.md: ``python scripts/readme_tables.py --text bench=.bench/tables.md``).
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def run_case(*args: str, timeout: float = 3600) -> dict:
 # ------------------------------------------------------------------------------------------
 # the sections
 # ------------------------------------------------------------------------------------------
-MARKDOWN: list[str] = []  # the same tables in Markdown, written to .bench/tables.md for the README
+MARKDOWN: list[str] = []  # the same tables in Markdown, written to .bench/tables.md for docs/performance.md
 
 
 def table(title: str, header: list[str], rows: list[list]) -> str:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The runs behind the README numbers that `make reproduce` does not make (longer sweeps), then the
-# README blocks they fill. Usage, from the repository root after `make install`:
+# The runs behind the docs/ numbers that `make reproduce` does not make (longer sweeps), then the
+# blocks of docs/probes.md and docs/using-a-router.md they fill. Usage, from the repository root after
+# `make install`:
 #   bash scripts/readme_runs.sh [OUT]            (default OUT: runs/readme)
-# Takes about 30 minutes on 2 cores. The numbers of `make reproduce` go in with
+# The numbers of `make reproduce` (docs/results.md, README.md's timing) go in with
 #   .venv/bin/python scripts/readme_tables.py runs/reproduce-<timestamp>
 set -euo pipefail
 out=${1:-runs/readme}
@@ -22,11 +23,10 @@ probe_sweep() {
   $u -q plot --run-dir "$run" --reference zero
 }
 probe_sweep mmlu-pro-probes-50 mmlu-pro 50,100,200,400
-# the same strategies on routerbench-subset (issue 12: they must run and never be significantly worse than random)
+# the same strategies on routerbench-subset (25-200 probes: its validation reserve is smaller)
 probe_sweep routerbench-subset-probes-50 routerbench-subset 25,50,100,200
 
-# ZeroRouter over the paper's 400 trials under the coverage policy (the README compares it with the
-# same 400 trials before the policy, commit 59f46f5)
+# ZeroRouter over the paper's 400 trials under the coverage policy (CHANGELOG.md quotes its mean Area)
 run="$out/mmlu-pro-zero-400"
 $u -q fit --dataset mmlu-pro --trials 400 --seed 0 --jobs "$jobs" -r zero --run-dir "$run" --resume
 $u -q evaluate --run-dir "$run" --jobs "$jobs"

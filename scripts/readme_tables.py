@@ -1,12 +1,16 @@
-"""Regenerate the README's result tables from real run directories (no hand-copied digits).
+"""Regenerate the result tables of docs/*.md and README.md from real run directories (no hand-copied digits).
 
     python scripts/readme_tables.py runs/reproduce-<timestamp>           # every preset in it
     python scripts/readme_tables.py mmlu-pro-unseen=runs/demo            # one run, named block
-    python scripts/readme_tables.py --check runs/reproduce-<timestamp>   # exit 1 if README is stale
+    python scripts/readme_tables.py --check runs/reproduce-<timestamp>   # exit 1 if a page is stale
+    python scripts/readme_tables.py --file docs/results.md runs/demo     # only that page
 
-Each run directory (one with metrics.csv) fills the README block between the marker comments
+Each run directory (one with metrics.csv) fills the block between the marker comments
 ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``, NAME being the run folder's name (a
-reproduce preset's name) or the ``NAME=`` given. A reproduce folder also fills
+reproduce preset's name) or the ``NAME=`` given, in every page that holds those markers: by default
+README.md and docs/*.md (the result tables are in docs/results.md and docs/probes.md, the
+``make reproduce`` timing in README.md, the benchmark tables in docs/performance.md, the router
+walk-through's table in docs/using-a-router.md). A reproduce folder also fills
 ``<!-- results:reproduce-timing -->`` with the wall times ``unirouter reproduce`` recorded
 (reproduce.json) and the machine. The block holds a Markdown table made from metrics.csv with
 ``unirouter_cli.results.report.summarise`` (mean, 95% interval, paired sign tests against each
@@ -133,7 +137,7 @@ def sweep_table(metrics: pd.DataFrame, ref: str) -> list[str]:
 
 
 def shown_path(run: Path) -> str:
-    """The run's path as the README shows it: from its ``runs/`` folder on (the same for any clone)."""
+    """The run's path as the pages show it: from its ``runs/`` folder on (the same for any clone)."""
     parts = run.absolute().parts
     return "/".join(parts[len(parts) - 1 - parts[::-1].index("runs"):]) if "runs" in parts else run.as_posix()
 
@@ -221,19 +225,26 @@ def replace_block(text: str, name: str, body: str) -> tuple[str, bool]:
     return pattern.sub(lambda _: f"{start}\n{body}\n{end}", text, count=1), True
 
 
+def default_pages() -> list[Path]:
+    """README.md and docs/*.md of the current folder (the repository root)."""
+    return [p for p in [Path("README.md"), *sorted(Path("docs").glob("*.md"))] if p.is_file()]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="*", help="run directory, NAME=run directory, or a reproduce folder")
-    ap.add_argument("--readme", type=Path, default=Path("README.md"))
+    ap.add_argument("--file", "--readme", dest="files", type=Path, action="append", default=None,
+                    help="page to fill (repeat) [default: README.md and docs/*.md]")
     ap.add_argument("--reference", action="append", default=None,
                     help="router to compare against (repeat) [default: zero and knn]")
-    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if the README is out of date")
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a page is out of date")
     ap.add_argument("--text", action="append", default=[], metavar="NAME=FILE",
                     help="fill block NAME with FILE, a table another script wrote (e.g. scripts/use_a_router/run.sh)")
     args = ap.parse_args(argv)
     refs = args.reference or ["zero", "knn"]
-    text = args.readme.read_text(encoding="utf-8")
-    new = text
+    pages = args.files or default_pages()
+    texts = {p: p.read_text(encoding="utf-8") for p in pages}
+    new = dict(texts)
     blocks = [(name, block(name, run, refs)) for name, run in find_runs(args.runs)]
     paths = [Path(s.rpartition("=")[2]) for s in args.runs]
     folders = [p for p in paths if not (p / "metrics.csv").exists()]
@@ -243,20 +254,26 @@ def main(argv: list[str] | None = None) -> int:
         name, _, path = spec.partition("=")
         blocks.append((name, f"<!-- generated: {path} -->\n\n" + Path(path).read_text(encoding="utf-8").strip()))
     for name, body in blocks:
-        new, found = replace_block(new, name, body)
+        found = False
+        for p in pages:
+            new[p], hit = replace_block(new[p], name, body)
+            found = found or hit
         if not found:
-            print(f"note: {args.readme} has no {MARK.format(name=name)} ... {END.format(name=name)}; skipped {name}",
+            where = ", ".join(map(str, pages)) or "no page"
+            print(f"note: {where}: no {MARK.format(name=name)} ... {END.format(name=name)}; skipped {name}",
                   file=sys.stderr)
+    stale = [p for p in pages if new[p] != texts[p]]
     if args.check:
-        if new != text:
-            print(f"{args.readme} is out of date; rerun scripts/readme_tables.py", file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        tmp = args.readme.with_name(f".{args.readme.name}.tmp")
-        tmp.write_text(new, encoding="utf-8")
-        tmp.replace(args.readme)
-    print(f"{args.readme}: {'updated' if new != text else 'unchanged'} ({len(blocks)} block(s))")
+        for p in stale:
+            print(f"{p} is out of date; rerun scripts/readme_tables.py", file=sys.stderr)
+        return 1 if stale else 0
+    for p in stale:
+        tmp = p.with_name(f".{p.name}.tmp")
+        tmp.write_text(new[p], encoding="utf-8")
+        tmp.replace(p)
+    for p in pages:
+        print(f"{p}: {'updated' if p in stale else 'unchanged'}")
+    print(f"{len(blocks)} block(s)")
     return 0
 
 

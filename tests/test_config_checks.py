@@ -208,3 +208,15 @@ def test_interrupted_evaluate_says_rerun_evaluate(runner, fitted, tmp_path, monk
     assert res.output.strip() == (f"error: interrupted (evaluated trials are kept; continue with `unirouter evaluate "
                                   f"--run-dir {run}`)")
     assert "--resume" not in res.output
+
+
+def test_the_config_schema_is_the_dataclass():
+    """config.yaml's keys are RunConfig's fields (plus the two versions), and a config round-trips."""
+    from dataclasses import fields
+
+    from unirouter_cli.runs.config import CONFIG_KEYS, RunConfig
+
+    assert set(CONFIG_KEYS) == {f.name for f in fields(RunConfig)} | {"config_version", "unirouter_version"}
+    cfg = RunConfig(dataset="routerbench-subset", routers=["zero", "knn"], trials=3, val_sizes=[50, 100],
+                    probe_strategies=["random"], router_params={"knn": {"k": 4}})
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg

@@ -104,6 +104,45 @@ def test_qnc_interval_is_clipped_to_its_range():
     assert ci95(qnc)[2] > 1  # the unclipped t-interval leaves the range
 
 
+def test_cost_to_match_interval_stays_within_the_largest_pool_cost():
+    m = _metrics({"knn": np.full(4, 0.6), "zero": np.full(4, 0.6)})
+    m["cost_max"] = 2.0
+    m.loc[m["router"] == "zero", "qnc"] = [1.0, 1.0, 0.1, 1.0]
+    row = summarise(m).query("router == 'zero' and metric == 'qnc_cost'").iloc[0]
+    assert row["ci_high"] == pytest.approx(2.0) and row["ci_low"] >= 0
+    assert ci95(2.0 * np.array([1.0, 1.0, 0.1, 1.0]))[2] > 2.0  # unclipped, the interval passes cost_max
+
+
+def test_sign_test_min_trials_is_the_first_count_that_can_reach_alpha():
+    from unirouter_cli.results.stats import sign_test, sign_test_min_trials
+
+    for alpha in (0.01, 0.05, 0.001):
+        n = sign_test_min_trials(alpha)
+        assert sign_test(np.ones(n), np.zeros(n), True)[2] < alpha
+        assert sign_test(np.ones(n - 1), np.zeros(n - 1), True)[2] >= alpha
+    assert sign_test_min_trials(0.01) == 8
+
+
+def test_a_small_run_says_its_sign_tests_cannot_reach_alpha(small_run):
+    from typer.testing import CliRunner
+
+    assert invoke(CliRunner(), "report", "--run-dir", small_run, "-q").exit_code == 0
+    text = (small_run / "report.md").read_text()
+    assert "**5 trials only**: a paired sign test needs at least 8 trials" in text
+    summary = pd.read_csv(small_run / "summary.csv")
+    assert (summary["mark"].fillna("") == "").all()  # indeed nothing could be marked
+
+
+def test_metrics_figure_draws_no_boxes_below_ten_trials(small_run):
+    metrics, *_ = _read(small_run)
+    fig = figure_metrics(metrics, "t")
+    assert not any(p.get_gid() is None and type(p).__name__ == "PathPatch" for ax in fig.axes for p in ax.patches)
+    assert "no quartile boxes" in fig.texts[-1].get_text()
+    many = pd.concat([metrics.assign(trial=metrics["trial"] + 100 * k) for k in range(3)])  # 15 trials
+    fig = figure_metrics(many, "t")
+    assert any(type(p).__name__ == "PathPatch" for ax in fig.axes for p in ax.patches)
+
+
 def test_report_includes_paper_numbers_for_paper_datasets(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -204,7 +243,8 @@ def test_metrics_figure_marks_qnc_not_reached(small_run):
     for ln in qax.get_lines():  # error bars (95% intervals) stay inside [0, 100%]
         x = np.asarray(ln.get_xdata(), float)
         assert np.all((x >= -1e-9) & (x <= 100 + 1e-9))
-    boxes = fig.axes[0]
+    many = pd.concat([metrics.assign(trial=metrics["trial"] + 100 * k) for k in range(3)])  # 15 trials: boxes
+    boxes = figure_metrics(many, "t").axes[0]
     medians = [ln for ln in boxes.get_lines() if ln.get_color() == "black" and ln.get_path_effects()]
     assert len(medians) >= 3  # black medians with a white outline: visible on every box colour
 
@@ -219,7 +259,8 @@ def test_paired_figure_draws_the_metric_differences(small_run):
             drawn = np.sort(np.concatenate(pts))
             want = (metrics[metrics["router"] == router].set_index("trial")[metric]
                     - metrics[metrics["router"] == "knn"].set_index("trial")[metric]).to_numpy()
-            assert np.allclose(drawn, np.sort(want))
+            scale = 100.0 if metric == "qnc" else 1.0  # QNC in percentage points, as in the metrics figure
+            assert np.allclose(drawn, np.sort(scale * want))
         assert "oracle" not in [t.get_text() for t in ax.get_yticklabels()]
 
 
@@ -346,7 +387,7 @@ def test_router_styles_distinct_for_many_routers():
 
 
 # ------------------------------------------------------------------------------------------------
-# reproduce layout and the README table script
+# reproduce layout and the results table script (README.md and docs/*.md blocks)
 # ------------------------------------------------------------------------------------------------
 def test_reproduce_records_timing_and_readme_tables_fills_markers(runner, small_dataset, tmp_path):
     preset = tmp_path / "tiny.yaml"
@@ -363,31 +404,35 @@ def test_reproduce_records_timing_and_readme_tables_fills_markers(runner, small_
     assert "tiny/report.html" in index and "CPUs" in index and "min |" in index
     assert (out / "tiny" / "report.html").read_text().count("data:image/png;base64,") == 4  # plot ran first
 
-    readme = tmp_path / "README.md"
+    readme, page = tmp_path / "README.md", tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
     before = "# project\n\nprose with 1.234 that stays\n\n"
-    readme.write_text(before + "<!-- results:tiny -->\nstale 0.9999\n<!-- /results:tiny -->\n\n"
-                      "<!-- results:reproduce-timing -->\n<!-- /results:reproduce-timing -->\ntail\n")
-    script = [sys.executable, str(ROOT / "scripts" / "readme_tables.py"), "--readme", str(readme)]
+    page.write_text(before + "<!-- results:tiny -->\nstale 0.9999\n<!-- /results:tiny -->\n\ntail\n")
+    readme.write_text(before + "<!-- results:reproduce-timing -->\n<!-- /results:reproduce-timing -->\ntail\n")
+    files = ["--file", str(readme), "--file", str(page)]
+    script = [sys.executable, str(ROOT / "scripts" / "readme_tables.py"), *files]
     tables = _script_module()
-    assert tables.main(["--readme", str(readme), "--check", str(out)]) == 1
+    assert tables.main([*files, "--check", str(out)]) == 1
     p = subprocess.run([*script, str(out)], capture_output=True, text=True, env={**os.environ})  # as a user runs it
-    assert p.returncode == 0 and "updated" in p.stdout, p.stderr
-    text = readme.read_text()
+    assert p.returncode == 0 and p.stdout.count("updated") == 2, p.stderr
+    text = page.read_text()
     assert text.startswith(before) and text.endswith("tail\n") and "stale" not in text
     summary = pd.read_csv(out / "tiny" / "summary.csv")
     knn_area = summary.query("router == 'knn' and metric == 'area'").iloc[0]
     assert f"| knn | dynamic | {knn_area['mean']:.4f} [{knn_area['ci_low']:.4f}, {knn_area['ci_high']:.4f}]" in text
     assert f"`{rec['command']}`" in text and "CPUs" in text
-    assert "min wall time for fit, evaluate, plot and report of 1 preset (" in text
+    timing = readme.read_text()
+    assert "min wall time for fit, evaluate, plot and report of 1 preset (" in timing and timing.endswith("tail\n")
     first = text
-    assert tables.main(["--readme", str(readme), str(out)]) == 0 and readme.read_text() == first  # idempotent
-    assert tables.main(["--readme", str(readme), "--check", str(out)]) == 0
+    assert tables.main([*files, str(out)]) == 0 and page.read_text() == first  # idempotent
+    assert tables.main([*files, "--check", str(out)]) == 0
     with pytest.raises(SystemExit, match="neither a run directory"):
-        tables.main(["--readme", str(readme), f"other={tmp_path}/nothing"])
+        tables.main([*files, f"other={tmp_path}/nothing"])
 
 
-def test_readme_result_blocks_are_paired_and_name_presets():
-    text = (ROOT / "README.md").read_text()
+def test_result_blocks_are_paired_and_name_presets():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n".join(p.read_text() for p in pages)
     starts = re.findall(r"<!-- results:([\w-]+) -->", text)
     ends = re.findall(r"<!-- /results:([\w-]+) -->", text)
     assert starts and starts == ends and len(set(starts)) == len(starts)
@@ -427,8 +472,8 @@ def _commands():
 
 
 def test_fit_help_shows_every_default_and_they_are_the_real_ones(runner):
-    from unirouter_cli.cli.run_cmd import DEFAULT_FIT_ROUTERS
     from unirouter_cli.protocol.universe import SplitConfig
+    from unirouter_cli.routers import default_fit_routers
     from unirouter_cli.runs.config import RunConfig
 
     res = runner.invoke(__import__("unirouter_cli.cli", fromlist=["app"]).app, ["fit", "--help"],
@@ -440,7 +485,11 @@ def test_fit_help_shows_every_default_and_they_are_the_real_ones(runner):
                           ("Prompt encoder", cfg.encoder), ("Training share of prompts", split.train_frac),
                           ("Validation share of prompts", split.val_frac), ("Test share of prompts", split.test_frac)):
         assert f"{option} [default: {value}]" in text, option
-    assert f"[default: {', '.join(DEFAULT_FIT_ROUTERS)}]" in text and "[default: mmlu-pro]" in text
+    assert "[default: those `unirouter routers` marks 'fit']" in text and "[default: mmlu-pro]" in text
+    listed = runner.invoke(__import__("unirouter_cli.cli", fromlist=["app"]).app, ["routers"], env={"COLUMNS": "250"})
+    marked = [ln.split("│")[1].strip() for ln in listed.output.splitlines()
+              if ln.count("│") > 3 and ln.split("│")[3].strip() == "fit"]
+    assert marked == default_fit_routers()
     assert "[default: block]" in text and f"[default: {split.coverage}]" in text
     assert f"[default: {split.probe_strategy}]" in text
 

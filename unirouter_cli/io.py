@@ -280,3 +280,57 @@ def load_yaml_mapping(path: str | Path, label: str) -> dict:
     if not isinstance(d, dict):
         raise ConfigError(f"{label}: expected a mapping of options")
     return d
+
+
+# --------------------------------------------------------------------------------------------
+# the one lock: a run directory's .lock file, a router directory's inode
+# --------------------------------------------------------------------------------------------
+def _open_lock_file(path: Path, error: type[Exception]) -> int:
+    """Open (create) a lock file without following a symbolic link at ``path``. A link, a FIFO, a directory or a
+    file with other hard links is refused: truncating it would write through to a file someone else chose."""
+    import errno
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise error(f"{path}: is a symbolic link; unirouter does not follow it (remove it if you did not put "
+                        "it there)") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"has {st.st_nlink} hard links"
+        raise error(f"{path}: {what}; unirouter does not write through it (remove it if you did not put it there)")
+    os.set_blocking(fd, True)
+    return fd
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, error: type[Exception], busy: Callable[[str], str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (never waiting): a directory's inode, or else a lock file created
+    there, which records the holder's pid while held. A second holder gets ``error(busy(holder))``; a directory
+    replaced while it was being locked is refused too."""
+    import fcntl
+
+    is_dir = path.is_dir()
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if is_dir else _open_lock_file(path, error)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = "" if is_dir else os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            raise error(busy(holder or "another process")) from None
+        if is_dir and os.fstat(fd).st_ino != os.stat(path).st_ino:
+            raise error(f"{path} was replaced by another process while locking; try again")
+        if not is_dir:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"unirouter pid {os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            if not is_dir:
+                os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+

@@ -1,4 +1,4 @@
-"""Is foldin short of the clairvoyant MLP for want of answers or of model? A diagnostic for issue 10.
+"""Is foldin short of the clairvoyant MLP for want of answers or of model? (docs/results.md)
 
 For each trial, foldin is fitted once (training LLMs only) and each new LLM is folded in twice:
   * ``foldin``: on its validation answers (the protocol: ~1,200 prompts on mmlu-pro);

@@ -1,4 +1,4 @@
-"""How much could *any* fixed probe design buy the fold-in router? An upper-bound diagnostic for issue 12.
+"""How much could *any* fixed probe design buy the fold-in router? An upper bound (docs/probes.md).
 
 For each trial the foldin router is fitted once (training LLMs only); its new-LLM fit is then run on
   * ``random`` probes: 100 and 200 uniformly random prompts of the validation reserve (mean of 3 draws),

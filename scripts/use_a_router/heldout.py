@@ -1,6 +1,6 @@
-"""Hold gpt-4-1106-preview and 300 prompts out of the bundled RouterBench subset (the README's
-"Use a router" walk-through). Writes, in the current folder: rb-table/ (the table without them),
-new-prompts.jsonl (the held-out texts), gpt4-answers.parquet (stands in for running gpt-4) and
+"""Hold gpt-4-1106-preview and 300 prompts out of the bundled RouterBench subset (the "Use a router"
+walk-through of README.md and docs/using-a-router.md). Writes, in the current folder: rb-table/ (the table
+without them), new-prompts.jsonl (the held-out texts), gpt4-answers.parquet (stands in for running gpt-4) and
 new-outcomes.parquet (every LLM's real outcomes on the held-out prompts, for scoring only)."""
 
 import pathlib

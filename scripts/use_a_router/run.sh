@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "Use a router" walk-through, end to end, in a scratch folder:
+# The "Use a router" walk-through (README.md, docs/using-a-router.md), end to end, in a scratch folder:
 #   bash scripts/use_a_router/run.sh [ROUTER] [FOLDER]
 # Holds one LLM and 300 prompts out of routerbench-subset, builds a router on the rest, adds the
 # held-out LLM from its real answers on 100 probes, routes the 300 held-out texts and scores the routes.

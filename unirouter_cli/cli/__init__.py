@@ -17,15 +17,6 @@ from typer.core import TyperGroup
 from .. import __version__
 from . import common, data_cmd, info_cmd, results_cmd, router_cmd, run_cmd
 
-
-def _click_exceptions():  # noqa: ANN202 - typer >= 0.20 vendors click as typer._click
-    try:
-        from typer._click import exceptions
-    except ImportError:  # older typer: plain click
-        from click import exceptions
-    return exceptions
-
-
 GLOBAL_FLAGS = ("-q", "--quiet")  # root options that may also follow the subcommand
 
 
@@ -62,7 +53,7 @@ class OneLineErrors(TyperGroup):
         tidy_help(self)
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
-        ex = _click_exceptions()
+        ex = common.click_exceptions()
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except ex.NoArgsIsHelpError as e:

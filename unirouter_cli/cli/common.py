@@ -27,16 +27,20 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS
 err_console = Console(stderr=True, highlight=False)
 
 
+def click_exceptions():  # noqa: ANN201 - a module
+    """Click's exceptions module: typer >= 0.20 vendors click as ``typer._click``; older typer uses click."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
 def _click_flow() -> tuple[type[BaseException], ...]:
-    """Click's own control-flow exceptions (typer >= 0.20 vendors click as typer._click)."""
+    """Click's own control-flow exceptions (usage errors, exits), which the root command prints."""
+    ex = click_exceptions()
     out: list[type[BaseException]] = [getattr(typer, n) for n in ("Exit", "Abort") if hasattr(typer, n)]
-    for mod in ("typer._click.exceptions", "click.exceptions"):
-        try:
-            ex = __import__(mod, fromlist=["ClickException"])
-        except ImportError:
-            continue
-        out += [getattr(ex, n) for n in ("ClickException", "Abort", "Exit") if hasattr(ex, n)]
-    return tuple(out)
+    return tuple(out + [getattr(ex, n) for n in ("ClickException", "Abort", "Exit") if hasattr(ex, n)])
 
 
 _CLICK_FLOW = _click_flow()

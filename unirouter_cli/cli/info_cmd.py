@@ -21,7 +21,7 @@ def register(root: typer.Typer) -> None:
     @root.command("routers")
     @boundary
     def routers_cmd() -> None:
-        """List the registered routers, their kind and default hyperparameters.
+        """List the registered routers: kind, whether `unirouter fit` fits it by default, parameters.
 
         Example: unirouter routers
         """
@@ -29,10 +29,11 @@ def register(root: typer.Typer) -> None:
 
         load_plugins()
         _print_table("routers (parameters: default, then what -p ROUTER.NAME=VALUE accepts)",
-                     ("name", "kind", "parameters", "what it does"),
-                     [(spec.name, spec.kind, "; ".join(f"{k}={p.default} ({p.describe()})" for k, p in
-                                                       spec.params.items()) or "none", spec.help)
-                      for spec in ROUTERS.values()])
+                     ("name", "kind", "fit", "parameters", "what it does"),
+                     [(spec.name, spec.kind, "fit" if spec.fit_by_default else "",
+                       "; ".join(f"{k}={p.default} ({p.describe()})" for k, p in spec.params.items()) or "none",
+                       spec.help)
+                      for spec in sorted(ROUTERS.values(), key=lambda s: s.order)])
 
     @root.command("probes")
     @boundary

@@ -1,5 +1,6 @@
 """``unirouter router ...``: build a router from a table, list probe prompts, add or remove LLMs,
-route new prompts, describe a router, serve it over HTTP (serving/ does the work)."""
+route new prompts, grade a new LLM's raw responses, describe a router, serve it over HTTP (serving/ does the
+work)."""
 
 from __future__ import annotations
 
@@ -105,6 +106,54 @@ def probes_cmd(
         name = r.card["dataset"]["name"]
         note(f"note: {name} ships no prompt texts (the text column is empty): `unirouter download {name}` fetches "
              "them; the prompt ids are the table's")
+    if r.references is None:
+        from ..serving.grade import no_references
+
+        note(f"note: {no_references(r.card['dataset']['name'])}")
+
+
+@app.command("grade")
+@boundary
+def grade_cmd(
+    router_dir: Path | None = typer.Argument(None, help="Router directory (grades against its probe prompts' "
+                                             "reference answers)."),
+    responses: Path = typer.Option(..., "--responses", help="CSV/JSONL/parquet with prompt_id, response: the new "
+                                   "LLM's raw responses to probe prompts."),
+    references: str | None = typer.Option(None, "--references", help="Instead of a router directory: a "
+                                          "references.csv, or a dataset (name or folder) that carries one."),
+    column: str = typer.Option("response", "--response-column", help="The column of --responses holding the "
+                               "responses."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (prompt_id, score, extracted) "
+                                    "(default: stdout)."),
+) -> None:
+    """Grade a new LLM's raw responses into 0/1 scores for `add-llm --answers` (rules: docs/grading.md).
+
+    Answer each probe's text with the new LLM, save prompt_id,response, grade, then `add-llm --answers`.
+    Example: unirouter router build --dataset mmlu-pro --out routers/mp &&
+    unirouter router probes routers/mp --number 100 --out probes.csv &&
+    unirouter router grade routers/mp --responses probes.csv --response-column text --out answers.csv
+
+    (probes.csv stands in for a responses file here: the bundled mmlu-pro has no texts, so every score is 0.)
+    """
+    from ..io import write_csv
+    from ..serving.grade import PROBES_HINT, grade_responses, references_of
+    from ..serving.router import load_router
+
+    if (router_dir is None) == (references is None):
+        raise ConfigError("give a router directory or --references (exactly one of the two)")
+    if router_dir is not None:
+        r = load_router(router_dir)
+        refs, name, hint = r.references, r.card["dataset"]["name"], PROBES_HINT
+    else:
+        (refs, name), hint = references_of(str(references)), ""
+    g, label = grade_responses(responses, refs, name, hint, column), f"{name} reference answers"
+    if out is None:
+        g.to_csv(sys.stdout, index=False, lineterminator="\n")
+    else:
+        write_csv(out, g)
+        done(f"ok: {out}")
+    note(f"graded {len(g)} responses against {label}: mean score {g['score'].mean():.4f}, "
+         f"{int(g['extracted'].isna().sum())} without an extracted answer")
 
 
 @app.command("add-llm")

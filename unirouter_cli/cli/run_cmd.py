@@ -16,7 +16,6 @@ from .common import boundary, info, progress_factory
 if TYPE_CHECKING:
     from ..runs.config import RunConfig
 
-DEFAULT_FIT_ROUTERS = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap", "foldin", "oracle"]
 
 
 def parse_params(items: list[str]) -> dict[str, dict]:
@@ -103,10 +102,11 @@ def build_config(config: Path | None, base: dict | None = None, **cli: object) -
     for r, p in params.items():
         rp.setdefault(r, {}).update(p)
     base["router_params"] = rp
+    from ..routers import default_fit_routers
     from ..runs.config import RunConfig
 
     base.setdefault("dataset", "mmlu-pro")
-    base.setdefault("routers", DEFAULT_FIT_ROUTERS)
+    base.setdefault("routers", default_fit_routers())
     base["split"] = split
     if config is None:  # the command line (over a run's stored, checked options): prepare names the options
         return RunConfig.from_dict(base, "command line", check=False)
@@ -130,7 +130,7 @@ def register(root: typer.Typer) -> None:
         dataset: str | None = typer.Option(None, "--dataset", "-d", help="Registered name or dataset folder path "
                                            "\\[default: mmlu-pro]."),
         routers: list[str] | None = typer.Option(None, "--router", "-r", help="Router to fit; repeat for several "
-                                                 f"\\[default: {', '.join(DEFAULT_FIT_ROUTERS)}]."),
+                                                 "\\[default: those `unirouter routers` marks 'fit']."),
         trials: int | None = typer.Option(None, "--trials", "-n", min=1,
                                           help="Number of random trials \\[default: 10]."),
         seed: int | None = typer.Option(None, "--seed", min=0, help="Seed that fixes every split and router "

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError, DownloadError
-from .folder import CARD, validate_folder, write_folder
+from ..io import write_csv
+from .folder import CARD, REFERENCES, validate_folder, write_folder
 from .registry import BUNDLED_DIR, REGISTRY, bundled_path, unirouter_home
 from .sources.common import Converted, _short
 from .sources.embedllm import _EMBEDLLM_BASE, convert_embedllm
@@ -145,7 +146,9 @@ def convert_to_folder(name: str, src: Path, dest: Path, replace_bundled: bool = 
         raise DownloadError(f"--from {src}: not a directory")
     dest = check_dest(Path(dest), src, label)
     try:
-        card, prompts, outcomes, models = SOURCES[name].convert(src)
+        converted = SOURCES[name].convert(src)
+        card, prompts, outcomes, models = converted[:4]
+        references = converted[4] if len(converted) > 4 else None
     except (DownloadError, DataError):
         raise
     except (KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError, RecursionError) as e:
@@ -156,6 +159,8 @@ def convert_to_folder(name: str, src: Path, dest: Path, replace_bundled: bool = 
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         write_folder(staging, card, prompts, outcomes, models)
+        if references is not None:
+            write_csv(staging / REFERENCES, references)
         problems, _, _ = validate_folder(staging)
         if problems:
             raise DownloadError(f"converted {name} failed validation: {problems[0]}")

@@ -28,6 +28,7 @@ from .tables import (
 )
 
 CARD = "dataset.yaml"
+REFERENCES = "references.csv"  # optional: prompt_id, answer, rule (graded by serving/grade.py)
 PROMPT_COLUMNS = ("prompt_id", "text", "category")
 OUTCOME_COLUMNS = ("prompt_id", "model", "score")
 MODEL_COLUMNS = ("model", "cost")

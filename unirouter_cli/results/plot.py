@@ -45,6 +45,22 @@ from .plot_probes import plot_probe_sweeps
 from .style import FRONTIER_STYLE, _caption, _label, _plt, _save, router_styles
 
 
+def _fit_ylim(ax, ys: list[np.ndarray], skip: float = 0.1) -> str:  # noqa: ANN001 - a matplotlib Axes
+    """Scale the y axis to the curves past the cheapest ``skip`` of the cost axis, where every router still
+    sends most prompts to the cheapest LLMs and the curves start far below the rest of the figure; returns a
+    caption sentence when something is cut."""
+    keep = GRID >= skip
+    lo = min(float(np.nanmin(y[keep])) for y in ys)
+    hi = max(max(float(np.nanmax(y)) for y in ys), 0.0)
+    full_lo = min(float(np.nanmin(y)) for y in ys)
+    pad = 0.06 * max(hi - lo, 1e-3)
+    ax.set_ylim(lo - pad, hi + pad)
+    if full_lo < lo - pad:
+        return (f" Left: the y axis starts at {lo - pad:.3f} (the curves below it, at costs under {skip:g}, run "
+                f"down to {full_lo:.3f}).")
+    return ""
+
+
 def figure_curves(curves: pd.DataFrame, singles: pd.DataFrame, metrics: pd.DataFrame, title: str, reference: str,
                   include_oracle: bool = False):  # noqa: ANN201 - a matplotlib Figure
     plt = _plt()
@@ -69,6 +85,7 @@ def figure_curves(curves: pd.DataFrame, singles: pd.DataFrame, metrics: pd.DataF
     ax.axhline(0, color="#444444", lw=1, ls=(0, (1, 1)))
     ax.set_ylabel("accuracy - best single test LLM's accuracy (same trial)")
     ax.set_title(f"deferral curves (mean over {n_trials} trials)")
+    cut = _fit_ylim(ax, [relative_to_best(*grids[r], best) for r in shown] + [relative_to_best(ft, fy, best)])
     ax = axes[1]
     diffs = curve_differences(curves, reference)
     for r in shown:
@@ -107,9 +124,12 @@ def figure_curves(curves: pd.DataFrame, singles: pd.DataFrame, metrics: pd.DataF
                   f"best single test LLM (mean accuracy {best.mean():.3f}); 0 = the best single LLM; the grey "
                   "frontier is the best random mix of the trial's single test LLMs, averaged the same way. Right: "
                   f"per-trial difference to {reference} at each cost, mean and 95% t-interval over trials "
-                  f"(above 0 = better than {reference}).{omitted}")
+                  f"(above 0 = better than {reference}).{omitted}{cut}")
     fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) + 3) // 4), 1, 0.96))
     return fig
+
+
+STRIP_BELOW = 10  # trials: below this, metric figures show the trials and means only (no quartile boxes)
 
 
 def figure_metrics(metrics: pd.DataFrame, title: str, include_oracle: bool = False):  # noqa: ANN201
@@ -129,15 +149,19 @@ def figure_metrics(metrics: pd.DataFrame, title: str, include_oracle: bool = Fal
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(names) + 2.6))
     median = {"color": "black", "lw": 2.4, "path_effects": [pe.Stroke(linewidth=4.2, foreground="white"), pe.Normal()]}
     rng = np.random.default_rng(0)
+    strip = metrics["trial"].nunique() < STRIP_BELOW
     for ax, metric, label, scale in ((axes[0], "area", "Area (higher is better)", 1.0),
                                      (axes[1], "qnc", "QNC, % of the largest pool cost (lower is better)", 100.0)):
         data = [scale * metrics.loc[metrics["router"] == n, metric].to_numpy(float) for n in names]
-        bp = ax.boxplot(data, orientation="horizontal", patch_artist=True, widths=0.6, showfliers=False,
-                        medianprops=median)
+        if strip:  # too few trials for quartiles to mean anything: the trials themselves, and the mean
+            ax.set_ylim(len(names) + 0.7, 0.3)
+        else:
+            bp = ax.boxplot(data, orientation="horizontal", patch_artist=True, widths=0.6, showfliers=False,
+                            medianprops=median)
+            for patch, n in zip(bp["boxes"], names, strict=True):
+                patch.set_facecolor(styles[n].colour)
+                patch.set_alpha(0.3)
         ax.set_yticks(range(1, len(names) + 1), names)
-        for patch, n in zip(bp["boxes"], names, strict=True):
-            patch.set_facecolor(styles[n].colour)
-            patch.set_alpha(0.3)
         for i, (d, n) in enumerate(zip(data, names, strict=True), start=1):
             jitter = i + rng.uniform(-0.17, 0.17, len(d))
             reached = (metrics.loc[metrics["router"] == n, "qnc_reached"].to_numpy(bool) if metric == "qnc"
@@ -159,10 +183,13 @@ def figure_metrics(metrics: pd.DataFrame, title: str, include_oracle: bool = Fal
                 ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
         ax.set_xlabel(label)
         ax.grid(axis="x", alpha=0.3)
-        ax.invert_yaxis()
+        if not strip:
+            ax.invert_yaxis()
     fig.suptitle(title, fontsize=11)
-    _caption(fig, "Box: quartiles over trials, black line: median; markers: trials; black diamond below each box: "
-                  "mean with its 95% t-interval (QNC's clipped to [0, 100%]).")
+    _caption(fig, (f"Markers: each of the {metrics['trial'].nunique()} trials (fewer than {STRIP_BELOW}: no "
+                   "quartile boxes); " if strip else "Box: quartiles over trials, black line: median; markers: "
+                   "trials; ") + "black diamond below the markers: mean with its 95% t-interval (QNC's clipped "
+                  "to [0, 100%]).")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
@@ -179,10 +206,11 @@ def figure_paired(metrics: pd.DataFrame, title: str, reference: str):  # noqa: A
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * max(len(others), 1) + 2.6))
     rng = np.random.default_rng(0)
     for ax, metric, label, sign in ((axes[0], "area", f"Area - Area({reference}); right is better", 1),
-                                    (axes[1], "qnc", f"QNC - QNC({reference}); left is better", -1)):
+                                    (axes[1], "qnc", f"QNC - QNC({reference}), percentage points of the largest "
+                                                     "pool cost; left is better", -1)):
         for i, n in enumerate(others, start=1):
             p = paired_metric(metrics, n, reference, metric)
-            d, ok = p["diff"].to_numpy(float), p["reached"].to_numpy(bool)
+            d, ok = p["diff"].to_numpy(float) * (100.0 if metric == "qnc" else 1.0), p["reached"].to_numpy(bool)
             if metric != "qnc":
                 ok = np.ones(len(d), bool)
             y = i + rng.uniform(-0.17, 0.17, len(d))

@@ -33,7 +33,7 @@ from ..io import load_yaml, write_csv, write_text
 from ..protocol.universe import universe_line
 from .html import render_html, run_figures
 from .runfiles import default_reference, read_metrics, read_optional, read_run_config, with_derived
-from .stats import _clip, ci95, sign_test
+from .stats import _clip, ci95, sign_test, sign_test_min_trials
 from .sweep import probes_markdown
 
 METRICS = {  # name -> (higher is better, label)
@@ -86,6 +86,8 @@ def summarise(metrics: pd.DataFrame, reference: str | None = None, alpha: float 
                 x = g[metric].to_numpy(dtype=float)
                 m, lo, hi = ci95(x)
                 lo, hi = _clip(metric, lo, hi)
+                if metric == "qnc_cost" and "cost_max" in g:  # each trial's value is at most its cost_max
+                    lo, hi = min(lo, float(g["cost_max"].mean())), min(hi, float(g["cost_max"].mean()))
                 row = {**base, "metric": metric, "mean": m, "ci_low": lo, "ci_high": hi,
                        "n_trials": int(np.isfinite(x).sum()), "reference": reference, "wins": np.nan,
                        "losses": np.nan, "p_value": np.nan, "mark": ""}
@@ -257,6 +259,13 @@ def render_markdown(summary: pd.DataFrame, metrics: pd.DataFrame, config: dict, 
         tested = sorted({c for v in metrics["test_categories"].dropna() for c in str(v).split(";")})
         lines.insert(5, f"- trained on categories {', '.join(config['split']['train_categories'])}; "
                         f"tested on {', '.join(tested)}")
+    need = sign_test_min_trials(alpha)
+    n_trials = int(metrics["trial"].nunique())
+    if n_trials < need:
+        lines[-1:-1] = [f"- **{n_trials} trial{'s' if n_trials != 1 else ''} only**: a paired sign test needs at "
+                        f"least {need} trials to reach alpha = {alpha} (all won gives p = 2 x 0.5^n), so no "
+                        "difference can be marked `+` or `-` here, and the intervals are wide; run more trials "
+                        "(`--trials`) before reading a difference."]
     strategies = summary["probe_strategy"].nunique() if "probe_strategy" in summary else 1
     for pool, vs, strategy in _views(summary):
         grp = _select(summary, pool, vs, strategy)

@@ -25,6 +25,15 @@ def sign_test(a: np.ndarray, b: np.ndarray, higher_better: bool) -> tuple[int, i
     return wins, losses, float(binomtest(wins, wins + losses, 0.5).pvalue)
 
 
+def sign_test_min_trials(alpha: float) -> int:
+    """The fewest paired trials (no ties) with which a two-sided sign test can reach ``alpha``: all n won gives
+    p = 2 x 0.5^n, so n must satisfy 2 x 0.5^n < alpha (8 at alpha = 0.01, 6 at 0.05)."""
+    n = 1
+    while 2 * 0.5**n >= alpha:
+        n += 1
+    return n
+
+
 def t_halfwidth(x: np.ndarray, axis: int = 0) -> np.ndarray:
     """Half-width of the 95% t-interval of the mean along ``axis`` (0 with fewer than 2 values)."""
     from scipy.stats import t as student_t

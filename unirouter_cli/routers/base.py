@@ -25,9 +25,8 @@ every process that builds routers, so they work with ``--jobs N`` and Dask worke
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -74,12 +73,15 @@ class Pool:
 # --------------------------------------------------------------------------------------------
 # declared parameters
 # --------------------------------------------------------------------------------------------
+NO_DEFAULT = None  # a Param declared without a default takes __init__'s
+
+
 @dataclass(frozen=True)
 class Param:
     """One router parameter: its type and range, and whether "auto" / a candidate list is allowed."""
 
     type: type  # int, float, bool or str
-    default: Any
+    default: Any = None  # filled in from the router's __init__ signature when it registers (see registry)
     low: float | None = None
     high: float | None = None
     low_open: bool = False  # low is exclusive
@@ -146,130 +148,42 @@ class Param:
             raise ConfigError(f"router {router}: parameter {name} = {value!r}; expected {self.describe()}") from None
 
 
-# --------------------------------------------------------------------------------------------
-# registry
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RouterSpec:
-    name: str
-    factory: Callable[..., Router]
-    kind: str
-    help: str
-    params: dict[str, Param]
-    needs_training_llms: bool = True
+class Router:
+    """Base class of every router, following scikit-learn's estimator contract.
+
+    A router class states what it is as class attributes (``name``, ``kind``, ``help``, ``parameters``: the
+    declared ``Param``s, ``needs_training_llms``, ``fit_by_default``, ``order``) and takes its parameters as
+    explicit keyword arguments of ``__init__``, whose defaults are the parameters' defaults. The constructor only
+    stores them as attributes of the same names; all work and validation happen in ``fit``; learned state ends
+    in ``_``. ``get_params()`` returns the declared parameters. ``@register_router`` registers the class.
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "dynamic"  # dynamic (the fair comparison), reference (clairvoyant) or bound (oracle)
+    help: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, Param]] = {}
+    needs_training_llms: ClassVar[bool] = True  # False: can be fitted with no training LLMs
+    fit_by_default: ClassVar[bool] = False  # fitted by ``unirouter fit`` when no -r is given
+    order: ClassVar[int] = 1000  # position in tables and figure styles among the built-in routers
+
+    def __init__(self) -> None:
+        self.hyperparams_: dict[str, Any] = {}
+
+    def get_params(self) -> dict[str, Any]:
+        """The declared parameters' current values."""
+        return {k: getattr(self, k) for k in self.parameters}
 
     @property
-    def defaults(self) -> dict[str, Any]:
-        return {k: p.default for k, p in self.params.items()}
+    def params(self) -> dict[str, Any]:
+        return self.get_params()
 
-
-ROUTERS: dict[str, RouterSpec] = {}
-KINDS = ("dynamic", "reference", "bound")
-ENTRY_POINT_GROUP = "unirouter.routers"
-_plugins_loaded = False
-
-
-def register_router(name: str, kind: str, help: str, params: dict[str, Param] | None = None,
-                    needs_training_llms: bool = True) -> Callable:
-    """Class decorator: ``@register_router("my-router", "dynamic", "what it does", params={...})``."""
-    if kind not in KINDS:
-        raise ValueError(f"router kind must be one of {KINDS}, got {kind!r}")
-
-    def deco(cls: type[Router]) -> type[Router]:
-        ROUTERS[name] = RouterSpec(name, cls, kind, help, dict(params or {}), needs_training_llms)
-        return cls
-
-    return deco
-
-
-def load_plugins() -> None:
-    """Import the routers other packages declare in the ``unirouter.routers`` entry-point group (once)."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as e:  # noqa: BLE001 - a broken plug-in must not break unirouter
-            raise ConfigError(f"router plug-in {ep.name} ({ep.value}) failed to import: "
-                              f"{type(e).__name__}: {e}") from e
-
-
-def get_spec(name: str) -> RouterSpec:
-    load_plugins()
-    if name not in ROUTERS:
-        raise ConfigError(f"unknown router {name!r}: expected one of {', '.join(ROUTERS)}")
-    return ROUTERS[name]
-
-
-def check_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Validate a router's explicit parameters (a mapping of declared names to values)."""
-    spec = get_spec(name)
-    if not isinstance(params, dict):
-        raise ConfigError(f"router {name}: parameters must be a mapping NAME: VALUE, got {params!r}")
-    unknown = sorted(set(params) - set(spec.params))
-    if unknown:
-        raise ConfigError(f"router {name}: unknown parameter(s) {', '.join(map(str, unknown))}; "
-                          f"expected {', '.join(spec.params) or 'none'}")
-    return {k: spec.params[k].check(name, k, v) for k, v in params.items()}
-
-
-def resolve_params(router_params: dict[str, dict], routers: list[str] | None = None) -> dict[str, dict]:
-    """Check every router's parameters and spread values of shared parameters (see ``Param.shared``)
-    to the other routers of ``routers`` (default: every registered router) that do not fix their own."""
-    if not isinstance(router_params, dict):
-        raise ConfigError(f"router_params must be a mapping ROUTER: {{NAME: VALUE}}, got {router_params!r}")
-    out = {name: check_params(name, p if p is not None else {}) for name, p in router_params.items()}
-    given: dict[str, Any] = {}
-    for name, p in out.items():
-        for k, v in p.items():
-            key = ROUTERS[name].params[k].shared
-            if key and key not in given:
-                given[key] = v
-    if given:
-        for spec in (get_spec(r) for r in (routers if routers is not None else list(ROUTERS))):
-            for k, prm in spec.params.items():
-                if prm.shared in given and k not in out.get(spec.name, {}):
-                    out.setdefault(spec.name, {})[k] = given[prm.shared]
-    return {k: v for k, v in out.items() if v}
-
-
-def unused_params(router_params: dict[str, dict], routers: list[str]) -> list[str]:
-    """``ROUTER.NAME=VALUE`` of each parameter that no router of ``routers`` uses: set for a router that is not
-    fitted, and not shared with one that is (``-p uniroute-kmeans.K=4`` with ``-r knn`` alone)."""
-    shared = {prm.shared for r in routers for prm in get_spec(r).params.values() if prm.shared}
-    return [f"{name}.{k}={v}" for name, p in router_params.items() if name not in routers
-            for k, v in p.items() if get_spec(name).params[k].shared not in shared]  # (None is never in it)
-
-
-def make_router(name: str, **overrides: Any) -> Router:
-    spec = get_spec(name)
-    explicit = check_params(name, {k: v for k, v in overrides.items() if v is not None})
-    r = spec.factory(**{**spec.defaults, **explicit})
-    r.name, r.kind = name, spec.kind
-    return r
-
-
-def check_routers(names: list[str]) -> list[str]:
-    for n in names:
-        get_spec(n)
-    if len(set(names)) != len(names):
-        raise ConfigError(f"router listed twice in {', '.join(names)}")
-    return names
-
-
-class Router:
-    """Base class. The constructor stores hyperparameters only; all work happens in ``fit``."""
-
-    name = ""
-    kind = "dynamic"
-
-    def __init__(self, **params: Any) -> None:
-        self.params = params
-        self.hyperparams_: dict[str, Any] = {}
+    def set_params(self, **params: Any) -> Router:
+        for k, v in params.items():
+            if k not in self.parameters:
+                raise ConfigError(f"router {self.name}: unknown parameter {k}; expected "
+                                  f"{', '.join(self.parameters) or 'none'}")
+            setattr(self, k, v)
+        return self
 
     def fit(self, data: FitData) -> Router:
         return self
@@ -280,10 +194,11 @@ class Router:
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(JSON-able metadata, named numpy arrays). Float arrays must be finite: a built router whose state
         holds NaN or infinity is refused when loaded."""
-        return {"params": self.params, "hyperparams": self.hyperparams_}, {}
+        return {"params": self.get_params(), "hyperparams": self.hyperparams_}, {}
 
     def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> Router:
-        self.params = meta.get("params", self.params)
+        saved = meta.get("params") or {}
+        self.set_params(**{k: v for k, v in saved.items() if k in self.parameters})
         self.hyperparams_ = meta.get("hyperparams", {})
         return self
 

@@ -19,23 +19,22 @@ from .base import (
     Router,
     candidates,
     capped_candidates,
-    make_router,
     overall_error,
-    register_router,
     selection_area,
     selection_rows,
     subset,
     validation_folds,
 )
 from .optim import Labels, bce_from_prob, lbfgs, softmax
+from .registry import make_router, register_router
 
 KMEANS_ROWS = 50_000  # training prompts K-means is fitted on (all prompts are then assigned)
 K_GRID = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64]
 ALPHA_GRID = [0.0, 2.0, 8.0, 32.0, 128.0]
 LEARNEDMAP_L2_GRID = [1e-4, 1e-3, 1e-2]
-K_PARAM = Param(int, "auto", low=1, auto=True, grid=True, shared="clusters.K",
+K_PARAM = Param(int, low=1, auto=True, grid=True, shared="clusters.K",
                 help="clusters (K = 1 is ZeroRouter)")
-ALPHA_PARAM = Param(float, "auto", low=0, high=1e6, auto=True, grid=True, shared="clusters.alpha",
+ALPHA_PARAM = Param(float, low=0, high=1e6, auto=True, grid=True, shared="clusters.alpha",
                     help="shrinkage of a cluster's error toward the LLM's overall error")
 
 
@@ -148,14 +147,24 @@ def nested_kmeans(X: np.ndarray, ks: list[int], seed: int,
 # --------------------------------------------------------------------------------------------
 # UniRoute (K-means) and ZeroRouter
 # --------------------------------------------------------------------------------------------
-@register_router("uniroute-kmeans", "dynamic",
-                 "UniRoute (K-means): gamma = the LLM's validation error on the prompt's cluster",
-                 params={"K": K_PARAM, "alpha": ALPHA_PARAM}, needs_training_llms=False)
+@register_router
 class KMeansRouter(Router):
+    name = "uniroute-kmeans"
+    help = "UniRoute (K-means): gamma = the LLM's validation error on the prompt's cluster"
+    parameters = {"K": K_PARAM, "alpha": ALPHA_PARAM}
+    needs_training_llms = False
+    fit_by_default = True
+    order = 2
+
+    def __init__(self, K: int | list[int] | str = "auto", alpha: float | list[float] | str = "auto") -> None:
+        super().__init__()
+        self.K = K
+        self.alpha = alpha
+
     def _candidates(self, data: FitData) -> tuple[list[int], list[float]]:
         n_val = len(data.X_val)
-        ks = capped_candidates(self.params.get("K"), K_GRID, n_val // 4, n_val)
-        return ks, candidates(self.params.get("alpha"), ALPHA_GRID)
+        ks = capped_candidates(self.K, K_GRID, n_val // 4, n_val)
+        return ks, candidates(self.alpha, ALPHA_GRID)
 
     def _select_on_validation(self, data: FitData, ks: list[int], alphas: list[float]) -> tuple[int, float, dict]:
         """No training LLMs: the (K, alpha) with the largest mean Area over two validation folds
@@ -206,7 +215,7 @@ class KMeansRouter(Router):
         return best[1], best[2], scores
 
     def fit(self, data: FitData) -> KMeansRouter:
-        key = ("uniroute-kmeans", repr(self.params.get("K")), repr(self.params.get("alpha")))
+        key = ("uniroute-kmeans", repr(self.K), repr(self.alpha))
         if key in data.cache:  # LearnedMap reuses the clusters chosen for K-means in the same trial
             self.centroids_, self.alpha_, self.hyperparams_, self.selection_ = data.cache[key]
             return self
@@ -242,27 +251,42 @@ class KMeansRouter(Router):
         return self
 
 
-@register_router("zero", "dynamic", "ZeroRouter: prompt-independent, gamma = the LLM's overall validation error",
-                 needs_training_llms=False)
+@register_router
 class ZeroRouter(KMeansRouter):
     """UniRoute (K-means) with K = 1 and no shrinkage: gamma(x, h) = h's validation error."""
 
-    def __init__(self, **params: object) -> None:
+    name = "zero"
+    help = "ZeroRouter: prompt-independent, gamma = the LLM's overall validation error"
+    parameters = {}
+    order = 0
+
+    def __init__(self) -> None:
         super().__init__(K=1, alpha=0.0)
 
 
 # --------------------------------------------------------------------------------------------
 # UniRoute (LearnedMap)
 # --------------------------------------------------------------------------------------------
-@register_router("uniroute-learnedmap", "dynamic",
-                 "UniRoute (LearnedMap): gamma = softmax(theta x) . Psi(h), theta trained on training LLMs",
-                 params={"K": K_PARAM, "alpha": ALPHA_PARAM,
-                         "l2": Param(float, "auto", low=0, high=1e6, auto=True, grid=True,
-                                     help="L2 penalty toward the centroid map"),
-                         "beta": Param(float, 20.0, low=0, low_open=True, high=1e6,
-                                       help="sharpness of the initial soft assignment"),
-                         "maxiter": Param(int, 100, low=1, high=100_000, help="L-BFGS iterations")})
+@register_router
 class LearnedMapRouter(Router):
+    name = "uniroute-learnedmap"
+    help = "UniRoute (LearnedMap): gamma = softmax(theta x) . Psi(h), theta trained on training LLMs"
+    parameters = {"K": K_PARAM, "alpha": ALPHA_PARAM,
+                  "l2": Param(float, low=0, high=1e6, auto=True, grid=True, help="L2 penalty toward the centroid map"),
+                  "beta": Param(float, low=0, low_open=True, high=1e6, help="sharpness of the initial soft assignment"),
+                  "maxiter": Param(int, low=1, high=100_000, help="L-BFGS iterations")}
+    fit_by_default = True
+    order = 3
+
+    def __init__(self, K: int | list[int] | str = "auto", alpha: float | list[float] | str = "auto",
+                 l2: float | list[float] | str = "auto", beta: float = 20.0, maxiter: int = 100) -> None:
+        super().__init__()
+        self.K = K
+        self.alpha = alpha
+        self.l2 = l2
+        self.beta = beta
+        self.maxiter = maxiter
+
     def _logits(self, X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.asarray(X, dtype=np.float64) @ W.T + b
 

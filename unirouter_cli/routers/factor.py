@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import FitData, Param, Pool, Router, candidates, masked_mean, register_router, subset
+from .base import FitData, Param, Pool, Router, candidates, masked_mean, subset
 from .factor_model import (
     Losses,
     blend,
@@ -63,6 +63,7 @@ from .factor_model import (
     train_factors,
     truncate,
 )
+from .registry import register_router
 
 RANK_GRID = [0, 1, 2, 4, 8, 16]
 LAM_GRID = [2.0, 6.0, 20.0]
@@ -80,26 +81,46 @@ def prompt_side_extra(data: FitData, none: bool = False) -> tuple[np.ndarray, np
     return np.asarray(data.X_val), np.asarray(data.E_val, dtype=np.float64)
 
 
-@register_router("foldin", "dynamic",
-                 "fold-in factor model: gamma = sigmoid(v_h . A x + b_h), A learned on the training LLMs, "
-                 "(v_h, b_h) from the new LLM's validation answers",
-                 params={"rank": Param(int, "auto", low=0, high=256, auto=True, grid=True,
-                                       help="rank of the prompt map (0 = LLM bias only)"),
-                         "lam": Param(float, "auto", low=0, high=1e6, auto=True, grid=True,
-                                      help="factor penalty (prior strength, independent of the table's size)"),
-                         "tau": Param(float, "auto", low=0, low_open=True, high=1e6, auto=True, grid=True,
-                                      help="strength of the Gaussian prior on a new LLM's vector"),
-                         "max_rank": Param(int, 16, low=1, high=256, help="rank of the trained prompt side"),
-                         "folds": Param(int, 3, low=2, high=20, help="cross-fold parts (prompts and LLMs)"),
-                         "maxiter": Param(int, 80, low=1, high=100_000, help="L-BFGS iterations"),
-                         "val_prompts": Param(bool, True, help="the final prompt side also learns from the training "
-                                              "LLMs' answers on the validation prompts"),
-                         "mix": Param(float, 0.0, low=0, high=1, auto=True, grid=True,
-                                      help="weight of the neighbour mixture in gamma (0 = fold-in alone, the "
-                                           "default; auto = chosen in each trial)"),
-                         "mix_temp": Param(float, "auto", low=0, low_open=True, high=1e6, auto=True, grid=True,
-                                           help="temperature of the neighbour mixture's likelihood weights")})
+@register_router
 class FoldInRouter(Router):
+    name = "foldin"
+    help = ("fold-in factor model: gamma = sigmoid(v_h . A x + b_h), A learned on the training LLMs, (v_h, b_h) from "
+            "the new LLM's validation answers")
+    parameters = {
+        "rank": Param(int, low=0, high=256, auto=True, grid=True, help="rank of the prompt map (0 = LLM bias only)"),
+        "lam": Param(float, low=0, high=1e6, auto=True, grid=True,
+                     help="factor penalty (prior strength, independent of the table's size)"),
+        "tau": Param(float, low=0, low_open=True, high=1e6, auto=True, grid=True,
+                     help="strength of the Gaussian prior on a new LLM's vector"),
+        "max_rank": Param(int, low=1, high=256, help="rank of the trained prompt side"),
+        "folds": Param(int, low=2, high=20, help="cross-fold parts (prompts and LLMs)"),
+        "maxiter": Param(int, low=1, high=100_000, help="L-BFGS iterations"),
+        "val_prompts": Param(bool, help="the final prompt side also learns from the training LLMs' answers on the "
+                             "validation prompts"),
+        "mix": Param(float, low=0, high=1, auto=True, grid=True,
+                     help="weight of the neighbour mixture in gamma (0 = fold-in alone, the default; auto = chosen "
+                          "in each trial)"),
+        "mix_temp": Param(float, low=0, low_open=True, high=1e6, auto=True, grid=True,
+                          help="temperature of the neighbour mixture's likelihood weights"),
+    }
+    fit_by_default = True
+    order = 8
+
+    def __init__(self, rank: int | list[int] | str = "auto", lam: float | list[float] | str = "auto",
+                 tau: float | list[float] | str = "auto", max_rank: int = 16, folds: int = 3, maxiter: int = 80,
+                 val_prompts: bool = True, mix: float | list[float] | str = 0.0,
+                 mix_temp: float | list[float] | str = "auto") -> None:
+        super().__init__()
+        self.rank = rank
+        self.lam = lam
+        self.tau = tau
+        self.max_rank = max_rank
+        self.folds = folds
+        self.maxiter = maxiter
+        self.val_prompts = val_prompts
+        self.mix = mix
+        self.mix_temp = mix_temp
+
     def _grids(self, data: FitData) -> tuple[list[int], list[float], list[float], list[float], list[float]]:
         ranks = [int(r) for r in candidates(self.params["rank"], RANK_GRID)]
         lams = [float(v) for v in candidates(self.params["lam"], LAM_GRID)]

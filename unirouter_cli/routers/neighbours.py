@@ -17,11 +17,11 @@ from .base import (
     Router,
     capped_candidates,
     overall_error,
-    register_router,
     selection_area,
     selection_rows,
     validation_folds,
 )
+from .registry import register_router
 
 KNN_GRID = [5, 10, 20, 40, 80, 160, 320]
 
@@ -70,11 +70,19 @@ def knn_errors(Xq: np.ndarray, X_val: np.ndarray, E_val: np.ndarray, ks: list[in
     return out
 
 
-@register_router("knn", "dynamic", "K-NN: gamma = the LLM's mean error on the k nearest validation prompts",
-                 params={"k": Param(int, "auto", low=1, high=1_000_000, auto=True, grid=True,
-                                    help="neighbours")},
-                 needs_training_llms=False)
+@register_router
 class KNNRouter(Router):
+    name = "knn"
+    help = "K-NN: gamma = the LLM's mean error on the k nearest validation prompts"
+    parameters = {"k": Param(int, low=1, high=1_000_000, auto=True, grid=True, help="neighbours")}
+    needs_training_llms = False
+    fit_by_default = True
+    order = 1
+
+    def __init__(self, k: int | list[int] | str = "auto") -> None:
+        super().__init__()
+        self.k = k
+
     def fit(self, data: FitData) -> KNNRouter:
         n_val = len(data.X_val)
         if data.pool_labels:  # no training LLMs: neighbours of one validation half among the other

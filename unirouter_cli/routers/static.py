@@ -13,11 +13,12 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import ConfigError
-from .base import FitData, Param, Pool, Router, overall_error, register_router
+from .base import FitData, Param, Pool, Router, overall_error
 from .optim import Labels, bce_from_logits, lbfgs, logit
+from .registry import register_router
 
-MAXITER = Param(int, 100, low=1, high=100_000, help="L-BFGS iterations")
-L2 = Param(float, 1e-4, low=0, high=1e6, help="L2 penalty")
+MAXITER = Param(int, low=1, high=100_000, help="L-BFGS iterations")
+L2 = Param(float, low=0, high=1e6, help="L2 penalty")
 
 
 def train_mlp(X: np.ndarray, E: np.ndarray, hidden: int, l2: float, seed: int, maxiter: int) -> dict:
@@ -71,6 +72,7 @@ def matfac_forward(p: dict, X: np.ndarray) -> np.ndarray:
 class _StaticRouter(Router):
     """A static router: one output per LLM, trained on labels of exactly the LLMs it will route to."""
 
+    needs_training_llms = False
     train_fn: Callable[..., dict]
     forward_fn: Callable[[dict, np.ndarray], np.ndarray]
     size_key = "hidden"
@@ -106,35 +108,56 @@ class _Clairvoyant(_StaticRouter):
         return type(self).forward_fn(self.weights_, X)[:, cols]
 
 
-@register_router("clairvoyant-mlp", "reference",
-                 "upper reference: MLP trained on every LLM's labels on the training prompts (sees test LLMs)",
-                 params={"hidden": Param(int, 64, low=1, high=4096, help="hidden units"), "l2": L2,
-                         "maxiter": MAXITER},
-                 needs_training_llms=False)
+@register_router
 class ClairvoyantMLP(_Clairvoyant):
+    name = "clairvoyant-mlp"
+    kind = "reference"
+    help = "upper reference: MLP trained on every LLM's labels on the training prompts (sees test LLMs)"
+    parameters = {"hidden": Param(int, low=1, high=4096, help="hidden units"), "l2": L2, "maxiter": MAXITER}
+    order = 5
     train_fn = staticmethod(train_mlp)
     forward_fn = staticmethod(mlp_forward)
 
+    def __init__(self, hidden: int = 64, l2: float = 1e-4, maxiter: int = 100) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.l2 = l2
+        self.maxiter = maxiter
 
-@register_router("clairvoyant-matfac", "reference",
-                 "upper reference: matrix factorisation trained on every LLM's labels on the training prompts",
-                 params={"rank": Param(int, 16, low=1, high=1024, help="factor rank"), "l2": L2,
-                         "maxiter": MAXITER},
-                 needs_training_llms=False)
+
+@register_router
 class ClairvoyantMatFac(_Clairvoyant):
+    name = "clairvoyant-matfac"
+    kind = "reference"
+    help = "upper reference: matrix factorisation trained on every LLM's labels on the training prompts"
+    parameters = {"rank": Param(int, low=1, high=1024, help="factor rank"), "l2": L2, "maxiter": MAXITER}
+    order = 6
     train_fn = staticmethod(train_matfac)
     forward_fn = staticmethod(matfac_forward)
     size_key = "rank"
 
+    def __init__(self, rank: int = 16, l2: float = 1e-4, maxiter: int = 100) -> None:
+        super().__init__()
+        self.rank = rank
+        self.l2 = l2
+        self.maxiter = maxiter
 
-@register_router("retrained-mlp", "dynamic",
-                 "static MLP retrained for the new pool on the validation prompts only",
-                 params={"hidden": Param(int, 32, low=1, high=4096, help="hidden units"),
-                         "l2": Param(float, 1e-2, low=0, high=1e6, help="L2 penalty"), "maxiter": MAXITER},
-                 needs_training_llms=False)
+
+@register_router
 class RetrainedMLP(_StaticRouter):
+    name = "retrained-mlp"
+    help = "static MLP retrained for the new pool on the validation prompts only"
+    parameters = {"hidden": Param(int, low=1, high=4096, help="hidden units"),
+                  "l2": Param(float, low=0, high=1e6, help="L2 penalty"), "maxiter": MAXITER}
+    order = 4
     train_fn = staticmethod(train_mlp)
     forward_fn = staticmethod(mlp_forward)
+
+    def __init__(self, hidden: int = 32, l2: float = 1e-2, maxiter: int = 100) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.l2 = l2
+        self.maxiter = maxiter
 
     def fit(self, data: FitData) -> RetrainedMLP:
         self.seed_ = data.seed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -45,16 +45,12 @@ class RunConfig:
         return [Task(t, v, s) for t in range(self.trials) for v in sizes for s in strategies]
 
     def to_dict(self) -> dict:
-        return {
-            "config_version": CONFIG_VERSION,
-            "unirouter_version": __version__,
-            "dataset": self.dataset, "dataset_name": self.dataset_name, "dataset_path": self.dataset_path,
-            "dataset_hash": self.dataset_hash, "encoder": self.encoder, "routers": list(self.routers),
-            "router_params": self.router_params, "trials": self.trials, "seed": self.seed,
-            "split": self.split.to_dict(), "val_sizes": list(self.val_sizes),
-            "probe_strategies": list(self.probe_strategies),
-            "universe": self.universe, "skipped_routers": self.skipped_routers,
-        }
+        """config.yaml's mapping: the versions, then every field (``split`` as its own mapping)."""
+        out: dict = {"config_version": CONFIG_VERSION, "unirouter_version": __version__}
+        for k in _FIELD_ORDER:
+            v = getattr(self, k)
+            out[k] = v.to_dict() if isinstance(v, SplitConfig) else list(v) if isinstance(v, list) else v
+        return out
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config", check: bool = True) -> RunConfig:
@@ -63,23 +59,35 @@ class RunConfig:
         ``check=False``: values from the command line, which ``prepare`` checks naming the options."""
         if check:
             check_config_keys(d, where)
-        split = dict(d.get("split") or {})
-        split["unseen_models"] = tuple(split.get("unseen_models") or ())
-        split["train_categories"] = tuple(split.get("train_categories") or ())
-        return cls(dataset=str(d["dataset"]), routers=list(d["routers"]), trials=d.get("trials", 10),
-                   seed=d.get("seed", 0), encoder=d.get("encoder", "tfidf"), split=SplitConfig(**split),
-                   val_sizes=list(d.get("val_sizes") or []), probe_strategies=list(d.get("probe_strategies") or []),
-                   router_params=dict(d.get("router_params") or {}), dataset_name=d.get("dataset_name", ""),
-                   dataset_path=d.get("dataset_path", ""), dataset_hash=d.get("dataset_hash", ""),
-                   universe=dict(d.get("universe") or {}), skipped_routers=dict(d.get("skipped_routers") or {}))
+        kw: dict = {}
+        for f in fields(cls):
+            if f.name not in d or (d[f.name] is None and f.name not in ("dataset", "routers")):
+                continue
+            v = d[f.name]
+            if f.name == "split":
+                split = dict(v)
+                split["unseen_models"] = tuple(split.get("unseen_models") or ())
+                split["train_categories"] = tuple(split.get("train_categories") or ())
+                v = SplitConfig(**split)
+            elif f.name == "dataset":
+                v = str(v)
+            elif f.default_factory in (list, dict):
+                v = f.default_factory(v)  # a fresh copy
+            elif f.name == "routers":
+                v = list(v)
+            kw[f.name] = v
+        return cls(**kw)
+
+
+# config.yaml's key order (after the versions): fixed, so a config written twice is the same file
+_FIELD_ORDER = ("dataset", "dataset_name", "dataset_path", "dataset_hash", "encoder", "routers", "router_params",
+                "trials", "seed", "split", "val_sizes", "probe_strategies", "universe", "skipped_routers")
 
 
 # --------------------------------------------------------------------------------------------
 # checking a config mapping (the rules `fit` applies to its options)
 # --------------------------------------------------------------------------------------------
-CONFIG_KEYS = ("config_version", "unirouter_version", "dataset", "dataset_name", "dataset_path", "dataset_hash",
-               "encoder", "routers", "router_params", "trials", "seed", "split", "val_sizes", "probe_strategies",
-               "universe", "skipped_routers")
+CONFIG_KEYS = ("config_version", "unirouter_version", *_FIELD_ORDER)
 
 
 PRESET_KEYS = ("name", "description", "version", "pools", "reference")  # a preset / --config file only

@@ -17,9 +17,7 @@ trial index, or (trial, validation size) in a validation-size sweep.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -35,6 +33,7 @@ from ..embed.encoders import check_encoder, get_embeddings
 from ..errors import ConfigError, DataError, RunDirError
 from ..io import (
     check_regular,
+    exclusive_lock,
     load_yaml,
     read_npz,
     write_csv,
@@ -87,32 +86,6 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise RunDirError(f"{e}; refit this run") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise RunDirError(f"{path}: missing or unreadable ({_why(e)}); refit this run") from e
-
-
-def open_lock_file(path: Path):  # noqa: ANN201 - a text file object
-    """Open (create) a run directory's lock file without following a symbolic link at ``path``.
-
-    A lock file that is a link, a FIFO, a directory or has other hard links is refused: truncating
-    it would write through to a file someone else chose.
-    """
-    import errno
-    import stat
-
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise RunDirError(f"{path}: is a symbolic link; unirouter does not follow it (remove it if you "
-                              "did not put it there)") from None
-        raise
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-        os.close(fd)
-        what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"has {st.st_nlink} hard links"
-        raise RunDirError(f"{path}: {what}; unirouter does not write through it (remove it if you did not put it "
-                          "there)")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "a+")
 
 
 def prepare(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
@@ -183,26 +156,10 @@ class RunDir:
             if (self.path / sub).is_symlink():
                 raise RunDirError(f"{self.path / sub}: is a symbolic link; unirouter writes only inside the run "
                                   "directory (remove the link)")
-        fh = open_lock_file(self.path / ".lock")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise RunDirError(f"run directory {self.path} is in use by {holder}; "
-                              "wait for it to finish or use another --run-dir") from None
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"unirouter pid {os.getpid()}\n")
-            fh.flush()
+        with exclusive_lock(self.path / ".lock", RunDirError,
+                            lambda holder: f"run directory {self.path} is in use by {holder}; wait for it to finish "
+                                           "or use another --run-dir"):
             yield
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-            fh.close()
 
     def read_config(self) -> RunConfig:
         if not self.config_file.exists():

@@ -9,6 +9,7 @@ import numpy as np
 from .. import __version__
 from ..embed.encoders import fitted_encoder, make_encoder
 from ..errors import ConfigError
+from .grade import REFERENCES, dataset_references
 from .router import DeployedRouter
 from .store import FORMAT_VERSION
 
@@ -85,5 +86,8 @@ def build(dataset: str, router: str = DEFAULT_ROUTER, encoder: str = "tfidf", se
                   "answers": int((~np.isnan(E[:, j])).sum())} for j, m in enumerate(ds.models)],
     }
     texts = [str(t) for t in ds.texts[res]] if ds.texts is not None else None
+    refs = dataset_references(ds.path, ds.prompt_ids[res])
+    card["references"] = REFERENCES if refs is not None and len(refs) else None
     return DeployedRouter(card=card, encoder=enc, router=r, reserve_ids=ds.prompt_ids[res].astype(str),
-                          reserve_texts=texts, X_reserve=X[res], errors=E.astype(np.float32))
+                          reserve_texts=texts, X_reserve=X[res], errors=E.astype(np.float32),
+                          references=refs if card["references"] else None)

@@ -12,6 +12,8 @@ A dynamic router knows a pool only through the pool's errors on probe prompts
     reserve.npz                  X: the reserve's embeddings (n_reserve, D), float32
     profiles.npz                 errors: every LLM's errors (1 - score) on the reserve, NaN = not
                                  answered (n_reserve, M), in the card's LLM order; models: their names
+    references.csv               where the table has reference answers: the reserve's (prompt_id, answer,
+                                 rule), listed in the card as ``references`` (serving/grade.py)
 
 JSON + npz only (npz read with ``allow_pickle=False``). ``build`` splits the table's prompts (seeded)
 into training prompts and the probe reserve, fits the router exactly as a trial does
@@ -55,6 +57,7 @@ from ..errors import ConfigError, DataError, UnirouterError
 from ..io import load_yaml, read_npz, yaml_problem
 from ..protocol.metrics import Curve, deferral_curve
 from ..protocol.probes import ProbeContext, check_strategy, select_probes
+from .grade import REFERENCES, grade_responses, router_references, with_references
 from .routing import CLI_NAMES, capped, check_rule, lambda_from_curve, pick, ranks
 from .store import CARD, RouterDirError, _check_card, _check_meta, _file_hash, _json, _lock, _swap_in
 
@@ -83,6 +86,7 @@ class DeployedRouter:
     errors: np.ndarray  # (n_reserve, M) float32, NaN = not answered; columns = self.models
     path: Path | None = None
     _loaded_card_hash: str | None = None
+    references: pd.DataFrame | None = None  # the reserve's reference answers (prompt_id, answer, rule)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)  # reserve estimates per pool
 
     # ---- the pool ---------------------------------------------------------------------------
@@ -246,8 +250,9 @@ class DeployedRouter:
     # ---- probes and the pool ------------------------------------------------------------------
     def probes(self, n: int, strategy: str = "random", seed: int = 0, answers_of: str | None = None) -> pd.DataFrame:
         """The n reserve prompts (prompt_id, text) a new LLM should answer; text is empty when the
-        table shipped no texts. ``answers_of`` adds a ``score`` column with that LLM's known answers
-        (probes it did not answer are left out), e.g. to copy an LLM into another router."""
+        table shipped no texts. Where the table has reference answers, ``answer`` and ``rule`` columns follow.
+        ``answers_of`` adds a ``score`` column with that LLM's known answers (probes it did not answer are left
+        out), e.g. to copy an LLM into another router."""
         check_strategy(strategy)
         n_res = len(self.reserve_ids)
         if not 1 <= int(n) <= n_res:
@@ -263,10 +268,17 @@ class DeployedRouter:
         idx = select_probes(strategy, int(n), ctx)
         texts = [self.reserve_texts[i] for i in idx] if self.reserve_texts is not None else [""] * len(idx)
         df = pd.DataFrame({"prompt_id": self.reserve_ids[idx].astype(str), "text": texts})
+        if self.references is not None:
+            df = with_references(df, self.references)
         if j is not None:
             df["score"] = 1.0 - self.errors[idx, j].astype(np.float64)
             df = df[df["score"].notna()].reset_index(drop=True)
         return df
+
+    def grade(self, responses: str | Path | pd.DataFrame) -> pd.DataFrame:
+        """A new LLM's raw responses (prompt_id, response; a file or a DataFrame) graded against the probe
+        reserve's reference answers: DataFrame[prompt_id, score, extracted], ready for ``add_llm``."""
+        return grade_responses(responses, self.references, self.card["dataset"]["name"])
 
     def add_llm(self, name: str, cost: float, answers: str | Path | pd.DataFrame | Mapping[str, float]) -> dict:
         """Profile a new LLM from its scores in [0, 1] on probe prompts; nothing is retrained.
@@ -385,7 +397,7 @@ class DeployedRouter:
         return target
 
     def _write(self, d: Path) -> None:
-        from ..io import write_json, write_npz, write_yaml
+        from ..io import write_csv, write_json, write_npz, write_yaml
 
         self.card["llms"] = [{**e, "answers": int((~np.isnan(self.errors[:, j])).sum())}
                              for j, e in enumerate(self.card["llms"])]
@@ -400,6 +412,8 @@ class DeployedRouter:
         write_npz(d / "reserve.npz", X=np.asarray(self.X_reserve, dtype=np.float32))
         write_npz(d / "profiles.npz", errors=np.asarray(self.errors, dtype=np.float32),
                   models=np.array(self.models, dtype=str))
+        if self.references is not None:
+            write_csv(d / REFERENCES, self.references)
         write_yaml(d / CARD, self.card)  # last: a directory without a card is not a router
 
 
@@ -460,7 +474,8 @@ def load_router(path: str | Path) -> DeployedRouter:
         raise RouterDirError(f"{d / 'profiles.npz'}: errors outside [0, 1]; rebuild the router")
     dr = DeployedRouter(card=card, encoder=enc, router=router, reserve_ids=np.asarray(ids, dtype=str),
                         reserve_texts=texts, X_reserve=np.asarray(X, dtype=np.float32),
-                        errors=np.asarray(E, dtype=np.float32), path=d.absolute(), _loaded_card_hash=card_hash)
+                        errors=np.asarray(E, dtype=np.float32), path=d.absolute(), _loaded_card_hash=card_hash,
+                        references=router_references(d, card, ids))
     _self_check(dr, d)
     return dr
 

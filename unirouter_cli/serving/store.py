@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UnirouterError
-from ..io import check_regular
+from ..io import check_regular, exclusive_lock
 
 FORMAT_VERSION = 1
 
@@ -39,21 +38,12 @@ def _file_hash(p: Path) -> str | None:
 
 @contextlib.contextmanager
 def _lock(target: Path) -> Iterator[None]:
-    """Exclusive lock on the existing directory (fcntl on its inode), refusing a second writer."""
+    """Exclusive lock on an existing router directory (its inode), refusing a second writer."""
     if not target.is_dir():
         yield
         return
-    fd = os.open(target, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise RouterDirError(f"{target} is being updated by another process; try again") from e
-        if os.fstat(fd).st_ino != os.stat(target).st_ino:
-            raise RouterDirError(f"{target} was replaced by another process while locking; try again")
+    with exclusive_lock(target, RouterDirError, lambda _: f"{target} is being updated by another process; try again"):
         yield
-    finally:
-        os.close(fd)
 
 
 def _fsync_dir(d: Path) -> None:

@@ -12,14 +12,21 @@ import numpy as np
 from unirouter_cli.routers import Param, Pool, Router, register_router
 
 
-@register_router("example-smoothed-zero", "dynamic",
-                 "example plug-in: each LLM's validation error with a Beta(prior, prior) prior",
-                 params={"prior": Param(float, 1.0, low=0, high=1e6, help="pseudo-counts per outcome")},
-                 needs_training_llms=False)
+@register_router
 class SmoothedZero(Router):
+    name = "example-smoothed-zero"
+    kind = "dynamic"
+    help = "example plug-in: each LLM's validation error with a Beta(prior, prior) prior"
+    parameters = {"prior": Param(float, low=0, high=1e6, help="pseudo-counts per outcome")}
+    needs_training_llms = False
+
+    def __init__(self, prior: float = 1.0) -> None:
+        super().__init__()
+        self.prior = prior
+
     def predict(self, X: np.ndarray, pool: Pool) -> np.ndarray:
         obs = ~np.isnan(pool.E_val)
-        a = float(self.params["prior"])
+        a = float(self.prior)
         err = (np.where(obs, pool.E_val, 0.0).sum(0) + a) / (obs.sum(0) + 2 * a)
         self.hyperparams_ = {"prior": a}
         return np.broadcast_to(err, (len(X), len(err))).copy()

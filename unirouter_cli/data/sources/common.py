@@ -12,7 +12,9 @@ from ...errors import DownloadError
 MAX_ZIP_MEMBER = 256 << 20  # bytes of one decompressed zip member (the MMLU-Pro outputs are ~15 MB)
 
 
-Converted = tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]
+# card, prompts, outcomes, models[, references (prompt_id, answer, rule) where the source has reference answers]
+Converted = tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame] | tuple[dict, pd.DataFrame, pd.DataFrame,
+                                                                        pd.DataFrame, pd.DataFrame]
 
 
 def read_zip_member(path: Path, suffix: str, limit: int = MAX_ZIP_MEMBER) -> tuple[str, bytes]:

@@ -170,6 +170,7 @@ def convert_mmlu_pro(src: Path) -> Converted:
         raise DownloadError(f"{src}: no model_outputs_<MODEL>_5shots.zip and no CARROT "
                             "new_leaderboard_processed_*.pickle found")
     prompts: dict[str, dict] = {}
+    answers: dict[str, str] = {}  # gold option letters: the reference answers (rule choice)
     outcome_frames = []
     for z in zips:
         model = re.sub(r"^model_outputs_(.*)_5shots\.zip$", r"\1", z.name)
@@ -178,6 +179,7 @@ def convert_mmlu_pro(src: Path) -> Converted:
             pid = f"mmlu-pro/{r['question_id']}"
             if pid not in prompts:
                 prompts[pid] = {"prompt_id": pid, "text": _mmlu_pro_text(r), "category": str(r["category"])}
+                answers[pid] = r["answer"]
         outcome_frames.append(pd.DataFrame({
             "prompt_id": [f"mmlu-pro/{r['question_id']}" for r in rows],
             "model": model,
@@ -226,7 +228,8 @@ def convert_mmlu_pro(src: Path) -> Converted:
     if unpriced:
         card["excluded_models"] = unpriced
         card["excluded_reason"] = "no price in unirouter_cli/data/sources/prices/mmlu-pro-models.csv"
-    return card, prompts_df, outcomes.reset_index(drop=True), models
+    references = pd.DataFrame({"prompt_id": list(answers), "answer": list(answers.values()), "rule": "choice"})
+    return card, prompts_df, outcomes.reset_index(drop=True), models, references
 
 
 def _mmlu_pro_files() -> tuple[tuple[str, str], ...]:
