@@ -8,10 +8,10 @@ TRIALS_FLAG := $(if $(TRIALS),--trials $(TRIALS),)
 
 .PHONY: install install-embed test reproduce bench lint clean
 
-$(BIN)/unirouter: pyproject.toml
+$(BIN)/unirouter: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(BIN)/unirouter
 
 install: $(BIN)/unirouter

@@ -4,6 +4,7 @@ Each case runs in a fresh subprocess so its peak RSS is its own. Sections:
   (a) one trial per router on the bundled mmlu-pro (cached tfidf embeddings): fit + predict
   (b) the paper's protocol: dynamic routers, N trials, --jobs 2, through the CLI; foldin alone through the
       CLI, and the foldin router alone in two forked workers (no start-up, loading or writing)
+  (p) the profile of (b)'s run per router, the start-up costs, and the CLI against benchmarks/plain_numpy.py
   (c) deferral curve + metrics alone, (prompt, LLM) scores per second, growing prompts and LLMs
   (d) a synthetic low-rank table (seeded) for fit + evaluate of uniroute-kmeans, knn and zero,
       growing prompts and LLMs up to 1,000,000 x 1,000 (BENCH_FULL=1)
@@ -24,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 FULL = os.environ.get("BENCH_FULL") == "1"
-ONLY = set(os.environ.get("BENCH_ONLY", "a,b,c,d,e,f,g").split(","))
+ONLY = set(os.environ.get("BENCH_ONLY", "a,b,p,c,d,e,f,g").split(","))
 
 
 def _peak_mb() -> float:
@@ -316,10 +318,11 @@ def section_a(results: dict) -> None:
           ["router", "fit s", "evaluate s", "peak MB"], rows)
 
 
-def _protocol(routers: list[str], trials: int) -> list[list]:
-    """fit + evaluate of ``trials`` mmlu-pro trials through the CLI with --jobs 2: wall seconds per stage."""
+def _protocol(routers: list[str], trials: int, keep: Path | None = None) -> list[list]:
+    """fit + evaluate of ``trials`` mmlu-pro trials through the CLI with --jobs 2: wall seconds per stage. The run
+    directory is ``keep`` if given (its timings are profiled), else a temporary one."""
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
+        run = keep or Path(tmp) / "run"
         base = [sys.executable, "-m", "unirouter_cli", "-q"]
         rows = []
         for stage, cmd in (("fit", base + ["fit", "--dataset", "mmlu-pro", "--trials", str(trials), "--jobs", "2",
@@ -337,7 +340,9 @@ def _protocol(routers: list[str], trials: int) -> list[list]:
 def section_b(results: dict) -> None:
     trials = int(os.environ.get("BENCH_TRIALS", "40"))
     routers = ["zero", "knn", "uniroute-kmeans", "uniroute-learnedmap", "foldin"]
-    rows = _protocol(routers, trials)
+    profiled = ROOT / ".bench" / "protocol-run"
+    shutil.rmtree(profiled, ignore_errors=True)
+    rows = _protocol(routers, trials, profiled)
     total = rows[-1][1]
     results["b"] = {"trials": trials, "rows": rows, "projected_400_s": total / trials * 400}
     table(f"(b) paper protocol on mmlu-pro: {', '.join(routers)}; {trials} trials, --jobs 2 "
@@ -356,6 +361,32 @@ def section_b(results: dict) -> None:
                                                         "median evaluate s", "peak MB"],
           [["foldin", r.get("wall_s", r.get("error")), r.get("per_trial_s", ""), r.get("fit_s", ""),
             r.get("evaluate_s", ""), r.get("peak_mb", "")]])
+
+
+def section_p(results: dict) -> None:
+    """The profile of section b's run (per router, start-up) and the CLI against a plain script (ratio)."""
+    import plain_numpy
+    import run_profile
+
+    profiled = ROOT / ".bench" / "protocol-run"
+    if (profiled / "metrics.csv").exists():
+        rows = run_profile.profile_run(profiled)
+        results["p_routers"] = rows
+        table(f"(p) profile of section b's run: seconds per router (worker CPU-bound, 1 thread; {rows[0][1]} trials)",
+              ["router", "trials", "fit s median", "fit s total", "evaluate s median", "evaluate s total", "share"],
+              rows)
+    rows = run_profile.startup(REPEATS)
+    results["p_startup"] = rows
+    table(f"(p) start-up paid by each CLI process (and, with --jobs N, once per stage by the parent only: workers "
+          f"fork from it) (median of {REPEATS})", ["case", "wall s"], rows)
+    n = min(int(os.environ.get("BENCH_TRIALS", "40")), 20)
+    r = plain_numpy.compare(n, REPEATS)
+    results["p_plain"] = r
+    table(f"(p) {n} trials of {', '.join(plain_numpy.ROUTERS)}: `unirouter fit` + `evaluate` (--jobs 2) against "
+          f"benchmarks/plain_numpy.py (same splits, routers, curves; 2 forked workers); medians of {REPEATS}, "
+          "interleaved", ["case", "wall s", "ratio CLI / plain", "Area and QNC identical"],
+          [["CLI fit + evaluate", r["cli_s"], r["ratio"], str(r["same_numbers"])], ["plain script", r["plain_s"], 1.0,
+                                                                                  ""]])
 
 
 def section_c(results: dict) -> None:
@@ -450,8 +481,8 @@ def main() -> int:
                f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"machine: {machine}")
     results: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()}}
-    for key, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d), ("e", section_e),
-                    ("f", section_f), ("g", section_g)):
+    for key, fn in (("a", section_a), ("b", section_b), ("p", section_p), ("c", section_c), ("d", section_d),
+                    ("e", section_e), ("f", section_f), ("g", section_g)):
         if key in ONLY:
             fn(results)
     out = ROOT / ".bench" / "results.json"

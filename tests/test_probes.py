@@ -8,12 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unirouter_cli.protocol.probes import STRATEGIES, ProbeContext, cube, error_factors, select_probes, systematic
+from unirouter_cli.protocol.probes import (
+    ADAPTIVE,
+    STRATEGIES,
+    ProbeContext,
+    cube,
+    error_factors,
+    select_probes,
+    systematic,
+)
 from unirouter_cli.results.sweep import blind_area, probe_sweep_table, probes_needed
 
 from .conftest import invoke, synthetic_scores, write_dataset
 
-ALL = list(STRATEGIES)
+ALL = [s for s in STRATEGIES if s != ADAPTIVE]  # the fixed designs (adaptive: tests/test_adaptive.py)
 
 
 def _ctx(n_cand: int = 120, m: int = 8, seed: int = 0) -> ProbeContext:

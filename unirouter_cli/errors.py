@@ -19,3 +19,21 @@ class RunDirError(UnirouterError):
 
 class DownloadError(UnirouterError):
     """A download or conversion of upstream files failed."""
+
+
+_BIDI = set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A)) | {0x200E, 0x200F, 0x061C}
+
+
+def printable(text: str, keep: str = "\n\t") -> str:
+    """``text`` with control characters (terminal escapes, bell, carriage return, bidirectional overrides)
+    shown as ``\\xNN`` / ``\\uNNNN``: a name read from a file cannot rewrite the terminal."""
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        o = ord(c)
+        if c in keep or (c.isprintable() and o not in _BIDI):
+            out.append(c)
+        else:
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+    return "".join(out)

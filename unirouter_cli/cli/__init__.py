@@ -62,7 +62,7 @@ class OneLineErrors(TyperGroup):
         except ex.ClickException as e:
             ctx = getattr(e, "ctx", None)
             hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-            print(f"error: {' '.join(e.format_message().split())}{hint}", file=sys.stderr)
+            print(common.printable(f"error: {' '.join(e.format_message().split())}{hint}", keep=""), file=sys.stderr)
             sys.exit(e.exit_code)
         sys.exit(rv if isinstance(rv, int) else 0)
 

@@ -13,7 +13,17 @@ import typer
 from rich.console import Console
 
 from .. import __version__
-from ..errors import UnirouterError
+from ..errors import UnirouterError, printable
+
+
+class SafeConsole(Console):
+    """A rich console that escapes control characters in every string it renders (table cells included)."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        return super().render_str(printable(text), **kwargs)
+
+
+MAX_JOBS = 256  # --jobs: worker processes on one machine
 
 
 @dataclass
@@ -23,8 +33,8 @@ class _State:
 
 STATE = _State()
 # Tables piped to a file or another program keep their full width (rich would cut them to 80 columns).
-console = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
-err_console = Console(stderr=True, highlight=False)
+console = SafeConsole(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
+err_console = SafeConsole(stderr=True, highlight=False)
 
 
 def click_exceptions():  # noqa: ANN201 - a module
@@ -52,6 +62,8 @@ def boundary(fn: Callable) -> Callable:
     - a known error (``UnirouterError``: bad data, options, run directory, download), a file system
       error (``OSError``: missing file, permission, full disk) or running out of memory: one line
       ``error: ...`` on stderr, exit code 2;
+    - ``SystemExit`` raised inside the command (a plug-in or library calling ``sys.exit``): one line, exit
+      code 2, never a silent end;
     - Ctrl-C: one line, exit code 130;
     - anything else is a bug in unirouter: one line ``error: internal error (this is a bug): ...``
       naming a file that holds the traceback, exit code 1.
@@ -69,6 +81,13 @@ def boundary(fn: Callable) -> Callable:
             if os.environ.get("UNIROUTER_DEBUG"):
                 raise
             print(f"error: {_one_line(e)}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except SystemExit as e:  # sys.exit inside a command: a plug-in or library, never unirouter itself
+            if os.environ.get("UNIROUTER_DEBUG"):
+                raise
+            print(printable(f"error: the command was ended by SystemExit({e.code!r}) raised inside it (a router "
+                            "plug-in or a library called sys.exit); its results are incomplete", keep=""),
+                  file=sys.stderr)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             print("error: interrupted (files already written are complete; nothing is half-written)", file=sys.stderr)
@@ -93,8 +112,7 @@ def _one_line(e: BaseException) -> str:
         msg = f"out of memory{(': ' + str(e)) if str(e) else ''}"
     else:
         msg = str(e) or type(e).__name__
-    msg = " ".join(msg.split())
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in msg)
+    return printable(" ".join(msg.split()), keep="")
 
 
 def _save_traceback(e: BaseException) -> str:
@@ -126,7 +144,7 @@ def info(msg: str) -> None:
 def done(msg: str) -> None:
     """A command's closing ``ok: ...`` line (what it wrote or checked), on standard output; -q silences it."""
     if not STATE.quiet:
-        typer.echo(msg)
+        typer.echo(printable(msg))
 
 
 def progress_factory() -> Callable[[int, str], Callable[[int], None]] | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .common import boundary, console, done, info
+from .common import boundary, console, done, info, printable
 
 app = typer.Typer(help="List, validate and inspect routing tables.", no_args_is_help=True)
 
@@ -65,7 +65,7 @@ def validate_cmd(
     if problems:
         for p in problems:
             where = p if p.file == str(path) else f"{path / p.file}{str(p)[len(p.file):]}"
-            typer.echo(f"error: {where}", err=True)
+            typer.echo(printable(f"error: {where}"), err=True)
         typer.echo(f"{len(problems)} problem(s) in {path}", err=True)
         raise typer.Exit(2)
     n = {k: len(v) for k, v in tables.items()}
@@ -157,6 +157,7 @@ def register(root: typer.Typer) -> None:
         done(f"ok: {folder}: {summary['prompts']} prompts, {summary['models']} models, "
              f"{summary['outcomes']} outcomes")
         if summary.get("not_found"):
-            typer.echo(f"warning: not on the host, skipped: {', '.join(summary['not_found'])}", err=True)
+            typer.echo(printable(f"warning: not on the host, skipped: {', '.join(summary['not_found'])}"), err=True)
         if summary["excluded_models"]:
-            typer.echo(f"warning: left out (no cost known): {', '.join(summary['excluded_models'])}", err=True)
+            typer.echo(printable(f"warning: left out (no cost known): {', '.join(summary['excluded_models'])}"),
+                       err=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import boundary, done, info, progress_factory
+from .common import MAX_JOBS, boundary, done, info, progress_factory
 
 
 def register(root: typer.Typer) -> None:
@@ -58,7 +58,7 @@ def register(root: typer.Typer) -> None:
         trials: int | None = typer.Option(None, "--trials", "-n", min=1, help="Override every preset's trial count "
                                           r"(400 = the paper's protocol) \[default: each preset's]."),
         out: Path | None = typer.Option(None, "--out", help=r"Output folder \[default: runs/reproduce-<timestamp>]."),
-        jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Trials in parallel."),
+        jobs: int = typer.Option(2, "--jobs", "-j", min=1, max=MAX_JOBS, help="Trials in parallel."),
     ) -> None:
         """Run the presets end to end (fit, evaluate, plot, report) and index them in REPORT.md.
 

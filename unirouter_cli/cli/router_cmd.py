@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
-from .common import STATE, boundary, console, done
+from .common import STATE, boundary, console, done, printable
 
 app = typer.Typer(help="Build a router from a table, add LLMs from their probe answers, route new prompts.",
                   no_args_is_help=True)
@@ -21,7 +21,7 @@ DIR_ARG = typer.Argument(..., help="Router directory (written by `unirouter rout
 
 def note(msg: str) -> None:
     if not STATE.quiet:
-        print(msg, file=sys.stderr)
+        print(printable(msg), file=sys.stderr)
 
 
 def _reserve(spec: str | None) -> float | None:
@@ -40,7 +40,7 @@ def build_cmd(
     router: str = typer.Option("uniroute-kmeans", "--router", "-r", help="A dynamic router (see `unirouter routers`)."),
     encoder: str = typer.Option("tfidf", "--encoder", "-e", help="tfidf, minilm or st:<model> (precomputed cannot "
                                 "embed new texts)."),
-    seed: int = typer.Option(0, "--seed", help="Fixes the prompt split and the router."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Fixes the prompt split and the router."),
     probe_reserve: str | None = typer.Option(None, "--probe-reserve", help="Probe reserve: a number of prompts or a "
                                              "fraction in (0, 1) (default: 0.1)."),
     params: list[str] | None = typer.Option(None, "--param", "-p", help="ROUTER.NAME=VALUE, e.g. "
@@ -61,9 +61,12 @@ def build_cmd(
     other = sorted(set(parsed) - {router})
     if other:
         raise ConfigError(f"--param given for {', '.join(other)}, but the router built is {router}")
-    if out.exists() and not force and any(out.iterdir()):
+    from ..serving.store import check_replaceable
+
+    if out.is_dir() and not out.is_symlink() and not force and any(out.iterdir()):
         raise ConfigError(f"--out {out} exists and is not empty; choose another directory or pass --force "
                           "(only a router directory is replaced)")
+    check_replaceable(out)
     r = build(dataset, router, encoder, seed, _reserve(probe_reserve), parsed.get(router))
     path = r.save(out, overwrite=True)
     res, hp = r.card["reserve"], r.card["router"]["hyperparams"]
@@ -82,20 +85,39 @@ def probes_cmd(
     router_dir: Path = DIR_ARG,
     n: int = typer.Option(100, "-n", "--number", help="Number of probe prompts a new LLM answers."),
     strategy: str = typer.Option("random", "--strategy", help="Probe selection strategy (probes.py)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the selection."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the selection."),
     answers_of: str | None = typer.Option(None, "--answers-of", help="Add a score column with this LLM's known "
                                           "answers (a file `add-llm` reads; probes it did not answer are left out)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (prompt_id, text) (default: stdout)."),
+    adaptive: bool = typer.Option(False, "--adaptive", help="Interactive, foldin routers: print a batch of probes "
+                                  "(CSV), read one score in [0, 1] per probe from stdin (a line each, in order), "
+                                  "print the next batch chosen from the answers so far; then add the LLM."),
+    model: str | None = typer.Option(None, "--model", "-m", help="With --adaptive: name of the new LLM."),
+    cost: float | None = typer.Option(None, "--cost", help="With --adaptive: its cost per query (router's unit)."),
+    batch: int = typer.Option(10, "--batch", help="With --adaptive: probes per batch."),
 ) -> None:
     """The prompts (prompt_id, text) a new LLM should answer before `add-llm`.
 
     Example: unirouter router build --dataset routerbench-subset --out routers/rb &&
     unirouter router probes routers/rb --number 100 --out probes.csv
+
+    Adaptive (a foldin router): unirouter router probes routers/rb --adaptive -n 50 --model new-llm --cost 0.002
+    prints 10 probes, reads their 10 scores from stdin, prints the next 10, ...; then adds new-llm.
     """
     from ..io import write_csv
     from ..serving.router import load_router
 
     r = load_router(router_dir)
+    if adaptive:
+        if model is None or cost is None:
+            raise ConfigError("--adaptive needs --model and --cost (the LLM joins when its answers are in)")
+        if batch < 1:
+            raise ConfigError(f"--batch {batch}: expected an integer >= 1")
+        entry = _adaptive_loop(r.profile(model, cost), n, batch)
+        r.save()
+        done(f"ok: {router_dir}: added {entry['name']} ({entry['answers']} adaptive answers, cost {entry['cost']:g} "
+             f"{r.cost_unit}); {len(r.models)} LLMs")
+        return
     df = r.probes(n, strategy, seed, answers_of=answers_of)
     if out is None:
         df.to_csv(sys.stdout, index=False, lineterminator="\n")
@@ -154,6 +176,32 @@ def grade_cmd(
         done(f"ok: {out}")
     note(f"graded {len(g)} responses against {label}: mean score {g['score'].mean():.4f}, "
          f"{int(g['extracted'].isna().sum())} without an extracted answer")
+
+
+def _adaptive_loop(session, n: int, batch: int) -> dict:  # noqa: ANN001 - a serving.profile.ProfileSession
+    """Print batches of probes as CSV on stdout and read one score per probe from stdin until ``n`` are answered
+    (or stdin ends); then add the LLM with the answers given."""
+    header = True
+    while session.answered < n:
+        df = session.next(min(batch, n - session.answered))
+        df.to_csv(sys.stdout, index=False, header=header, lineterminator="\n")
+        sys.stdout.flush()
+        header = False
+        scores = {}
+        for pid in df["prompt_id"]:
+            line = sys.stdin.readline()
+            if not line:
+                break
+            try:
+                scores[pid] = float(line.strip())
+            except ValueError:
+                raise ConfigError(f"stdin: answer to probe {pid!r}: {line.strip()!r} is not a score") from None
+        if scores:
+            session.answer(scores)
+        if len(scores) < len(df):
+            note(f"stdin ended after {session.answered} answers")
+            break
+    return session.done()
 
 
 @app.command("add-llm")

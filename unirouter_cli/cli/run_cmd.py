@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..io import load_yaml_mapping, loads_yaml, yaml_problem
-from .common import boundary, info, progress_factory
+from .common import MAX_JOBS, boundary, info, progress_factory
 
 if TYPE_CHECKING:
     from ..runs.config import RunConfig
@@ -80,8 +80,8 @@ def build_config(config: Path | None, base: dict | None = None, **cli: object) -
     """The run config: ``base`` (a run's stored options) or the --config file, then the command line."""
     base = dict(base) if base is not None else load_config_file(config) if config else {}
     split = dict(base.pop("split", {}) or {})
-    for key in ("train_frac", "val_frac", "test_frac", "val_size", "unseen_frac", "unseen_source", "coverage",
-                "probe_strategy"):
+    for key in ("train_frac", "val_frac", "test_frac", "val_size", "unseen_frac", "unseen_source", "unseen_strongest",
+                "coverage", "probe_strategy"):
         if cli.get(key) is not None:
             split[key] = cli[key]
     if cli.get("unseen"):
@@ -158,9 +158,12 @@ def register(root: typer.Typer) -> None:
                                                     "(comma-separated); validation and test from the others."),
         unseen: list[str] | None = typer.Option(None, "--unseen", help="An LLM of a fixed unseen pool; repeat."),
         unseen_source: str | None = typer.Option(None, help="Unseen pool = the LLMs whose models.csv source is this."),
+        unseen_strongest: int | None = typer.Option(None, help="Unseen pool = the K most accurate LLMs of the universe "
+                                                    "(mean score over its prompts): routing extrapolates upwards."),
         params: list[str] | None = typer.Option(None, "--param", "-p", help="Router hyperparameter, "
                                                 "ROUTER.NAME=VALUE (e.g. uniroute-kmeans.K=16); repeat."),
-        jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Trials in parallel on this machine (joblib)."),
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=MAX_JOBS,
+                                 help="Trials in parallel on this machine (joblib)."),
         backend: str = typer.Option("local", help="local (joblib) or dask (extra 'dask')."),
         scheduler: str | None = typer.Option(None, help="Dask scheduler address for --backend dask."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --run-dir; alone (no "
@@ -178,6 +181,7 @@ def register(root: typer.Typer) -> None:
         cfg = build_config(config, base, dataset=dataset, routers=routers, trials=trials, seed=seed, encoder=encoder,
                            train_frac=train_frac, val_frac=val_frac, test_frac=test_frac, val_size=val_size,
                            val_sizes=val_sizes, unseen_frac=unseen_frac, unseen=unseen, unseen_source=unseen_source,
+                           unseen_strongest=unseen_strongest,
                            coverage=coverage, train_categories=train_categories, probe_strategy=probe_strategy,
                            probe_strategies=probe_strategies, params=params)
         try:
@@ -193,7 +197,8 @@ def register(root: typer.Typer) -> None:
         run_dir: Path = typer.Option(..., "--run-dir", "-o", help="Run directory written by `unirouter fit`."),
         pool: list[str] = typer.Option(["unseen"], "--pool", help="unseen (the paper's setting), seen or all; "
                                        "repeat for several."),
-        jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Trials in parallel on this machine (joblib)."),
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=MAX_JOBS,
+                                 help="Trials in parallel on this machine (joblib)."),
         backend: str = typer.Option("local", help="local (joblib) or dask (extra 'dask')."),
         scheduler: str | None = typer.Option(None, help="Dask scheduler address for --backend dask."),
     ) -> None:

@@ -105,7 +105,21 @@ def _check_columns(df: pd.DataFrame, path: Path, required: tuple[str, ...], prob
     return True
 
 
+def _not_of_kind(s: pd.Series, kinds: tuple[type, ...]) -> np.ndarray:
+    """Rows whose value is present but not one of ``kinds`` (booleans are never numbers)."""
+    if s.dtype.kind == "b":
+        return np.ones(len(s), dtype=bool)
+    if s.dtype.kind in "iuf":
+        return np.zeros(len(s), dtype=bool) if float in kinds else s.notna().to_numpy()
+    return np.array([v is not None and not (isinstance(v, float) and v != v)
+                     and (isinstance(v, bool | np.bool_) or not isinstance(v, kinds)) for v in s], dtype=bool)
+
+
 def _numeric(df: pd.DataFrame, col: str, path: Path, problems: list[Problem]) -> np.ndarray | None:
+    typed = _not_of_kind(df[col], (int, float, np.integer, np.floating))
+    if typed.any():
+        _report_rows(problems, path, typed, f"column {col} holds true/false or text (expected a number)")
+        return None
     values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
     bad = np.isnan(values) & df[col].notna().to_numpy()
     if bad.any():
@@ -187,6 +201,10 @@ def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.Dat
             _report_rows(problems, p, ids.isna().to_numpy(), "prompt_id is empty")
             _report_rows(problems, p, ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy(),
                          "duplicate prompt_id (each prompt must appear once)")
+            for col in ("text", "category"):
+                if col in prompts.columns:
+                    _report_rows(problems, p, _not_of_kind(prompts[col], (str,)),
+                                 f"{col} is not a string (expected text)")
             if "text" in prompts.columns:
                 t = prompts["text"]
                 empty = t.isna().to_numpy() | (t.astype(str).str.strip() == "").to_numpy()

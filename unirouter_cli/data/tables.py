@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,12 +32,20 @@ NA_STRINGS = ["", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "nul
 
 
 NUMERIC_COLUMNS = ("score", "cost", "params_b", "output_chars")
+MAX_COLUMNS = 1_000  # columns of a CSV table
+MAX_HEADER_CHARS = 100_000
+MAX_TEXT_CHARS = 1_000_000  # characters of one prompt to route
 
 
 def read_csv_table(path: Path) -> pd.DataFrame:
     """A CSV table with every column but the numeric ones read as text: a prompt id, model name, text or
     category such as ``NA``, ``None`` or ``null`` stays that string (only an empty cell is missing); in the
     numeric columns those spellings mean a missing value, as pandas reads them by default."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        first = fh.readline(MAX_HEADER_CHARS + 1)
+    if len(first) > MAX_HEADER_CHARS or first.count(",") >= MAX_COLUMNS:
+        raise DataError(f"{path}: the header holds more than {MAX_COLUMNS:,} columns or {MAX_HEADER_CHARS:,} "
+                        "characters; a routing table has a few named columns")
     header = pd.read_csv(path, nrows=0, encoding="utf-8").columns
     text = [c for c in header if c not in NUMERIC_COLUMNS]
     df = pd.read_csv(path, dtype=dict.fromkeys(text, str), keep_default_na=False, encoding="utf-8",
@@ -93,22 +104,113 @@ def first_invalid_utf8(path: Path) -> str:
     return ""
 
 
-def read_user_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
-    """Read a .csv / .jsonl / .parquet table with the given columns (prompt_id read as text)."""
+MAX_ROWS = 1_000_000  # rows of a user table (prompts to route)
+MAX_ROWS_ENV = "UNIROUTER_MAX_ROWS"
+
+
+def max_rows_limit() -> int:
+    try:
+        return max(1, int(os.environ.get(MAX_ROWS_ENV, MAX_ROWS)))
+    except ValueError as e:
+        raise DataError(f"{MAX_ROWS_ENV}={os.environ[MAX_ROWS_ENV]!r}: expected a number of rows") from e
+
+
+def declared_rows(path: Path, cap: int) -> int:
+    """The rows a table file declares (parquet: its footer; CSV/JSONL: its lines), counted up to ``cap`` + 1."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            _check_parquet_size(path)
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from e
+        except Exception:  # noqa: BLE001 - a corrupt footer: the reader says so in its own words
+            return 0
+    lines = 0
+    with open(path, "rb") as fh:
+        while lines <= cap + 1 and (block := fh.read(1 << 20)):
+            lines += block.count(b"\n")
+    return lines - (path.suffix == ".csv")
+
+
+def read_jsonl(path: Path) -> pd.DataFrame:
+    """One JSON object per line (blank lines at the end are ignored), errors located by line."""
+    rows: list[dict] = []
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().rstrip("\n\r\t ").split("\n")
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except RecursionError as e:
+            raise DataError(f"{path}: line {i + 1}: nested too deeply") from e
+        except ValueError as e:
+            raise DataError(f"{path}: line {i + 1}: not valid JSON ({e.args[0] if e.args else e})") from e
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: line {i + 1}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+_KINDS = {"id": "a prompt id (text or an integer)", "text": "text (a string)",
+          "number": "a number (not true/false or text)"}
+
+
+def _cell_ok(v: Any, want: str) -> bool:
+    if v is None or (isinstance(v, float) and v != v):
+        return True  # missing: the caller says what a missing value means
+    if isinstance(v, bool | np.bool_):
+        return False
+    if want == "number":
+        return isinstance(v, int | float | np.integer | np.floating)
+    if want == "id":
+        return isinstance(v, str | int | np.integer)
+    return isinstance(v, str)
+
+
+def check_cells(df: pd.DataFrame, path: Path | str, col: str, want: str) -> None:
+    """Every value of ``df[col]`` is of kind ``want`` (id, text or number); else one line naming the first
+    cell that is not (booleans are neither numbers nor ids)."""
+    s = df[col]
+    kind = s.dtype.kind
+    if (want == "number" and kind in "iuf") or (want == "id" and kind in "iu"):
+        return
+    values = s.tolist() if kind in "OUSb" or str(s.dtype) in ("string", "str") else None
+    if values is None:
+        raise DataError(f"{path}: column {col} holds {s.dtype} values; expected {_KINDS[want]}")
+    text_file = want == "number" and Path(str(path)).suffix == ".csv"  # CSV cells are text: parsed later
+    for i, v in enumerate(values):
+        if not (_cell_ok(v, want) or (text_file and isinstance(v, str))):
+            raise DataError(f"{path}: {row_label(path, i)}: {col} = {v!r:.40}; expected {_KINDS[want]}")
+
+
+def read_user_table(path: str | Path, columns: tuple[str, ...], what: str, max_rows: int | None = None,
+                    limit: str = "") -> pd.DataFrame:
+    """Read a .csv / .jsonl / .parquet table with the given columns (prompt_id read as text).
+
+    A file declaring more than ``max_rows`` rows (``max_rows_limit()`` by default) is refused before it is
+    read, with ``limit`` saying where the limit comes from."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found (expected {what})")
     check_regular(path, f"file ({what})")
     if path.suffix not in (".csv", ".jsonl", ".parquet"):
         raise DataError(f"{path}: unknown format {path.suffix or '(none)'} (expected .csv, .jsonl or .parquet)")
+    if max_rows is None:
+        max_rows, limit = max_rows_limit(), f"set {MAX_ROWS_ENV} to raise it, or split the file"
+    n = declared_rows(path, max_rows)
+    if n > max_rows:
+        raise DataError(f"{path}: holds more than {max_rows:,} rows, the limit here ({limit})")
 
     try:
         if path.suffix == ".csv":
             df = read_csv_table(path)
         elif path.suffix == ".jsonl":
-            df = pd.read_json(path, lines=True, dtype={"prompt_id": str}, encoding="utf-8")
+            df = read_jsonl(path)
         else:
             df = pd.read_parquet(path)
+    except DataError:
+        raise
     except UnicodeDecodeError as e:  # (the reader's offset counts from its decoding block: located in the file)
         raise DataError(f"{path}: {first_invalid_utf8(path)}: is not valid UTF-8 text") from e
     except pd.errors.EmptyDataError as e:
@@ -124,6 +226,7 @@ def read_user_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(columns)})")
     if len(df) == 0:
         raise DataError(f"{path}: has no rows (expected {what})")
+    check_cells(df, path, "prompt_id", "id")
     ids = df["prompt_id"]
     bad = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
     if bad.any():
@@ -140,19 +243,33 @@ def read_user_table(path: str | Path, columns: tuple[str, ...], what: str) -> pd
 def read_prompts(path: str | Path) -> tuple[list[str], list[str]]:
     """(prompt ids, texts) of a prompts file to route."""
     df = read_user_table(path, ("prompt_id", "text"), "prompts to route: columns prompt_id, text")
+    check_cells(df, path, "text", "text")
     t = df["text"]
+    long = t.str.len().to_numpy(dtype=float, na_value=0) > MAX_TEXT_CHARS
+    if long.any():
+        raise DataError(f"{path}: {row_label(path, int(np.flatnonzero(long)[0]))}: a prompt of more than "
+                        f"{MAX_TEXT_CHARS:,} characters")
     empty = t.isna().to_numpy() | (t.astype(str).str.strip() == "").to_numpy()
     if empty.any():
         raise DataError(f"{path}: {row_label(path, int(np.flatnonzero(empty)[0]))}: prompt without text")
     return df["prompt_id"].tolist(), t.astype(str).tolist()
 
 
-def _answers_frame(answers: str | Path | pd.DataFrame | Mapping[str, float]) -> tuple[pd.DataFrame, str]:
+def _answers_frame(answers: str | Path | pd.DataFrame | Mapping[str, float],
+                   max_rows: int | None = None) -> tuple[pd.DataFrame, str]:
+    """(prompt_id, score) rows of a new LLM's answers and where they came from; scores are numbers, not
+    booleans or text; a file is refused before reading when it holds more than ``max_rows`` rows."""
     if isinstance(answers, pd.DataFrame):
         for c in ("prompt_id", "score"):
             if c not in answers.columns:
                 raise DataError(f"answers: missing column {c} (expected prompt_id, score)")
-        return answers.assign(prompt_id=answers["prompt_id"].astype(str)).reset_index(drop=True), "answers"
-    if isinstance(answers, Mapping):
-        return pd.DataFrame({"prompt_id": [str(k) for k in answers], "score": list(answers.values())}), "answers"
-    return read_user_table(answers, ("prompt_id", "score"), "answers: columns prompt_id, score in [0, 1]"), str(answers)
+        df, where = answers.assign(prompt_id=answers["prompt_id"].astype(str)).reset_index(drop=True), "answers"
+    elif isinstance(answers, Mapping):
+        df = pd.DataFrame({"prompt_id": [str(k) for k in answers], "score": list(answers.values())})
+        where = "answers"
+    else:
+        where = str(answers)
+        df = read_user_table(answers, ("prompt_id", "score"), "answers: columns prompt_id, score in [0, 1]",
+                             max_rows, "a new LLM answers this router's probe prompts, one row each")
+    check_cells(df, where, "score", "number")
+    return df, where

@@ -7,7 +7,12 @@ LLMs' errors on them. It never reads a test LLM's labels (an adaptive strategy m
 answers it has already asked for).
 
 Strategies register with ``@register_strategy``; ``select_probes`` is the one entry point used by
-trials (split.py) and built routers. ``random`` is the paper's protocol and the default.
+trials (universe.py) and built routers. ``random`` is the paper's protocol and the default.
+
+``adaptive`` is different: each new LLM gets its own probes, chosen batch by batch from its answers so far
+(adaptive.py), when the pool is profiled. What ``select_probes`` returns for it is the set the routers are
+*fitted* with (their hyperparameters are chosen for ``n`` answers per new LLM): ``random``'s, so the routers of an
+adaptive trial are those of the random trial of the same size and only the design differs.
 
 **No weights, by design.** Every router builds a new LLM's profile from plain means over probes
 (per cluster, per neighbourhood, overall). A design that favours some candidates (e.g. the prompts
@@ -80,6 +85,16 @@ def select_probes(strategy: str, n: int, ctx: ProbeContext) -> np.ndarray:
 @register_strategy("random", "uniformly at random (the paper's protocol); smaller sets nest in larger ones")
 def random_probes(ctx: ProbeContext, n: int) -> np.ndarray:
     return np.random.default_rng([ctx.seed, 11]).permutation(len(ctx.E_train))[:n]
+
+
+ADAPTIVE = "adaptive"
+
+
+@register_strategy(ADAPTIVE, "each new LLM its own probes, batch by batch (split.probe_batch, default 10): the "
+                   "D-optimal batch under foldin's posterior from its answers so far; needs the foldin router; "
+                   "plain-mean routers get foldin's posterior predictive on the unasked candidates")
+def adaptive_fit_probes(ctx: ProbeContext, n: int) -> np.ndarray:
+    return random_probes(ctx, n)  # the probes the routers are fitted with (see the module docstring)
 
 
 # --------------------------------------------------------------------------------------------

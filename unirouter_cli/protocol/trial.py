@@ -5,6 +5,11 @@ a pool of LLMs on the validation prompts, asks each router for gamma on the test
 the answers into exact deferral curves and metrics (metrics.py), for the whole test set and for
 each prompt category.
 
+Under the ``adaptive`` probe strategy each pool LLM gets its own probes from the trial's validation reserve
+(adaptive.py), and the test labels there are read only on the probes asked: foldin folds in those answers (the
+pool's errors on the reserve, NaN where not asked), every other router gets the model-based profile (the asked
+answers, foldin's posterior predictive on the rest of the reserve).
+
 With no training LLMs (``--unseen-frac 1``) there is nothing to learn from but prompts and the
 pool's validation answers: routers that need training LLMs are left out of the run (rundir.py), and
 ``FitData.E_val`` then holds the *pool's* validation errors, which the remaining routers use to
@@ -19,8 +24,10 @@ import numpy as np
 import pandas as pd
 
 from ..data.folder import Dataset
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..routers import FitData, Pool, Router, get_spec, make_router
+from ..routers.factor import FoldInRouter
+from .adaptive import BATCH, profiles
 from .metrics import cost_norm, curve_metrics, deferral_curve, single_points
 from .universe import Trial
 
@@ -68,6 +75,23 @@ def pool_models(trial: Trial, pool: str) -> np.ndarray:
     return np.sort(np.r_[trial.train_models, trial.test_models])
 
 
+def adaptive_pools(ds: Dataset, X: np.ndarray, trial: Trial, routers: dict[str, Router], cols: np.ndarray,
+                   names: list[str]) -> tuple[Pool, Pool]:
+    """(the model-based pool for plain-mean routers, the asked-answers pool for foldin) of an adaptive trial: each
+    pool LLM answers ``len(trial.val)`` probes of the reserve, chosen by the trial's fitted foldin."""
+    design = routers.get("foldin")
+    if not isinstance(design, FoldInRouter):
+        raise ConfigError("probe strategy adaptive needs the foldin router in the run (its posterior chooses the "
+                          "probes): add -r foldin")
+    res = trial.reserve
+
+    def answer(j: int, pos: np.ndarray) -> np.ndarray:  # the only read of pool labels on the reserve
+        return errors(ds, res[pos], cols[j:j + 1])[:, 0]
+
+    E, G = profiles(design, X[res], answer, len(cols), len(trial.val), int(trial.info.get("probe_batch", BATCH)))
+    return Pool(models=names, X_val=X[res], E_val=G), Pool(models=names, X_val=X[res], E_val=E)
+
+
 def evaluate_trial(ds: Dataset, X: np.ndarray, trial: Trial, routers: dict[str, Router],
                    pool: str) -> tuple[list[dict], pd.DataFrame, pd.DataFrame, list[dict]]:
     """Metrics rows, exact curves, single-LLM points and per-category rows of every router on one
@@ -83,14 +107,16 @@ def evaluate_trial(ds: Dataset, X: np.ndarray, trial: Trial, routers: dict[str, 
     C = ds.cost_matrix(rows, cols)
     cost_max = cost_norm(C)  # the normaliser: cost 1 on the curves, in the dataset's unit
     names = [ds.models[j] for j in cols]
-    base = Pool(models=names, X_val=X[trial.val], E_val=errors(ds, trial.val, cols))
+    base = asked = Pool(models=names, X_val=X[trial.val], E_val=errors(ds, trial.val, cols))
+    if trial.reserve is not None:
+        base, asked = adaptive_pools(ds, X, trial, routers, cols, names)
     Xt = X[rows]
     cats = ds.categories[rows]
     test_categories = ";".join(sorted(set(cats)))
     groups = {c: np.flatnonzero(cats == c) for c in sorted(set(cats))} if len(set(cats)) > 1 else {}
     metrics, curves, by_cat = [], [], []
     for name, router in routers.items():
-        pool_obj = base
+        pool_obj = asked if isinstance(router, FoldInRouter) else base
         if router.kind == "bound":
             pool_obj = Pool(models=names, X_val=base.X_val, E_val=base.E_val, truth=1.0 - S)
         t0 = time.perf_counter()

@@ -17,9 +17,10 @@ Each run says in one line what was left out and records it in config.yaml and th
 
 **A trial** is a seed: a split of the universe's prompts into train / validation / test and of its
 LLMs into a training pool and an unseen test pool. ``unseen_frac = 1`` puts every LLM in the unseen
-pool (no training LLMs: routers that need them are skipped). ``train_categories`` takes training
-prompts only from those prompt categories; validation and test prompts then come from the other
-categories, split in the ratio val_frac : test_frac (or ``val_size`` validation prompts).
+pool (no training LLMs: routers that need them are skipped); ``unseen_strongest = k`` makes the universe's k most
+accurate LLMs the unseen pool in every trial (routing must extrapolate beyond the training LLMs).
+``train_categories`` takes training prompts only from those prompt categories; validation and test prompts then
+come from the other categories, split in the ratio val_frac : test_frac (or ``val_size`` validation prompts).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def unseen_count(unseen_frac: float, m: int) -> int:
 
 def pool_warning(cfg: SplitConfig, m: int) -> str | None:
     """A line when every trial's unseen pool holds a single LLM: routing then has nothing to choose."""
-    if cfg.unseen_models or cfg.unseen_source is not None or unseen_count(cfg.unseen_frac, m) != 1:
+    if cfg.unseen_models or cfg.unseen_source is not None or cfg.unseen_strongest \
+            or unseen_count(cfg.unseen_frac, m) != 1:
         return None
     return (f"warning: the unseen pool holds 1 of the universe's {m} LLMs (--unseen-frac {cfg.unseen_frac:g}): every "
             "router sends every prompt to it and all Areas are equal; raise --unseen-frac or use a larger table")
@@ -164,9 +166,11 @@ class SplitConfig:
     unseen_frac: float = 1 / 3
     unseen_models: tuple[str, ...] = ()  # explicit unseen pool (fixed across trials)
     unseen_source: str | None = None  # models whose models.csv source equals this are the unseen pool
+    unseen_strongest: int | None = None  # the unseen pool is the universe's this many most accurate LLMs
     coverage: str = "block"  # how the universe is fixed (COVERAGE_POLICIES)
     train_categories: tuple[str, ...] = ()  # training prompts only from these categories
     probe_strategy: str = "random"  # how a new LLM's val_size probes are picked from the reserve (probes.py)
+    probe_batch: int = 10  # probes per batch of the adaptive strategy (adaptive.py)
 
     def _sizes(self, n: int) -> tuple[int, int, int]:
         """(test, validation, validation reserve) prompt counts out of ``n`` candidates. The reserve is
@@ -220,6 +224,10 @@ class SplitConfig:
             if out:
                 raise ConfigError(f"--unseen model(s) left out of the universe (--coverage {self.coverage}): "
                                   f"{', '.join(out[:3])}; see `unirouter data info {ds.name}`")
+        elif self.unseen_strongest is not None:
+            if not 1 <= self.unseen_strongest < len(names):
+                raise ConfigError(f"--unseen-strongest {self.unseen_strongest}: expected 1 to {len(names) - 1} (the "
+                                  f"universe has {len(names)} LLMs and at least one must be a training LLM)")
         elif self.unseen_source is not None:
             k = int((ds.model_source[u.models] == self.unseen_source).sum())
             if k == 0:
@@ -237,6 +245,14 @@ class SplitConfig:
         return d
 
 
+def strongest(ds: Dataset, u: Universe, k: int) -> np.ndarray:
+    """Dataset columns of the universe's ``k`` most accurate LLMs: mean score over the universe's prompts (complete
+    there), ties by name. A property of the table, the same in every trial."""
+    acc = ds.scores[np.ix_(u.prompts, u.models)].astype(np.float64).mean(axis=0)
+    order = sorted(range(len(u.models)), key=lambda i: (-acc[i], ds.models[u.models[i]]))
+    return np.sort(u.models[order[:k]])
+
+
 @dataclass
 class Trial:
     index: int
@@ -247,6 +263,7 @@ class Trial:
     train_models: np.ndarray
     test_models: np.ndarray
     info: dict = field(default_factory=dict)
+    reserve: np.ndarray | None = None  # the validation reserve (probe candidates) of an adaptive trial
 
     def rng(self, salt: int = 0) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.index, salt])
@@ -260,9 +277,11 @@ def make_trial(ds: Dataset, cfg: SplitConfig, seed: int, index: int, X: np.ndarr
 
     The validation prompts are ``val_size`` probes picked from the trial's validation reserve by
     ``cfg.probe_strategy`` (probes.py), from the embeddings ``X`` and the *training* LLMs' answers on
-    the reserve only; ``random`` takes a seeded prefix, so smaller sizes nest in larger ones.
+    the reserve only; ``random`` takes a seeded prefix, so smaller sizes nest in larger ones. An ``adaptive``
+    trial also keeps the whole reserve (``Trial.reserve``): each pool LLM's probes are chosen from it when the
+    pool is profiled (trial.py), while the routers are fitted with ``random``'s probes.
     """
-    from .probes import ProbeContext, select_probes
+    from .probes import ADAPTIVE, ProbeContext, select_probes
 
     u = universe(ds, cfg.coverage)
     rng = np.random.default_rng([seed, index])
@@ -288,6 +307,8 @@ def make_trial(ds: Dataset, cfg: SplitConfig, seed: int, index: int, X: np.ndarr
     names = np.asarray(ds.models)[M]
     if cfg.unseen_models:
         is_test = np.isin(names, list(cfg.unseen_models))
+    elif cfg.unseen_strongest:
+        is_test = np.isin(M, strongest(ds, u, cfg.unseen_strongest))
     elif cfg.unseen_source is not None:
         is_test = ds.model_source[M] == cfg.unseen_source
     else:
@@ -305,4 +326,5 @@ def make_trial(ds: Dataset, cfg: SplitConfig, seed: int, index: int, X: np.ndarr
     else:
         val = cand
     return Trial(index=index, seed=seed, train=np.sort(train), val=val, test=test, train_models=train_models,
-                 test_models=M[is_test], info={"reserve": int(len(cand))})
+                 test_models=M[is_test], info={"reserve": int(len(cand)), "probe_batch": cfg.probe_batch},
+                 reserve=cand if cfg.probe_strategy == ADAPTIVE and n_val < len(cand) else None)

@@ -291,7 +291,8 @@ class LearnedMapRouter(Router):
         return np.asarray(X, dtype=np.float64) @ W.T + b
 
     def _train(self, X: np.ndarray, E: np.ndarray, psi: np.ndarray, W0: np.ndarray, b0: np.ndarray,
-               l2: float) -> tuple[np.ndarray, np.ndarray]:
+               l2: float, start: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """L-BFGS from ``start`` (default: the centroid map W0, b0); the L2 penalty pulls W toward W0."""
         X = np.asarray(X, dtype=np.float64)
         y = Labels(E)
 
@@ -304,7 +305,8 @@ class LearnedMapRouter(Router):
             loss += l2 * float(np.sum((p["W"] - W0) ** 2))
             return loss, {"W": dW, "b": dZ.sum(axis=0)}
 
-        out = lbfgs(loss_grad, {"W": W0.copy(), "b": b0.copy()}, int(self.params["maxiter"]))
+        W_start, b_start = start or (W0, b0)
+        out = lbfgs(loss_grad, {"W": W_start.copy(), "b": b_start.copy()}, int(self.params["maxiter"]))
         return out["W"], out["b"]
 
     def fit(self, data: FitData) -> LearnedMapRouter:
@@ -317,21 +319,21 @@ class LearnedMapRouter(Router):
         if len(C) == 1:  # one cluster: softmax is constant, nothing to learn
             W, b, l2 = W0, b0, float(grid[0])
         else:
-            l2 = float(grid[0])
+            l2, start = float(grid[0]), None
             if len(grid) > 1:  # choose l2 on 20% of the training prompts held out from training
                 rng = np.random.default_rng(data.seed)
                 perm = rng.permutation(len(data.X_train))
                 ho, tr = perm[: len(perm) // 5], perm[len(perm) // 5:]
                 self.selection_ = {}
-                best = -np.inf
-                for cand in grid:
-                    W, b = self._train(data.X_train[tr], data.E_train[tr], psi, W0, b0, cand)
-                    g = softmax(self._logits(data.X_train[ho], W, b)) @ psi
+                best, prev = -np.inf, None
+                for cand in grid:  # a path: each l2 starts from the previous one's solution
+                    prev = self._train(data.X_train[tr], data.E_train[tr], psi, W0, b0, cand, prev)
+                    g = softmax(self._logits(data.X_train[ho], *prev)) @ psi
                     s = selection_area(g, data.E_train[ho], data.C_train[ho])
                     self.selection_[f"l2={cand:g}"] = s
                     if s > best + 1e-9:
-                        best, l2 = s, float(cand)
-            W, b = self._train(data.X_train, data.E_train, psi, W0, b0, l2)
+                        best, l2, start = s, float(cand), prev
+            W, b = self._train(data.X_train, data.E_train, psi, W0, b0, l2, start)  # from the chosen l2's solution
         self.centroids_, self.alpha_ = km.centroids_, km.alpha_
         self.W_, self.b_ = W, b
         self.hyperparams_ = {"K": int(len(C)), "alpha": self.alpha_, "l2": l2}

@@ -9,11 +9,14 @@ order) and ``default_fit_routers()`` (what ``unirouter fit`` fits when no ``-r``
 from __future__ import annotations
 
 import inspect
+import os
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, printable
 from .base import NO_DEFAULT, Param, Router
 
 
@@ -99,8 +102,43 @@ def default_fit_routers() -> list[str]:
     return [n for n in builtin_routers() if ROUTERS[n].fit_by_default]
 
 
+PLUGIN_TIMEOUT_ENV = "UNIROUTER_PLUGIN_TIMEOUT"
+PLUGIN_TIMEOUT = 10.0  # seconds one plug-in may take to import
+
+
+def _plugin_timeout() -> float:
+    try:
+        return max(0.1, float(os.environ.get(PLUGIN_TIMEOUT_ENV, PLUGIN_TIMEOUT)))
+    except ValueError:
+        return PLUGIN_TIMEOUT
+
+
+def _import_plugin(ep: Any) -> str | None:
+    """Import one entry point in a helper thread: None, or the problem in one line. ``SystemExit`` and
+    ``KeyboardInterrupt`` raised by the plug-in's import are problems like any other; an import that has not
+    finished after the timeout is abandoned (the thread is a daemon)."""
+    box: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            ep.load()
+        except BaseException as e:  # noqa: BLE001 - a plug-in must not end the command
+            box["e"] = e
+
+    t = threading.Thread(target=run, name=f"unirouter-plugin-{ep.name}", daemon=True)
+    t.start()
+    t.join(_plugin_timeout())
+    if t.is_alive():
+        return f"did not finish importing within {_plugin_timeout():g} s (set {PLUGIN_TIMEOUT_ENV} to wait longer)"
+    e = box.get("e")
+    return None if e is None else f"failed to import: {type(e).__name__}: {' '.join(str(e).split())[:160]}"
+
+
 def load_plugins() -> None:
-    """Import the routers other packages declare in the ``unirouter.routers`` entry-point group (once)."""
+    """Import the routers other packages declare in the ``unirouter.routers`` entry-point group (once).
+
+    A plug-in that fails (a name clash included), exits or hangs at import is skipped with one warning line
+    on stderr; the built-in routers and the other plug-ins stay usable."""
     global _plugins_loaded
     if _plugins_loaded:
         return
@@ -108,11 +146,10 @@ def load_plugins() -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as e:  # noqa: BLE001 - a broken plug-in must not break unirouter
-            raise ConfigError(f"router plug-in {ep.name} ({ep.value}) failed to import: "
-                              f"{type(e).__name__}: {e}") from e
+        problem = _import_plugin(ep)
+        if problem:
+            print(printable(f"warning: router plug-in {ep.name} ({ep.value}) skipped: {problem}", keep=""),
+                  file=sys.stderr)
 
 
 def get_spec(name: str) -> RouterSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -19,6 +20,18 @@ from ..protocol.universe import (
 from ..routers import get_spec, resolve_params
 
 CONFIG_VERSION = 1
+MAX_TRIALS = 10_000  # trials of one run (every trial is a task with its own files)
+MAX_TRIALS_ENV = "UNIROUTER_MAX_TRIALS"
+MAX_VAL_SIZES = 64  # entries of a validation-size sweep
+MAX_VAL_SIZE = 10_000_000  # prompts of one validation set
+
+
+def max_trials() -> int:
+    """The largest trial count a run accepts: ``MAX_TRIALS``, or ``$UNIROUTER_MAX_TRIALS``."""
+    try:
+        return max(1, int(os.environ.get(MAX_TRIALS_ENV, MAX_TRIALS)))
+    except ValueError as e:
+        raise ConfigError(f"{MAX_TRIALS_ENV}={os.environ[MAX_TRIALS_ENV]!r}: expected a number of trials") from e
 
 
 @dataclass
@@ -59,6 +72,7 @@ class RunConfig:
         ``check=False``: values from the command line, which ``prepare`` checks naming the options."""
         if check:
             check_config_keys(d, where)
+        check_sizes(d, where)
         kw: dict = {}
         for f in fields(cls):
             if f.name not in d or (d[f.name] is None and f.name not in ("dataset", "routers")):
@@ -120,6 +134,11 @@ def _check_split(where: str, split: object, partial: bool = False) -> None:
     for k in ("train_frac", "val_frac", "test_frac"):
         if k in split and not (_is_number(split[k]) and 0 <= split[k] <= 1):
             raise ConfigError(f"{where}: split.{k} = {split[k]!r}; expected a number in [0, 1]")
+    if split.get("unseen_strongest") is not None and not (_is_int(split["unseen_strongest"])
+                                                         and split["unseen_strongest"] >= 1):
+        raise ConfigError(f"{where}: split.unseen_strongest = {split['unseen_strongest']!r}; expected an integer >= 1")
+    if "probe_batch" in split and not (_is_int(split["probe_batch"]) and split["probe_batch"] >= 1):
+        raise ConfigError(f"{where}: split.probe_batch = {split['probe_batch']!r}; expected an integer >= 1")
     for k in ("val_size", "val_reserve"):
         if split.get(k) is not None and not (_is_int(split[k]) and split[k] >= 1):
             raise ConfigError(f"{where}: split.{k} = {split[k]!r}; expected an integer >= 1 (or null)")
@@ -142,6 +161,26 @@ def _check_split(where: str, split: object, partial: bool = False) -> None:
     if not partial and fractions_off(fr, split.get("val_size"), split.get("train_categories")):
         raise ConfigError(f"{where}: split fractions train_frac + val_frac + test_frac = {fr[0]:g} + {fr[1]:g} + "
                           f"{fr[2]:g} = {sum(fr):g}; expected them to sum to 1")
+
+
+def check_sizes(d: dict, where: str) -> None:
+    """Sizes that allocate: the trial count and the validation-size sweep (from a file or the command line)."""
+    cli = where == "command line"
+    trials = d.get("trials")
+    if _is_int(trials) and trials > max_trials():
+        raise ConfigError(f"{'--trials' if cli else where + ': trials ='} {trials:,}: at most {max_trials():,} "
+                          f"trials per run (set {MAX_TRIALS_ENV} to raise the limit)")
+    sizes = d.get("val_sizes")
+    if isinstance(sizes, list) and sizes and (
+            len(sizes) > MAX_VAL_SIZES or any(_is_int(v) and v > MAX_VAL_SIZE for v in sizes)):
+        big = max((v for v in sizes if _is_int(v)), default=0)
+        raise ConfigError(f"{'--val-sizes' if cli else where + ': val_sizes'}: {len(sizes)} sizes up to {big:,}; a "
+                          f"sweep has at most {MAX_VAL_SIZES} sizes of at most {MAX_VAL_SIZE:,} prompts")
+    split = d.get("split")
+    size = split.get("val_size") if isinstance(split, dict) else None
+    if _is_int(size) and size > MAX_VAL_SIZE:
+        raise ConfigError(f"{'--val-size' if cli else where + ': split.val_size ='} {size:,}: at most "
+                          f"{MAX_VAL_SIZE:,} validation prompts")
 
 
 def check_config_keys(d: dict, where: str, partial: bool = False) -> None:

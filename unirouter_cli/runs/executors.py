@@ -1,8 +1,10 @@
-"""Executors of trial tasks: local processes (one thread each), joblib, dask."""
+"""Executors of trial tasks: local processes (one thread each): forked workers or joblib (loky); dask."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 
 from ..errors import ConfigError
@@ -34,8 +36,13 @@ def check_backend(backend: str, scheduler: str | None) -> None:
 
 
 def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "local",
-              scheduler: str | None = None, progress: Callable[[int], None] | None = None) -> list:
-    """Run ``fn(*a)`` for every ``a``; results in input order. Local joblib (loky) or Dask."""
+              scheduler: str | None = None, progress: Callable[[int], None] | None = None,
+              warm: Callable[[], object] | None = None) -> list:
+    """Run ``fn(*a)`` for every ``a``; results in input order. Local or Dask.
+
+    Local with jobs > 1 on Linux: ``warm()`` runs here first (loading what every task reloads:
+    modules, dataset, embeddings) and forked workers inherit it, paying no start-up; elsewhere, or without
+    ``warm``, joblib's loky workers start fresh interpreters."""
     check_backend(backend, scheduler)
     if not args:
         return []
@@ -66,6 +73,9 @@ def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "lo
             if progress:
                 progress(1)
         return out
+    if warm is not None and sys.platform.startswith("linux"):  # macOS: fork is unsafe with its system libraries
+        warm()
+        return _forked(fn, args, jobs, progress)
     from joblib import Parallel, delayed
 
     out = [None] * len(args)
@@ -80,3 +90,33 @@ def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "lo
 
 def _indexed(i: int, fn: Callable, a: tuple) -> tuple[int, object]:
     return i, fn(*a)
+
+
+def _indexed_packed(packed: tuple[int, Callable, tuple]) -> tuple[int, object]:
+    return _indexed(*packed)
+
+
+def _forked(fn: Callable, args: list[tuple], jobs: int, progress: Callable[[int], None] | None) -> list:
+    out: list = [None] * len(args)
+    with multiprocessing.get_context("fork").Pool(min(jobs, len(args))) as pool:
+        for i, res in pool.imap_unordered(_indexed_packed, [(i, fn, a) for i, a in enumerate(args)], chunksize=1):
+            out[i] = res
+            if progress:
+                progress(1)
+    return out
+
+
+def lazy_progress(factory: Callable[[int, str], Callable[[int], None]] | None, total: int,
+                  label: str) -> Callable[[int], None] | None:
+    """A progress callback whose bar starts at its first call, after any worker is forked (a bar's refresh
+    thread must not be writing to the terminal while this process forks)."""
+    if factory is None:
+        return None
+    bar: list[Callable[[int], None]] = []
+
+    def advance(n: int) -> None:
+        if not bar:
+            bar.append(factory(total, label))
+        bar[0](n)
+
+    return advance

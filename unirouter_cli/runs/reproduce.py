@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..io import load_yaml_mapping, write_text
 from ..results.plot import plot_run
 from ..results.report import fmt_cost, report_run
 from ..results.style import FIGURE_HELP, figure_help
-from .config import RunConfig, check_preset_keys
+from .config import RunConfig, check_preset_keys, check_sizes
 from .rundir import evaluate_run, fit_run
 
 
@@ -35,12 +36,24 @@ def find_presets(configs: list[Path] | None) -> list[Path]:
     return found
 
 
+PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+def preset_name(name: object, path: Path) -> str:
+    """A preset's name, which becomes the folder ``<out>/<name>``: one path component of letters, digits and
+    ``. _ + -`` (not starting with a dot), so a run stays inside ``--out``."""
+    if not isinstance(name, str) or not PRESET_NAME.fullmatch(name):
+        raise ConfigError(f"{path}: name = {name!r}; expected a folder name of letters, digits and . _ + - "
+                          "(not starting with a dot or holding a slash): each preset writes <out>/<name>")
+    return name
+
+
 def load_preset(path: Path) -> tuple[dict, RunConfig]:
     d = load_yaml_mapping(path, str(path))
     if d.get("version") != 1:
         raise ConfigError(f"{path}: version {d.get('version')!r}; this unirouter reads preset version 1")
     check_preset_keys(d, str(path))
-    meta = {"name": d.pop("name", path.stem), "description": d.pop("description", ""),
+    meta = {"name": preset_name(d.pop("name", path.stem), path), "description": d.pop("description", ""),
             "pools": d.pop("pools", ["unseen"]), "reference": d.pop("reference", None)}
     d.pop("version")
     return meta, RunConfig.from_dict(d, str(path))
@@ -67,6 +80,12 @@ def machine_line(m: dict) -> str:
 def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, jobs: int,
               progress_factory: Callable | None, info: Callable[[str], None]) -> Path:
     presets = [(p, *load_preset(p)) for p in find_presets(configs)]  # check all before running any
+    names = [meta["name"] for _, meta, _ in presets]
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise ConfigError(f"two presets are named {twice!r}; each preset writes <out>/<name>, so names must differ")
+    if trials is not None:
+        check_sizes({"trials": trials}, "command line")
     out = out or Path("runs") / f"reproduce-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     host = machine()

@@ -43,7 +43,7 @@ from ..io import (
     write_yaml,
     yaml_problem,
 )
-from ..protocol.probes import check_strategy
+from ..protocol.probes import ADAPTIVE, check_strategy
 from ..protocol.trial import POOLS, evaluate_trial, fit_trial, pool_models
 from ..protocol.universe import (
     SplitConfig,
@@ -55,7 +55,7 @@ from ..protocol.universe import (
 from ..routers import Pool, Router, check_routers, get_spec, make_router, resolve_params, unused_params
 from ..routers.base import STATE_ERRORS, check_prediction, nonfinite_array
 from .config import CONFIG_VERSION, RunConfig, Task
-from .executors import check_backend, one_thread, run_tasks
+from .executors import check_backend, lazy_progress, one_thread, run_tasks
 from .merge import merge
 
 
@@ -119,6 +119,9 @@ def prepare(cfg: RunConfig) -> tuple[RunConfig, Dataset]:
         if not cfg.routers:
             raise ConfigError(f"every requested router needs training LLMs ({', '.join(cfg.skipped_routers)}) but "
                               "this run has none; add zero, knn or uniroute-kmeans")
+    if ADAPTIVE in {cfg.split.probe_strategy, *cfg.probe_strategies} and "foldin" not in cfg.routers:
+        raise ConfigError("probe strategy adaptive needs the foldin router (its posterior chooses each new LLM's "
+                          "probes): add -r foldin" + (" and training LLMs" if "foldin" in cfg.skipped_routers else ""))
     for name in cfg.routers:
         K = cfg.router_params.get(name, {}).get("K")
         n_val = min(cfg.val_sizes) if cfg.val_sizes else (
@@ -329,8 +332,12 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, jobs: int
 
 
 def _check_existing(rd: RunDir, cfg: RunConfig, resume: bool) -> None:
-    """Refuse to fit into a directory that holds a run, unless resuming it with the same settings."""
+    """Refuse to fit into a directory that holds a run, unless resuming it with the same settings, and into a
+    non-empty directory that is not a run directory (its files are the user's)."""
     if not rd.config_file.exists():
+        if rd.path.is_dir() and any(p.name != ".lock" for p in rd.path.iterdir()):
+            raise RunDirError(f"{rd.path} exists, is not empty and holds no run (no config.yaml); give a new or "
+                              "empty directory to --run-dir")
         return
     old = rd.read_config().to_dict()
     new = cfg.to_dict()
@@ -351,8 +358,8 @@ def _fit_locked(cfg: RunConfig, ds: Dataset, rd: RunDir, resume: bool, jobs: int
         get_embeddings(ds, cfg.encoder)  # compute + cache once, before workers start
         write_yaml(rd.config_file, cfg.to_dict())
         todo = [(str(rd.path.resolve()), task) for task in cfg.tasks() if not rd.is_fitted(task, cfg.routers)]
-        progress = progress_factory(len(todo), "fit") if progress_factory else None
-        run_tasks(fit_task, todo, jobs, backend, scheduler, progress)
+        progress = lazy_progress(progress_factory, len(todo), "fit")
+        run_tasks(fit_task, todo, jobs, backend, scheduler, progress, warm=lambda: _context(str(rd.path.resolve())))
         write_hyperparams(rd, cfg)
 
 
@@ -399,8 +406,9 @@ def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: 
                               f"run `unirouter fit --resume --run-dir {rd.path}`")
         todo = [(str(rd.path.resolve()), task, p) for p in pools for task in cfg.tasks()
                 if not rd.eval_file(p, task).exists()]
-        progress = progress_factory(len(todo), "evaluate") if progress_factory else None
-        run_tasks(evaluate_task, todo, jobs, backend, scheduler, progress)
+        progress = lazy_progress(progress_factory, len(todo), "evaluate")
+        run_tasks(evaluate_task, todo, jobs, backend, scheduler, progress,
+                  warm=lambda: _context(str(rd.path.resolve())))
         merge(rd.path, rd.eval_file, cfg, pools)
     return rd
 

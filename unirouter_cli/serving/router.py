@@ -45,7 +45,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -56,10 +56,31 @@ from ..embed.encoders import Encoder, encoder_from_state
 from ..errors import ConfigError, DataError, UnirouterError
 from ..io import load_yaml, read_npz, yaml_problem
 from ..protocol.metrics import Curve, deferral_curve
-from ..protocol.probes import ProbeContext, check_strategy, select_probes
+from ..protocol.probes import ADAPTIVE, ProbeContext, check_strategy, select_probes
 from .grade import REFERENCES, grade_responses, router_references, with_references
 from .routing import CLI_NAMES, capped, check_rule, lambda_from_curve, pick, ranks
-from .store import CARD, RouterDirError, _check_card, _check_meta, _file_hash, _json, _lock, _swap_in
+from .store import (
+    CARD,
+    FORMAT,
+    FORMAT_VERSION,
+    STATE_FILES,
+    RouterDirError,
+    _check_card,
+    _check_meta,
+    _file_hash,
+    _json,
+    _lock,
+    _swap_in,
+    carry_over,
+    check_manifest,
+    check_replaceable,
+    check_state,
+    owned,
+    write_manifest,
+)
+
+if TYPE_CHECKING:
+    from .profile import ProfileSession
 
 CACHE_SIZE = 512  # cached reserve estimates (per pool) and expected costs (per pool and lambda)
 MIN_ANSWERS = 20  # a new LLM's profile from fewer answers has a standard error above 0.11 on its accuracy
@@ -73,6 +94,9 @@ MIN_ANSWERS = 20  # a new LLM's profile from fewer answers has a standard error 
 # --------------------------------------------------------------------------------------------
 # the router directory
 # --------------------------------------------------------------------------------------------
+MAX_NAME = 200  # characters of an LLM name
+
+
 @dataclass
 class DeployedRouter:
     """A fitted encoder + router, its probe reserve, and the pool's profiles on that reserve."""
@@ -254,6 +278,9 @@ class DeployedRouter:
         ``answers_of`` adds a ``score`` column with that LLM's known answers (probes it did not answer are left
         out), e.g. to copy an LLM into another router."""
         check_strategy(strategy)
+        if strategy == ADAPTIVE:
+            raise ConfigError("adaptive probes depend on the new LLM's answers: use `router probes --adaptive` "
+                              "(one batch at a time) or router.profile(name, cost) in Python")
         n_res = len(self.reserve_ids)
         if not 1 <= int(n) <= n_res:
             raise ConfigError(f"-n {n}: expected between 1 and the {n_res} candidate probe prompts of this router")
@@ -280,16 +307,12 @@ class DeployedRouter:
         reserve's reference answers: DataFrame[prompt_id, score, extracted], ready for ``add_llm``."""
         return grade_responses(responses, self.references, self.card["dataset"]["name"])
 
-    def add_llm(self, name: str, cost: float, answers: str | Path | pd.DataFrame | Mapping[str, float]) -> dict:
-        """Profile a new LLM from its scores in [0, 1] on probe prompts; nothing is retrained.
-
-        Refuses (``DataError`` / ``ConfigError``, the router unchanged) a duplicate or empty name, a
-        cost that is not a positive number, unreadable answers, unknown or repeated prompt ids, scores
-        outside [0, 1], and fewer than ``MIN_ANSWERS`` answers.
-        """
+    def check_new_llm(self, name: str, cost: float) -> tuple[str, float]:
+        """(name, cost) of an LLM about to join, refused if the name is empty or taken or the cost not positive."""
         name = str(name).strip()
-        if not name or any(ch in name for ch in "\n\r"):
-            raise ConfigError(f"--model {name!r}: expected a non-empty LLM name without line breaks")
+        if not name or not name.isprintable() or len(name) > MAX_NAME:
+            raise ConfigError(f"--model {name[:80]!r}: expected a non-empty LLM name of at most {MAX_NAME} "
+                              "characters without control characters (line breaks, terminal escapes)")
         if name in self.models:
             raise ConfigError(f"LLM {name!r} is already in this router (remove-llm it first to replace its answers)")
         try:
@@ -298,7 +321,24 @@ class DeployedRouter:
             raise ConfigError(f"--cost {cost!r}: expected a positive number ({self.cost_unit})") from e
         if not (math.isfinite(cost) and cost > 0):
             raise ConfigError(f"--cost {cost:g}: expected a positive number ({self.cost_unit})")
-        df, where = _answers_frame(answers)
+        return name, cost
+
+    def profile(self, name: str, cost: float) -> ProfileSession:
+        """An adaptive profile of a new LLM (serving/profile.py): ``next(n)`` lists probes chosen from its answers
+        so far, ``answer(...)`` records scores, ``done()`` adds it; a foldin router only."""
+        from .profile import ProfileSession
+
+        return ProfileSession(self, name, cost)
+
+    def add_llm(self, name: str, cost: float, answers: str | Path | pd.DataFrame | Mapping[str, float]) -> dict:
+        """Profile a new LLM from its scores in [0, 1] on probe prompts; nothing is retrained.
+
+        Refuses (``DataError`` / ``ConfigError``, the router unchanged) a duplicate or empty name, a
+        cost that is not a positive number, unreadable answers, unknown or repeated prompt ids, scores
+        outside [0, 1], and fewer than ``MIN_ANSWERS`` answers.
+        """
+        name, cost = self.check_new_llm(name, cost)
+        df, where = _answers_frame(answers, len(self.reserve_ids))
         score = pd.to_numeric(df["score"], errors="coerce").to_numpy(dtype=np.float64)
         for bad, what in ((np.isnan(score) & df["score"].notna().to_numpy(), "score is not a number"),
                           (np.isnan(score), "score is missing (expected a number in [0, 1])"),
@@ -365,17 +405,17 @@ class DeployedRouter:
         """Write the router directory atomically (complete new directory, then a swap).
 
         ``path`` defaults to the directory it was loaded from. An existing directory is replaced only if
-        it is a router directory (``overwrite``); a non-empty other directory is refused. When saving
-        over the directory it was loaded from, a concurrent change made since loading is refused.
+        it is a router directory (``overwrite``); a non-empty other directory is refused. Files the router does
+        not own are carried over. When saving over the directory it was loaded from, a concurrent change made
+        since loading is refused.
         """
         target = Path(path or self.path or "")
         if not str(target):
             raise ConfigError("save: no directory given")
         target = target.expanduser().absolute()
         with _lock(target):
+            check_replaceable(target)
             if target.exists():
-                if not target.is_dir() or (any(target.iterdir()) and not (target / CARD).exists()):
-                    raise RouterDirError(f"{target} exists and is not a router directory; refusing to replace it")
                 if (target / CARD).exists() and not overwrite:
                     raise RouterDirError(f"{target} already holds a router; pass --force to replace it")
                 if self.path is not None and target == Path(self.path).absolute() and self._loaded_card_hash:
@@ -388,6 +428,8 @@ class DeployedRouter:
             staging.mkdir(parents=True)
             try:
                 self._write(staging)
+                if target.exists():
+                    carry_over(target, staging, owned(self.card) | owned(_old_card(target)))
                 _swap_in(staging, target)
             finally:
                 if staging.exists():
@@ -401,6 +443,9 @@ class DeployedRouter:
 
         self.card["llms"] = [{**e, "answers": int((~np.isnan(self.errors[:, j])).sum())}
                              for j, e in enumerate(self.card["llms"])]
+        rest = {k: v for k, v in self.card.items() if k not in ("format", "format_version", "files")}
+        self.card = {"format": FORMAT, "format_version": FORMAT_VERSION, **rest,
+                     "files": list(STATE_FILES) + ([REFERENCES] if self.references is not None else [])}
         meta, arrays = self.encoder.state()
         write_json(d / "encoder.json", meta)
         write_npz(d / "encoder.npz", **arrays)
@@ -414,13 +459,21 @@ class DeployedRouter:
                   models=np.array(self.models, dtype=str))
         if self.references is not None:
             write_csv(d / REFERENCES, self.references)
-        write_yaml(d / CARD, self.card)  # last: a directory without a card is not a router
+        write_yaml(d / CARD, self.card)  # a directory without a card is not a router
+        write_manifest(d, self.card)  # last: every file above with its hash
+
+
+def _old_card(d: Path) -> Any:
+    """The card of the directory being replaced (the names it owns), or None when it cannot be read."""
+    try:
+        return load_yaml(d / CARD)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, UnirouterError):
+        return None
 
 
 def load_router(path: str | Path) -> DeployedRouter:
     """Load a router directory written by ``unirouter router build`` (or ``DeployedRouter.save``)."""
     from ..routers import get_spec, make_router
-    from ..routers.base import nonfinite_array
 
     d = Path(path).expanduser()
     if not (d / CARD).is_file():
@@ -434,44 +487,26 @@ def load_router(path: str | Path) -> DeployedRouter:
     except (yaml.YAMLError, UnicodeDecodeError, DataError) as e:
         raise RouterDirError(f"{d / CARD}: not a valid router card ({yaml_problem(e)})") from e
     _check_card(card, d / CARD)
+    check_manifest(d, card)
     try:
-        enc = encoder_from_state(_json(d / "encoder.json"), read_npz(d / "encoder.npz"))
+        enc_meta, enc_arrays = _json(d / "encoder.json"), read_npz(d / "encoder.npz")
         name = card["router"]["name"]
         get_spec(name)  # an unknown router (e.g. a plug-in that is not installed) is refused by name
         arrays = read_npz(d / "router.npz")
-        if (bad := nonfinite_array(arrays)) is not None:
-            raise RouterDirError(f"{d / 'router.npz'}: array {bad!r} holds NaN or infinite values (a router "
-                                 "state is finite); rebuild the router")
         meta = _json(d / "router.json")
         _check_meta(name, meta, d / "router.json")
-        router = make_router(name).load_state(meta, arrays)
         reserve = _json(d / "reserve.json")
         X = read_npz(d / "reserve.npz")["X"]
-        prof = read_npz(d / "profiles.npz")
-        E, models = prof["errors"], prof["models"]
+        ids, texts, E = check_state(d, card, enc_meta, enc_arrays, meta, arrays, reserve, X,
+                                    read_npz(d / "profiles.npz"))
+        enc = encoder_from_state(enc_meta, enc_arrays)
+        router = make_router(name).load_state(meta, arrays)
     except RouterDirError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, UnirouterError, zipfile.BadZipFile,
             zlib.error) as e:
         raise RouterDirError(f"{d}: missing or unreadable router file ({type(e).__name__}: "
                              f"{' '.join(str(e).split())[:100]}); rebuild the router") from e
-    ids, texts = reserve.get("prompt_ids") if isinstance(reserve, dict) else None, None
-    if isinstance(reserve, dict):
-        texts = reserve.get("texts")
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not (
-            texts is None or (isinstance(texts, list) and len(texts) == len(ids)
-                              and all(isinstance(t, str) for t in texts))):
-        raise RouterDirError(f"{d / 'reserve.json'}: expected {{prompt_ids: [str], texts: [str] or null}}")
-    names = [m["name"] for m in card["llms"]]
-    n = len(ids)
-    if (X.ndim != 2 or len(X) != n or X.dtype.kind != "f" or not np.isfinite(X).all()
-            or E.shape != (n, len(names)) or E.dtype.kind != "f" or models.dtype.kind != "U"):
-        raise RouterDirError(f"{d}: reserve has {n} prompts and {len(names)} LLMs, but embeddings are "
-                             f"{X.shape} {X.dtype} and profiles {E.shape} {E.dtype}; rebuild the router")
-    if list(models.astype(str)) != names:
-        raise RouterDirError(f"{d}: profiles.npz lists other LLMs than {CARD}")
-    if np.any((E < 0) | (E > 1)):  # NaN compares False: not answered
-        raise RouterDirError(f"{d / 'profiles.npz'}: errors outside [0, 1]; rebuild the router")
     dr = DeployedRouter(card=card, encoder=enc, router=router, reserve_ids=np.asarray(ids, dtype=str),
                         reserve_texts=texts, X_reserve=np.asarray(X, dtype=np.float32),
                         errors=np.asarray(E, dtype=np.float32), path=d.absolute(), _loaded_card_hash=card_hash,

@@ -1,0 +1,51 @@
+"""The numbers of a small preset run, at the digits the report prints, against a stored file.
+
+The run is the routerbench-subset preset (every router, bundled data) cut to 3 trials. With the versions of
+constraints.txt installed, every cell must match tests/data/routerbench-subset-3trials.csv exactly; a change of a
+dependency, of BLAS or of router code that moves a printed digit fails here. After an intended change of results,
+rewrite the stored file with ``UNIROUTER_STORE=1 pytest tests/test_reproducible.py`` and commit it with the change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from unirouter_cli.results.report import fmt_cell
+
+from .conftest import ROOT, invoke
+
+STORED = Path(__file__).parent / "data" / "routerbench-subset-3trials.csv"
+METRICS = ("area", "area_50", "qnc", "aiq")
+
+
+def printed_cells(run_dir: Path) -> pd.DataFrame:
+    """router, metric, cell: the mean and 95% interval of each metric as report.md prints them."""
+    summary = pd.read_csv(run_dir / "summary.csv")
+    summary = summary[summary["metric"].isin(METRICS)]
+    cells = [fmt_cell(m, mean, lo, hi) for m, mean, lo, hi in
+             summary[["metric", "mean", "ci_low", "ci_high"]].itertuples(index=False)]
+    return pd.DataFrame({"router": summary["router"].to_numpy(), "metric": summary["metric"].to_numpy(),
+                         "cell": cells})
+
+
+@pytest.mark.slow
+def test_routerbench_subset_three_trials_match_the_stored_digits(runner, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = ROOT / "configs" / "routerbench-subset.yaml"
+    for args in (("fit", "-c", config, "--trials", "3", "--run-dir", run, "--jobs", "1"),
+                 ("evaluate", "--run-dir", run, "--jobs", "1"), ("report", "--run-dir", run)):
+        result = invoke(runner, "-q", *args)
+        assert result.exit_code == 0, result.output
+    got = printed_cells(run)
+    if os.environ.get("UNIROUTER_STORE") == "1":
+        STORED.parent.mkdir(parents=True, exist_ok=True)
+        got.to_csv(STORED, index=False)
+    want = pd.read_csv(STORED, dtype=str)
+    assert len(got) == len(want) == 9 * len(METRICS)
+    merged = want.merge(got, on=["router", "metric"], how="outer", suffixes=("_stored", "_now"), indicator=True)
+    drift = merged[(merged["_merge"] != "both") | (merged["cell_stored"] != merged["cell_now"])]
+    assert drift.empty, "printed numbers differ from the stored run:\n" + drift.to_string(index=False)
