@@ -226,11 +226,12 @@ def test_bundled_references_cover_the_bundled_prompts():
 
 
 def test_fixture_responses_graded_as_the_mmlu_pro_authors_did():
-    responses = read_responses(FIXTURE)
-    g = grade(responses[["prompt_id", "response"]], read_references(BUNDLED_REFS), where=str(FIXTURE))
-    assert _letters(g["extracted"]) == _letters(responses["extracted_by_authors"])
-    assert g["score"].tolist() == responses["table_score"].tolist()
-    assert responses["extracted_by_authors"].isna().sum() == 15  # rows without a letter are in the sample
+    g = grade(read_responses(FIXTURE), read_references(BUNDLED_REFS), where=str(FIXTURE))
+    rows = pd.read_json(FIXTURE, lines=True, dtype={"prompt_id": str, "extracted_by_authors": str})
+    assert g["prompt_id"].tolist() == rows["prompt_id"].tolist()
+    assert _letters(g["extracted"]) == _letters(rows["extracted_by_authors"])
+    assert g["score"].tolist() == rows["table_score"].tolist()
+    assert rows["extracted_by_authors"].isna().sum() == 15  # rows without a letter are in the sample
 
 
 def test_fixture_choice_chain_follows_the_upstream_chain():
@@ -339,15 +340,27 @@ def test_router_grade_refusals_are_one_line(mmlu_router, tmp_path, small_dataset
 
 
 def test_damaged_references_in_a_router_directory_are_refused(mmlu_router, tmp_path):
+    """An edited references.csv is refused by the manifest; one written with a consistent manifest is still
+    checked (letters, the card's file name)."""
+    import yaml
+
+    from unirouter_cli.serving.store import write_manifest
+
     d = shutil.copytree(mmlu_router, tmp_path / "d")
     refs = read_references(d / "references.csv")
     refs.loc[0, "answer"] = "Z"
     refs.to_csv(d / "references.csv", index=False)
+    with pytest.raises(RouterDirError, match=r"references.csv: does not match manifest.json"):
+        load_router(d)
+    card = yaml.safe_load((d / "router.yaml").read_text())
+    write_manifest(d, card)
     with pytest.raises(RouterDirError, match=r"references.csv: line 2 .*answer 'Z' is not one of the letters"):
         load_router(d)
     e = shutil.copytree(mmlu_router, tmp_path / "e")
-    (e / "router.yaml").write_text((e / "router.yaml").read_text().replace("references: references.csv",
-                                                                           "references: ../elsewhere.csv"))
+    card = yaml.safe_load((e / "router.yaml").read_text())
+    card["references"] = "../elsewhere.csv"
+    (e / "router.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    write_manifest(e, card)
     with pytest.raises(RouterDirError, match="expected references.csv or null"):
         load_router(e)
 

@@ -1,6 +1,7 @@
 """The numbers of a small preset run, at the digits the report prints, against a stored file.
 
-The run is the routerbench-subset preset (every router, bundled data) cut to 3 trials. With the versions of
+The run is the routerbench-subset preset (every router, bundled data) cut to 3 trials, through the CLI in a fresh
+process (as a user runs it: nothing another test loaded or set in this process reaches it). With the versions of
 constraints.txt installed, every cell must match tests/data/routerbench-subset-3trials.csv exactly; a change of a
 dependency, of BLAS or of router code that moves a printed digit fails here. After an intended change of results,
 rewrite the stored file with ``UNIROUTER_STORE=1 pytest tests/test_reproducible.py`` and commit it with the change.
@@ -9,6 +10,8 @@ rewrite the stored file with ``UNIROUTER_STORE=1 pytest tests/test_reproducible.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +19,7 @@ import pytest
 
 from unirouter_cli.results.report import fmt_cell
 
-from .conftest import ROOT, invoke
+from .conftest import ROOT
 
 STORED = Path(__file__).parent / "data" / "routerbench-subset-3trials.csv"
 METRICS = ("area", "area_50", "qnc", "aiq")
@@ -33,13 +36,14 @@ def printed_cells(run_dir: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_routerbench_subset_three_trials_match_the_stored_digits(runner, tmp_path: Path) -> None:
+def test_routerbench_subset_three_trials_match_the_stored_digits(tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = ROOT / "configs" / "routerbench-subset.yaml"
     for args in (("fit", "-c", config, "--trials", "3", "--run-dir", run, "--jobs", "1"),
                  ("evaluate", "--run-dir", run, "--jobs", "1"), ("report", "--run-dir", run)):
-        result = invoke(runner, "-q", *args)
-        assert result.exit_code == 0, result.output
+        result = subprocess.run([sys.executable, "-m", "unirouter_cli", "-q", *map(str, args)], capture_output=True,
+                                text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
     got = printed_cells(run)
     if os.environ.get("UNIROUTER_STORE") == "1":
         STORED.parent.mkdir(parents=True, exist_ok=True)
