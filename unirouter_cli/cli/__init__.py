@@ -102,16 +102,7 @@ results_cmd.register(app)
 
 
 def main() -> None:
-    pin_threads()
+    from ..runs.executors import one_thread_env  # before anything loads numpy: parallelism is across trials
+
+    one_thread_env()
     app()
-
-
-def pin_threads() -> None:
-    """One BLAS / OpenMP thread in every unirouter process, set before numpy, scipy or scikit-learn load: the same
-    command then gives the same digits whatever the machine's core count, the user's thread variables or
-    ``--jobs`` (a BLAS loaded with several threads and limited later runs other kernels than one loaded with one).
-    Parallelism is across trials (``--jobs N``)."""
-    import os
-
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"

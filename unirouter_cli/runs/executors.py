@@ -20,9 +20,17 @@ def one_thread() -> None:
     importing scipy.optimize (~0.8 s) or scikit-learn (~2 s per process) unless it uses them."""
     from threadpoolctl import threadpool_limits
 
+    one_thread_env()
+    threadpool_limits(1)
+
+
+def one_thread_env() -> None:
+    """One BLAS / OpenMP thread for every library this process loads from now on. The CLI calls it before numpy,
+    scipy or scikit-learn load, so the same command gives the same digits whatever the machine's core count, the
+    user's thread variables or ``--jobs`` (a BLAS loaded with several threads and limited later runs other kernels
+    than one loaded with one)."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
-    threadpool_limits(1)
 
 
 # --------------------------------------------------------------------------------------------
