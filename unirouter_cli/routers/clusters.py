@@ -25,6 +25,7 @@ from .base import (
     subset,
     validation_folds,
 )
+from .memo import memoised
 from .optim import Labels, bce_from_prob, lbfgs, softmax
 from .registry import make_router, register_router
 
@@ -70,6 +71,7 @@ def _sq_dist(X: np.ndarray, C: np.ndarray) -> np.ndarray:
     return np.maximum((X * X).sum(1)[:, None] - 2.0 * (X @ C.T) + (C * C).sum(1)[None, :], 0.0)
 
 
+@memoised
 def kmeans(X: np.ndarray, K: int, seed: int, max_iter: int = 100, tol: float = 1e-4,
            weights: np.ndarray | None = None, batch: int = 65536) -> np.ndarray:
     """Lloyd's K-means with k-means++ seeding, float32, distances in batches of ``batch`` rows.

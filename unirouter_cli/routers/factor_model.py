@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .memo import memoised
 from .optim import lbfgs
 
 
@@ -14,6 +15,7 @@ def sigmoid(S: np.ndarray) -> np.ndarray:
     return np.where(S >= 0, 1.0, e) / (1.0 + e)
 
 
+@memoised
 def train_factors(X: np.ndarray, E: np.ndarray, rank: int, lam: float, seed: int, maxiter: int,
                   init: dict | None = None) -> dict[str, np.ndarray]:
     """Prompt map ``A`` (rank, D), training LLM vectors ``V`` (m, rank) and biases ``b`` (m,), ``x_mean``.
