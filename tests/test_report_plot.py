@@ -607,3 +607,26 @@ def test_help_example_runs_on_a_fresh_clone(where, example, demo_clone, tmp_path
             continue
         res = invoke(runner, *words)
         assert res.exit_code == 0, (words, res.output)
+
+
+def test_background_finish_returns_value_and_raises_the_childs_error():
+    """reproduce makes a preset's figures in a forked process: its value comes back, its error is raised here
+    (the same class and message), and a process that dies is one RunDirError."""
+    import os
+
+    from unirouter_cli.errors import ConfigError, RunDirError
+    from unirouter_cli.runs.reproduce import Finish
+
+    def ok(a, b):
+        return [a, b, os.getpid()]
+
+    def bad():
+        raise ConfigError("bad preset figure")
+
+    value = Finish(ok, 1, "x").result()
+    assert value[:2] == [1, "x"] and value[2] != os.getpid()
+    assert Finish(ok, 2, "y", fork=False).result()[2] == os.getpid()
+    with pytest.raises(ConfigError, match="bad preset figure"):
+        Finish(bad).result()
+    with pytest.raises(RunDirError, match="died"):
+        Finish(os._exit, 3).result()

@@ -70,9 +70,13 @@ def merge(out: Path, eval_file: Callable[[str, Task], Path], cfg: RunConfig, poo
     pool_order = {p: i for i, p in enumerate(POOLS)}
     strategy_order = {s: i for i, s in enumerate(cfg.probe_strategies or [cfg.split.probe_strategy])}
 
+    def rank(col: pd.Series, order: dict[str, int]) -> np.ndarray:
+        """Each value's place in ``order`` (every value is in it: read_eval_file checked them)."""
+        return pd.Categorical(col, categories=list(order)).codes
+
     def sort(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-        df = df.assign(_r=df["router"].map(order) if "router" in df else 0, _p=df["pool"].map(pool_order),
-                       _s=df["probe_strategy"].map(strategy_order))
+        df = df.assign(_r=rank(df["router"], order) if "router" in df else 0, _p=rank(df["pool"], pool_order),
+                       _s=rank(df["probe_strategy"], strategy_order))
         return df.sort_values(["_p", "trial", "val_size", "_s", "_r"] + cols, kind="stable").drop(
             columns=["_r", "_p", "_s"])
 
@@ -83,7 +87,7 @@ def merge(out: Path, eval_file: Callable[[str, Task], Path], cfg: RunConfig, poo
                                                       "quality"]]
     singles = table[table["part"] == "single"][["trial", "val_size", "probe_strategy", "pool", "model", "cost",
                                                 "quality"]]
-    singles = singles.assign(_p=singles["pool"].map(pool_order), _s=singles["probe_strategy"].map(strategy_order))
+    singles = singles.assign(_p=rank(singles["pool"], pool_order), _s=rank(singles["probe_strategy"], strategy_order))
     singles = singles.sort_values(["_p", "trial", "val_size", "_s", "model"], kind="stable").drop(columns=["_p", "_s"])
     write_csv(out / "metrics.csv", metrics.reset_index(drop=True))
     cats = table[table["part"] == "category"] if "category" in table else table.iloc[:0]

@@ -9,16 +9,18 @@ seconds per stage, the machine), and ``<out>/REPORT.md`` links them all.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import platform
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunDirError
 from ..io import load_yaml_mapping, write_text
 from ..results.plot import plot_run
 from ..results.report import fmt_cost, report_run
@@ -95,7 +97,15 @@ def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, 
              "| preset | dataset | trials | wall time | router | Area (unseen) | QNC (unseen; cost to match) | report "
              "| figures |",
              "|---|---|---|---|---|---|---|---|---|"]
-    total = 0.0
+    began = time.perf_counter()
+    pending: list[tuple[Finish, Callable[[list[Path], dict[str, float]], None]]] = []
+    background = jobs > 1 and sys.platform.startswith("linux")  # fork; one figure process beside the trials
+
+    def collect() -> None:
+        for finish, then in pending:
+            then(*finish.result())
+        pending.clear()
+
     for path, meta, cfg in presets:
         if trials is not None:
             cfg.trials = trials
@@ -106,28 +116,85 @@ def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, 
         stamps["fit"] = time.perf_counter()
         evaluate_run(run, meta["pools"], jobs=jobs, progress_factory=progress_factory)
         stamps["evaluate"] = time.perf_counter()
-        plots = plot_run(run, "png", meta["reference"])
-        stamps["plot"] = time.perf_counter()
-        report_run(run, meta["reference"])  # after plot: report.html embeds the figures
-        stamps["report"] = time.perf_counter()
         seconds = {k: round(stamps[k] - stamps[p], 2) for p, k in zip(list(stamps)[:-1], list(stamps)[1:],
                                                                         strict=True)}
-        wall = sum(seconds.values())
-        total += wall
         command = (f"unirouter reproduce --config {path} --jobs {jobs}"
                    + (f" --trials {trials}" if trials is not None else ""))
-        write_text(run / "reproduce.json", json.dumps({"command": command, "preset": str(path),
-                                                       "trials": cfg.trials, "jobs": jobs, "seconds": seconds,
-                                                       "wall_seconds": round(wall, 2), "machine": host,
-                                                       "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
-        info(f"{meta['name']}: done in {wall:.0f} s")
-        lines += index_rows(run, meta, cfg, plots, wall)
-    lines += ["", f"Total wall time {total / 60:.1f} min. Marks: `+`/`-` = significantly better/worse than the "
+
+        def done(plots: list[Path], later: dict[str, float], run: Path = run, meta: dict = meta,
+                 cfg: RunConfig = cfg, seconds: dict[str, float] = seconds, command: str = command,
+                 path: Path = path) -> None:
+            seconds = {**seconds, **later}
+            wall = sum(seconds.values())
+            write_text(run / "reproduce.json", json.dumps({
+                "command": command, "preset": str(path), "trials": cfg.trials, "jobs": jobs, "seconds": seconds,
+                "wall_seconds": round(wall, 2), "finished_after_seconds": round(time.perf_counter() - began, 2),
+                "machine": host, "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
+            info(f"{meta['name']}: done in {wall:.0f} s")
+            lines.extend(index_rows(run, meta, cfg, plots, wall))
+
+        collect()  # at most one figure process at a time, and the index in preset order
+        pending.append((Finish(finish, run, meta["reference"], fork=background), done))
+    collect()
+    total = time.perf_counter() - began
+    lines += ["", f"Total wall time {total / 60:.1f} min (each preset's figures and report are made while the next "
+              "preset's trials run). Marks: `+`/`-` = significantly better/worse than the "
               "preset's reference router (paired sign test, alpha 0.01). Each preset's report.md (and the "
               "self-contained report.html) has intervals, all metrics, costs in the dataset's unit, per-category "
               "tables and the chosen hyperparameters; summary.json is the machine-readable version.", "",
               "Figures: " + "; ".join(f"`{k}`: {v}" for k, v in FIGURE_HELP.items()) + ".", ""]
     return write_text(out / "REPORT.md", "\n".join(lines))
+
+
+def finish(run: Path, reference: str) -> tuple[list[Path], dict[str, float]]:
+    """Figures, then report.md/html (which embeds them), of one preset; (figure paths, seconds per stage)."""
+    t0 = time.perf_counter()
+    plots = plot_run(run, "png", reference)
+    t1 = time.perf_counter()
+    report_run(run, reference)
+    return plots, {"plot": round(t1 - t0, 2), "report": round(time.perf_counter() - t1, 2)}
+
+
+class Finish:
+    """``fn(*args)`` in a forked process (``fork``) or here; ``result()`` returns its value or raises its error."""
+
+    def __init__(self, fn: Callable, *args: object, fork: bool = True) -> None:
+        self.proc = None
+        if not fork:
+            try:
+                self.outcome: tuple[bool, object] = (True, fn(*args))
+            except Exception as e:
+                self.outcome = (False, e)
+            return
+        ctx = multiprocessing.get_context("fork")
+        self.pipe, child_end = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_send_outcome, args=(child_end, fn, args), daemon=True)
+        self.proc.start()
+        child_end.close()
+
+    def result(self) -> object:
+        if self.proc is not None:
+            try:
+                self.outcome = self.pipe.recv()
+            except EOFError:
+                self.proc.join()
+                raise RunDirError(f"the process making a preset's figures and report died (exit code "
+                                  f"{self.proc.exitcode})") from None
+            self.proc.join()
+            self.proc = None
+        ok, value = self.outcome
+        if not ok:
+            raise value  # type: ignore[misc]
+        return value
+
+
+def _send_outcome(conn: object, fn: Callable, args: tuple) -> None:
+    try:
+        out: tuple[bool, object] = (True, fn(*args))
+    except Exception as e:
+        out = (False, e)
+    conn.send(out)  # type: ignore[attr-defined]
+    conn.close()  # type: ignore[attr-defined]
 
 
 def index_rows(run: Path, meta: dict, cfg: RunConfig, plots: list[Path], wall: float) -> list[str]:
