@@ -295,17 +295,20 @@ class LearnedMapRouter(Router):
     def _train(self, X: np.ndarray, E: np.ndarray, psi: np.ndarray, W0: np.ndarray, b0: np.ndarray,
                l2: float, start: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """L-BFGS from ``start`` (default: the centroid map W0, b0); the L2 penalty pulls W toward W0."""
-        X = np.asarray(X, dtype=np.float64)
-        y = Labels(E)
+        X = np.asarray(X, dtype=np.float32)  # loss and gradient in float32 (sums in float64)
+        y = Labels(E, np.float32)
+        psi32 = psi.astype(np.float32)
 
         def loss_grad(p: dict) -> tuple[float, dict]:
-            P = softmax(X @ p["W"].T + p["b"])
-            loss, dG = bce_from_prob(P @ psi, y)
-            dP = dG @ psi.T
+            Z = X @ p["W"].astype(np.float32).T
+            Z += p["b"].astype(np.float32)
+            P = softmax(Z)
+            loss, dG = bce_from_prob(P @ psi32, y)
+            dP = dG @ psi32.T
             dZ = P * (dP - (dP * P).sum(axis=1, keepdims=True))
             dW = dZ.T @ X + 2 * l2 * (p["W"] - W0)
             loss += l2 * float(np.sum((p["W"] - W0) ** 2))
-            return loss, {"W": dW, "b": dZ.sum(axis=0)}
+            return loss, {"W": dW, "b": dZ.sum(axis=0, dtype=np.float64)}
 
         W_start, b_start = start or (W0, b0)
         out = lbfgs(loss_grad, {"W": W_start.copy(), "b": b_start.copy()}, int(self.params["maxiter"]))

@@ -36,25 +36,31 @@ def lbfgs(loss_grad: Callable[[dict], tuple[float, dict]], params: dict[str, np.
 
 
 class Labels:
-    """Soft labels with their observation mask, prepared once per training run."""
+    """Soft labels with their observation mask, prepared once per training run (``dtype``: of ``E`` and ``w``;
+    float32 for the routers that compute their loss in float32)."""
 
-    def __init__(self, E: np.ndarray) -> None:
+    def __init__(self, E: np.ndarray, dtype: type | None = None) -> None:
         self.obs = ~np.isnan(E)
         self.n = max(int(self.obs.sum()), 1)
         self.E = np.where(self.obs, E, 0.0)
         self.w = self.obs.astype(np.float64) / self.n
+        if dtype is not None:
+            self.E, self.w = self.E.astype(dtype), self.w.astype(dtype)
 
 
 def bce_from_prob(G: np.ndarray, y: Labels) -> tuple[float, np.ndarray]:
     """Masked mean binary cross-entropy of probabilities G; returns (loss, dL/dG)."""
     Gc = np.clip(G, EPS, 1 - EPS)
-    loss = -float(np.sum(y.w * (y.E * np.log(Gc) + (1 - y.E) * np.log1p(-Gc))))
+    loss = -float(np.sum(y.w * (y.E * np.log(Gc) + (1 - y.E) * np.log1p(-Gc)), dtype=np.float64))
     return loss, y.w * (Gc - y.E) / (Gc * (1 - Gc))
 
 
 def bce_from_logits(Z: np.ndarray, y: Labels) -> tuple[float, np.ndarray]:
-    loss = float(np.sum(y.w * (np.logaddexp(0, Z) - y.E * Z)))
-    P = 1.0 / (1.0 + np.exp(-Z))
+    """Masked mean binary cross-entropy of logits Z (one exp: softplus(Z) = max(Z, 0) + log1p(exp(-|Z|)));
+    returns (loss, summed in float64; dL/dZ in Z's dtype)."""
+    e = np.exp(-np.abs(Z))
+    loss = float(np.sum(y.w * (np.maximum(Z, 0) + np.log1p(e) - y.E * Z), dtype=np.float64))
+    P = np.where(Z >= 0, 1, e) / (1 + e)
     return loss, y.w * (P - y.E)
 
 

@@ -3,7 +3,8 @@
 * ``clairvoyant-mlp`` / ``clairvoyant-matfac`` (kind ``reference``): trained on *every* LLM's labels
   on the training prompts, the test LLMs included - an upper reference, not a fair dynamic router;
 * ``retrained-mlp`` (dynamic): retrained for each new pool on its validation answers only.
-Masked log-loss, L-BFGS, fixed sizes and L2 (baselines, not tuned per trial).
+Masked log-loss, L-BFGS, fixed sizes and L2 (baselines, not tuned per trial). The loss and its gradient are
+computed in float32 (sums in float64), the L-BFGS parameters kept in float64.
 """
 
 from __future__ import annotations
@@ -21,22 +22,30 @@ MAXITER = Param(int, low=1, high=100_000, help="L-BFGS iterations")
 L2 = Param(float, low=0, high=1e6, help="L2 penalty")
 
 
+def _f32(p: dict, *keys: str) -> list[np.ndarray]:
+    return [p[k].astype(np.float32) for k in keys]
+
+
 def train_mlp(X: np.ndarray, E: np.ndarray, hidden: int, l2: float, seed: int, maxiter: int) -> dict:
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float32)
     rng = np.random.default_rng(seed)
     d, m = X.shape[1], E.shape[1]
     p0 = {"W1": rng.normal(0, np.sqrt(2.0 / d), (d, hidden)), "b1": np.zeros(hidden),
           "W2": rng.normal(0, np.sqrt(1.0 / hidden), (hidden, m)), "b2": logit(overall_error(E))}
-    y = Labels(E)
+    y = Labels(E, np.float32)
 
     def loss_grad(p: dict) -> tuple[float, dict]:
-        A = X @ p["W1"] + p["b1"]
+        W1, b1, W2, b2 = _f32(p, "W1", "b1", "W2", "b2")
+        A = X @ W1
+        A += b1
         H = np.maximum(A, 0)
-        loss, dZ = bce_from_logits(H @ p["W2"] + p["b2"], y)
-        dH = (dZ @ p["W2"].T) * (A > 0)
+        Z = H @ W2
+        Z += b2
+        loss, dZ = bce_from_logits(Z, y)
+        dH = (dZ @ W2.T) * (A > 0)
         loss += l2 * float((p["W1"] ** 2).sum() + (p["W2"] ** 2).sum())
-        return loss, {"W1": X.T @ dH + 2 * l2 * p["W1"], "b1": dH.sum(0),
-                      "W2": H.T @ dZ + 2 * l2 * p["W2"], "b2": dZ.sum(0)}
+        return loss, {"W1": X.T @ dH + 2 * l2 * p["W1"], "b1": dH.sum(0, dtype=np.float64),
+                      "W2": H.T @ dZ + 2 * l2 * p["W2"], "b2": dZ.sum(0, dtype=np.float64)}
 
     return lbfgs(loss_grad, p0, maxiter)
 
@@ -47,19 +56,23 @@ def mlp_forward(p: dict, X: np.ndarray) -> np.ndarray:
 
 
 def train_matfac(X: np.ndarray, E: np.ndarray, rank: int, l2: float, seed: int, maxiter: int) -> dict:
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float32)
     rng = np.random.default_rng(seed)
     d, m = X.shape[1], E.shape[1]
     p0 = {"A": rng.normal(0, np.sqrt(1.0 / d), (rank, d)), "V": rng.normal(0, 0.1, (m, rank)),
           "b": logit(overall_error(E))}
-    y = Labels(E)
+    y = Labels(E, np.float32)
 
     def loss_grad(p: dict) -> tuple[float, dict]:
-        U = X @ p["A"].T
-        loss, dZ = bce_from_logits(U @ p["V"].T + p["b"], y)
-        dU = dZ @ p["V"]
+        A, V, b = _f32(p, "A", "V", "b")
+        U = X @ A.T
+        Z = U @ V.T
+        Z += b
+        loss, dZ = bce_from_logits(Z, y)
+        dU = dZ @ V
         loss += l2 * float((p["A"] ** 2).sum() + (p["V"] ** 2).sum())
-        return loss, {"A": dU.T @ X + 2 * l2 * p["A"], "V": dZ.T @ U + 2 * l2 * p["V"], "b": dZ.sum(0)}
+        return loss, {"A": dU.T @ X + 2 * l2 * p["A"], "V": dZ.T @ U + 2 * l2 * p["V"],
+                      "b": dZ.sum(0, dtype=np.float64)}
 
     return lbfgs(loss_grad, p0, maxiter)
 
