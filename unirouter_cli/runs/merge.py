@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,8 +60,13 @@ def read_eval_file(f: Path, cfg: RunConfig, pool: str, task: Task) -> pd.DataFra
 
 def merge(out: Path, eval_file: Callable[[str, Task], Path], cfg: RunConfig, pools: list[str]) -> None:
     """Collect per-task evaluation files into metrics.csv, curves.parquet, singles.parquet and
-    by_category.csv: the pools of this call plus every pool evaluated earlier (all its files present)."""
-    pools = [p for p in POOLS if p in pools or all(eval_file(p, task).exists() for task in cfg.tasks())]
+    by_category.csv: the pools of this call plus the pools of the run's earlier metrics.csv (all their files
+    present). (``fit`` writes the unseen pool's files too; they are merged when that pool is asked for.)"""
+    earlier = set()
+    if (out / "metrics.csv").is_file():
+        with contextlib.suppress(OSError, ValueError, KeyError, pd.errors.ParserError):
+            earlier = set(pd.read_csv(out / "metrics.csv", usecols=["pool"])["pool"].astype(str))
+    pools = [p for p in POOLS if p in pools or (p in earlier and all(eval_file(p, t).exists() for t in cfg.tasks()))]
     parts = []
     for p in pools:
         for task in cfg.tasks():

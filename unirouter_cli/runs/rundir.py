@@ -278,17 +278,32 @@ def _context(run_path: str) -> tuple[RunDir, RunConfig, Dataset, np.ndarray]:
 FITTED_WITH = ("encoder", "seed", "dataset_hash", "router_params")  # recorded in each fit.json
 
 
+EAGER_POOL = "unseen"  # evaluated by fit while the routers are in memory (evaluate's default pool)
+
+
 def fit_task(run_path: str, task: Task) -> dict:
+    """Fit one task's routers and save their states; then evaluate them on the unseen pool (the file
+    ``evaluate`` would write, from the same routers, so ``evaluate --pool unseen`` only merges). The task's
+    earlier evaluation files belong to its earlier fit and are removed first."""
     rd, cfg, ds, X = _context(run_path)
     trial = trial_for(ds, cfg, task, X)
+    for p in POOLS:
+        rd.eval_file(p, task).unlink(missing_ok=True)
     routers, seconds = fit_trial(ds, X, trial, cfg.routers, cfg.router_params)
     rd.save_fit(task, trial, routers, seconds, {k: getattr(cfg, k) for k in FITTED_WITH})
+    write_evaluation(rd, cfg, ds, X, task, trial, routers, EAGER_POOL)
     return seconds
 
 
 def evaluate_task(run_path: str, task: Task, pool: str) -> None:
     rd, cfg, ds, X = _context(run_path)
     trial, routers = rd.load_fit(ds, cfg, task, X)
+    write_evaluation(rd, cfg, ds, X, task, trial, routers, pool)
+
+
+def write_evaluation(rd: RunDir, cfg: RunConfig, ds: Dataset, X: np.ndarray, task: Task, trial: Trial,
+                     routers: dict[str, Router], pool: str) -> None:
+    """One task's evaluation file for ``pool``: metrics, curves, single-LLM points, per-category rows."""
     rows, curves, singles, by_cat = evaluate_trial(ds, X, trial, routers, pool)
     parts = [pd.DataFrame(rows).assign(part="metrics"), curves.assign(part="curve"), singles.assign(part="single")]
     if by_cat:
@@ -404,6 +419,15 @@ def evaluate_run(run_dir: str | Path, pools: list[str], jobs: int = 1, backend: 
         if missing:
             raise RunDirError(f"{rd.path}: {len(missing)} trial(s) not fitted (first: {missing[0]}); "
                               f"run `unirouter fit --resume --run-dir {rd.path}`")
+        for task in cfg.tasks():  # an evaluation made by fit stands for states that must still be there
+            d = rd.task_dir(task)
+            for f in [d / "split.npz", *(d / f"{r}.{ext}" for r in cfg.routers for ext in ("npz", "json"))]:
+                try:
+                    check_regular(f, "router state")
+                except FileNotFoundError:
+                    raise RunDirError(f"{f}: missing (a state or split of {task.name}); refit this run") from None
+                except DataError as e:
+                    raise RunDirError(f"{e}; refit this run") from None
         todo = [(str(rd.path.resolve()), task, p) for p in pools for task in cfg.tasks()
                 if not rd.eval_file(p, task).exists()]
         progress = lazy_progress(progress_factory, len(todo), "evaluate")
