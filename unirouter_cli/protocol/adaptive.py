@@ -5,14 +5,13 @@ N(mu, P0^-1) and answers candidate prompt i wrongly with probability sigmoid(f_i
 features. Probes are asked in batches. Before each batch the Laplace posterior of every member is recomputed from
 the answers so far (the MAP by ``fold_in``; precision P0 + sum over asked probes of p_i (1 - p_i) f_i f_i'), and the
 batch is chosen greedily. The default criterion (``CRITERION = "v"``) is V-optimal for routing: each pick maximises
-the expected reduction of the predictive variance of the LLM's error probability summed over the candidates not
-asked before the batch (where the profile is a prediction, not an answer), sum_i w_i^2 (f_i' Sigma f_j)^2 w_j /
-(1 + w_j f_j' Sigma f_j) with w = p (1 - p) (the delta method), summed over the members; it favours probes that
-inform many typical prompts over extreme-norm ones. The former criterion, D-optimal log(1 + w_j f_j' Sigma f_j)
-(the log-determinant gain of the posterior precision), stays selectable (``criterion="d"``). After each pick Sigma
-is updated by Sherman-Morrison before the next pick of the same batch (the answers of a batch arrive together).
-The V-optimal sum costs one k x k matrix per member and batch (sum_i w_i^2 f_i f_i'), so a pick costs
-O(n_cand k^2), as a D-optimal one does.
+the expected reduction of the predictive variance of the LLM's error probability summed over every candidate,
+sum_i w_i^2 (f_i' Sigma f_j)^2 w_j / (1 + w_j f_j' Sigma f_j) with w = p (1 - p) (the delta method), summed over the
+members; it favours probes that inform many typical prompts over extreme-norm ones. The former criterion, D-optimal
+log(1 + w_j f_j' Sigma f_j) (the log-determinant gain of the posterior precision), stays selectable
+(``criterion="d"``). After each pick Sigma is updated by Sherman-Morrison before the next pick of the same batch
+(the answers of a batch arrive together). The V-optimal sum costs one k x k matrix per member and batch
+(sum_i w_i^2 f_i f_i'), so a pick costs O(n_cand k^2), as the D-optimal one does.
 
 The design depends only on answers already given, so it is ignorable for likelihood-based inference: the fold-in of
 the asked answers needs no weights. Plain means over the asked probes (K-means, K-NN, ZeroRouter) would be biased by
@@ -80,7 +79,7 @@ def posterior(model: DesignModel, E: np.ndarray) -> list[tuple[np.ndarray, np.nd
 def _gains(F: np.ndarray, w: np.ndarray, S: np.ndarray, M: np.ndarray | None) -> np.ndarray:
     """One member's gain of each candidate: D-optimal log(1 + w f' S f) when ``M`` is None, else the V-optimal
     reduction of the summed predictive variance of the error probabilities, w (f' S M S f) / (1 + w f' S f) with
-    M = sum_i w_i^2 f_i f_i' over the candidates not asked yet (the delta method: var p_i ~ w_i^2 f_i' S f_i)."""
+    M = sum_i w_i^2 f_i f_i' over every candidate (the delta method: var p_i ~ w_i^2 f_i' S f_i)."""
     FS = F @ S
     q = np.einsum("ik,ik->i", FS, F)
     if M is None:
@@ -102,9 +101,7 @@ def next_batch(model: DesignModel, E: np.ndarray, b: int, criterion: str | None 
         taken = asked[:, j].copy()
         sig = [S[j].copy() for _, S in post]
         ws = [P[:, j] * (1 - P[:, j]) for P, _ in post]
-        left = (~taken).astype(np.float64)  # V-optimal: the variance on the candidates not asked before the batch
-        Ms = [(F * (left * w ** 2)[:, None]).T @ F if criterion == "v" else None
-              for F, w in zip(model.F, ws, strict=True)]
+        Ms = [(F * (w ** 2)[:, None]).T @ F if criterion == "v" else None for F, w in zip(model.F, ws, strict=True)]
         picks: list[int] = []
         for _ in range(min(b, int((~taken).sum()))):
             gain = np.zeros(model.n_cand)
