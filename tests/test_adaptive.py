@@ -96,6 +96,11 @@ def test_first_pick_is_the_most_informative_under_the_prior(fitted):
     # a batch never repeats a probe and never re-asks an answered one, under either criterion
     half = empty.copy()
     half[:20, 0] = E[:20, 0]
+    v_gain = np.zeros(model.n_cand)  # after answers: the posterior's variances, still summed over the whole reserve
+    for F, (P, S) in zip(model.F, posterior(model, half), strict=True):
+        w, C = P[:, 0] * (1 - P[:, 0]), F @ S[0] @ F.T
+        v_gain += np.array([np.sum(w ** 2 * C[:, j] ** 2) * w[j] / (1 + w[j] * C[j, j]) for j in range(model.n_cand)])
+    assert next_batch(model, half, 1)[0][0] == 20 + int(np.argmax(v_gain[20:]))
     for criterion in ("v", "d"):
         picks = next_batch(model, half, 15, criterion=criterion)[0]
         assert len(set(picks)) == 15 and picks.min() >= 20
