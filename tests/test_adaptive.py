@@ -55,7 +55,11 @@ def test_profile_asks_n_distinct_probes_and_reads_only_those(fitted):
     assert len({tuple(np.flatnonzero(asked[:, j])) for j in range(E.shape[1])}) > 1  # each LLM its own probes
 
 
-def test_same_answers_same_probes_and_other_answers_do_not_matter(fitted):
+@pytest.mark.parametrize("criterion", ["v", "d"])
+def test_same_answers_same_probes_and_other_answers_do_not_matter(fitted, criterion, monkeypatch):
+    import unirouter_cli.protocol.adaptive as adaptive
+
+    monkeypatch.setattr(adaptive, "CRITERION", criterion)
     router, Xr, E = fitted
     model = DesignModel.from_foldin(router, Xr)
     A = profile(model, reader(E, []), E.shape[1], 30, batch=5)
@@ -77,16 +81,41 @@ def test_first_pick_is_the_most_informative_under_the_prior(fitted):
     router, Xr, E = fitted
     model = DesignModel.from_foldin(router, Xr)
     empty = np.full((model.n_cand, 1), np.nan)
-    gain = np.zeros(model.n_cand)
+    d_gain, v_gain = np.zeros(model.n_cand), np.zeros(model.n_cand)
     for F, (P, S) in zip(model.F, posterior(model, empty), strict=True):
         w = P[:, 0] * (1 - P[:, 0])
-        gain += np.log1p(w * np.einsum("ik,kl,il->i", F, S[0], F))
-    assert next_batch(model, empty, 1)[0][0] == int(np.argmax(gain))
-    # a batch never repeats a probe and never re-asks an answered one
+        q = np.einsum("ik,kl,il->i", F, S[0], F)
+        d_gain += np.log1p(w * q)
+        C = F @ S[0] @ F.T  # C[i, j] = f_i' Sigma f_j; the V-optimal gain written out over the reserve, unvectorised
+        v_gain += np.array([np.sum(w ** 2 * C[:, j] ** 2) * w[j] / (1 + w[j] * q[j]) for j in range(model.n_cand)])
+    assert next_batch(model, empty, 1, criterion="d")[0][0] == int(np.argmax(d_gain))
+    assert next_batch(model, empty, 1)[0][0] == int(np.argmax(v_gain))  # V-optimal is the default
+    assert set(next_batch(model, empty, 10)[0]) != set(next_batch(model, empty, 10, criterion="d")[0])  # they differ
+    with pytest.raises(ConfigError, match="unknown adaptive criterion"):
+        next_batch(model, empty, 1, criterion="a")
+    # a batch never repeats a probe and never re-asks an answered one, under either criterion
     half = empty.copy()
     half[:20, 0] = E[:20, 0]
-    picks = next_batch(model, half, 15)[0]
-    assert len(set(picks)) == 15 and picks.min() >= 20
+    v_gain = np.zeros(model.n_cand)  # after answers: the posterior's variances, still summed over the whole reserve
+    for F, (P, S) in zip(model.F, posterior(model, half), strict=True):
+        w, C = P[:, 0] * (1 - P[:, 0]), F @ S[0] @ F.T
+        v_gain += np.array([np.sum(w ** 2 * C[:, j] ** 2) * w[j] / (1 + w[j] * C[j, j]) for j in range(model.n_cand)])
+    assert next_batch(model, half, 1)[0][0] == 20 + int(np.argmax(v_gain[20:]))
+    for criterion in ("v", "d"):
+        picks = next_batch(model, half, 15, criterion=criterion)[0]
+        assert len(set(picks)) == 15 and picks.min() >= 20
+
+
+def test_v_optimal_prefers_typical_prompts_to_extreme_norm_ones(fitted):
+    """D-optimality favours candidates of large feature norm; the V-optimal batch sits closer to the reserve's
+    typical prompt."""
+    router, Xr, _ = fitted
+    model = DesignModel.from_foldin(router, Xr)
+    empty = np.full((model.n_cand, 1), np.nan)
+    F = model.F[-1]
+    norm = np.linalg.norm(F - F.mean(axis=0), axis=1)
+    v, d = next_batch(model, empty, 10)[0], next_batch(model, empty, 10, criterion="d")[0]
+    assert norm[v].mean() < norm[d].mean()
 
 
 def test_model_profile_keeps_answers_and_fills_the_rest(fitted):
@@ -126,7 +155,9 @@ ARGS = ["--trials", "1", "--seed", "5", "--val-size", "30", "--probe-strategy", 
 
 def _run(runner, tmp_path, tag, prompts, outcomes, models):
     card = {"name": "small-rb", "cost_unit": "USD per query"}
-    folder = write_dataset(tmp_path / tag, prompts, outcomes, models, card)
+    # one folder name for every variant: the same texts then share one cached tfidf, so the embeddings cannot differ
+    # in the last bits (a second tfidf fit of the same texts in one pytest process did), and only the labels do
+    folder = write_dataset(tmp_path / tag / "small-rb", prompts, outcomes, models, card)
     run = tmp_path / f"run-{tag}"
     res = invoke(runner, "fit", "--dataset", folder, "--run-dir", run, *ARGS)
     assert res.exit_code == 0, res.output

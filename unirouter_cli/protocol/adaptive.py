@@ -4,9 +4,14 @@ The model is foldin's fold-in (routers/factor.py). Per ensemble member, a new LL
 N(mu, P0^-1) and answers candidate prompt i wrongly with probability sigmoid(f_i . t), f_i the candidate's prompt
 features. Probes are asked in batches. Before each batch the Laplace posterior of every member is recomputed from
 the answers so far (the MAP by ``fold_in``; precision P0 + sum over asked probes of p_i (1 - p_i) f_i f_i'), and the
-batch is chosen greedily by D-optimality: each pick maximises the gain in log-determinant of the posterior
-precision summed over the members, log(1 + w_j f_j' Sigma f_j) with w_j = p_j (1 - p_j), and updates Sigma by
-Sherman-Morrison before the next pick of the same batch (the answers of a batch arrive together).
+batch is chosen greedily. The default criterion (``CRITERION = "v"``) is V-optimal for routing: each pick maximises
+the expected reduction of the predictive variance of the LLM's error probability summed over every candidate,
+sum_i w_i^2 (f_i' Sigma f_j)^2 w_j / (1 + w_j f_j' Sigma f_j) with w = p (1 - p) (the delta method), summed over the
+members; it favours probes that inform many typical prompts over extreme-norm ones. The former criterion, D-optimal
+log(1 + w_j f_j' Sigma f_j) (the log-determinant gain of the posterior precision), stays selectable
+(``criterion="d"``). After each pick Sigma is updated by Sherman-Morrison before the next pick of the same batch
+(the answers of a batch arrive together). The V-optimal sum costs one k x k matrix per member and batch
+(sum_i w_i^2 f_i f_i'), so a pick costs O(n_cand k^2), as the D-optimal one does.
 
 The design depends only on answers already given, so it is ignorable for likelihood-based inference: the fold-in of
 the asked answers needs no weights. Plain means over the asked probes (K-means, K-NN, ZeroRouter) would be biased by
@@ -29,6 +34,8 @@ from ..errors import ConfigError
 from ..routers.factor_model import features, fold_in, prior_precision, sigmoid
 
 BATCH = 10  # probes per batch unless told otherwise
+CRITERIA = ("v", "d")  # V-optimal (the default) or D-optimal; see _gains
+CRITERION = "v"
 
 
 @dataclass(frozen=True)
@@ -69,30 +76,51 @@ def posterior(model: DesignModel, E: np.ndarray) -> list[tuple[np.ndarray, np.nd
     return out
 
 
-def next_batch(model: DesignModel, E: np.ndarray, b: int) -> list[np.ndarray]:
+def _gains(F: np.ndarray, w: np.ndarray, S: np.ndarray, M: np.ndarray | None) -> np.ndarray:
+    """One member's gain of each candidate: D-optimal log(1 + w f' S f) when ``M`` is None, else the V-optimal
+    reduction of the summed predictive variance of the error probabilities, w (f' S M S f) / (1 + w f' S f) with
+    M = sum_i w_i^2 f_i f_i' over every candidate (the delta method: var p_i ~ w_i^2 f_i' S f_i)."""
+    FS = F @ S
+    q = np.einsum("ik,ik->i", FS, F)
+    if M is None:
+        return np.log1p(w * q)
+    return w * ((FS @ M) * FS).sum(axis=1) / (1 + w * q)
+
+
+def next_batch(model: DesignModel, E: np.ndarray, b: int, criterion: str | None = None) -> list[np.ndarray]:
     """For each column of ``E`` (one LLM's answers on the candidates, NaN = not asked), the positions of its next
-    ``b`` probes (fewer when fewer candidates are left), in the order picked."""
+    ``b`` probes (fewer when fewer candidates are left), in the order picked, by ``criterion`` ("v" or "d", see
+    ``_gains``; None: the module's ``CRITERION``)."""
+    criterion = CRITERION if criterion is None else criterion
+    if criterion not in CRITERIA:
+        raise ConfigError(f"unknown adaptive criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
     post = posterior(model, E)
     asked = ~np.isnan(E)
     out = []
     for j in range(E.shape[1]):
         taken = asked[:, j].copy()
         sig = [S[j].copy() for _, S in post]
+        ws = [P[:, j] * (1 - P[:, j]) for P, _ in post]
+        Ms = [(F * (w ** 2)[:, None]).T @ F if criterion == "v" else None for F, w in zip(model.F, ws, strict=True)]
         picks: list[int] = []
         for _ in range(min(b, int((~taken).sum()))):
             gain = np.zeros(model.n_cand)
-            for F, (P, _), S in zip(model.F, post, sig, strict=True):
-                w = P[:, j] * (1 - P[:, j])
-                gain += np.log1p(w * np.einsum("ik,kl,il->i", F, S, F))
+            for F, w, S, M in zip(model.F, ws, sig, Ms, strict=True):
+                gain += _gains(F, w, S, M)
             gain[taken] = -np.inf
             i = int(np.argmax(gain))  # (the first of equal gains)
             picks.append(i)
             taken[i] = True
-            for m, (F, (P, _)) in enumerate(zip(model.F, post, strict=True)):
-                w, Sf = P[i, j] * (1 - P[i, j]), sig[m] @ F[i]
-                sig[m] = sig[m] - w * np.outer(Sf, Sf) / (1 + w * F[i] @ Sf)
+            _update(model, ws, sig, i)
         out.append(np.asarray(picks, dtype=np.int64))
     return out
+
+
+def _update(model: DesignModel, ws: list[np.ndarray], sig: list[np.ndarray], i: int) -> None:
+    """Sherman-Morrison: every member's covariance after candidate ``i`` is asked (in place)."""
+    for m, (F, w) in enumerate(zip(model.F, ws, strict=True)):
+        Sf = sig[m] @ F[i]
+        sig[m] = sig[m] - w[i] * np.outer(Sf, Sf) / (1 + w[i] * F[i] @ Sf)
 
 
 def profile(model: DesignModel, answer: Callable[[int, np.ndarray], np.ndarray], n_llms: int, n: int,
@@ -115,8 +143,9 @@ def model_profile(router: object, X_cand: np.ndarray, E: np.ndarray) -> np.ndarr
     posterior predictive (its gamma from the asked answers) elsewhere."""
     from ..routers.base import Pool
 
-    G = router.predict(X_cand, Pool(models=[""] * E.shape[1], X_val=X_cand, E_val=E))  # type: ignore[attr-defined]
-    return np.where(np.isnan(E), np.asarray(G, dtype=np.float64), E)
+    G = np.asarray(router.predict(X_cand, Pool(models=[""] * E.shape[1], X_val=X_cand, E_val=E)),  # type: ignore[attr-defined]
+                   dtype=np.float64)
+    return np.where(np.isnan(E), G, E)
 
 
 def profiles(design: object, X_cand: np.ndarray, answer: Callable[[int, np.ndarray], np.ndarray], n_llms: int,

@@ -91,7 +91,7 @@ ADAPTIVE = "adaptive"
 
 
 @register_strategy(ADAPTIVE, "each new LLM its own probes, batch by batch (split.probe_batch, default 10): the "
-                   "D-optimal batch under foldin's posterior from its answers so far; needs the foldin router; "
+                   "V-optimal batch under foldin's posterior from its answers so far; needs the foldin router; "
                    "plain-mean routers get foldin's posterior predictive on the unasked candidates")
 def adaptive_fit_probes(ctx: ProbeContext, n: int) -> np.ndarray:
     return random_probes(ctx, n)  # the probes the routers are fitted with (see the module docstring)

@@ -1,7 +1,7 @@
 """Adaptive profiling of a new LLM for a built foldin router: ask a batch, read its answers, ask the next.
 
 ``router.profile(name, cost)`` opens a ``ProfileSession``: ``next(n)`` lists the next ``n`` probe prompts
-(prompt_id, text) chosen from the answers given so far (protocol/adaptive.py: batched D-optimal design under the
+(prompt_id, text) chosen from the answers given so far (protocol/adaptive.py: batched V-optimal design under the
 fold-in's posterior), ``answer(...)`` records scores in [0, 1] for them, and ``done()`` adds the LLM with the
 answers it gave (``add_llm``; nothing is retrained). The user pays only for the probes asked.
 
