@@ -7,7 +7,7 @@ the answers so far (the MAP by ``fold_in``; precision P0 + sum over asked probes
 batch is chosen greedily. The default criterion (``CRITERION = "v"``) is V-optimal for routing: each pick maximises
 the expected reduction of the predictive variance of the LLM's error probability summed over every candidate,
 sum_i w_i^2 (f_i' Sigma f_j)^2 w_j / (1 + w_j f_j' Sigma f_j) with w = p (1 - p) (the delta method), summed over the
-members; it favours probes that inform many typical prompts over extreme-norm ones. The former criterion, D-optimal
+members; it favours probes that inform many typical prompts over extreme-norm ones. The D-optimal criterion
 log(1 + w_j f_j' Sigma f_j) (the log-determinant gain of the posterior precision), stays selectable
 (``criterion="d"``). After each pick Sigma is updated by Sherman-Morrison before the next pick of the same batch
 (the answers of a batch arrive together). The V-optimal sum costs one k x k matrix per member and batch
