@@ -536,6 +536,17 @@ def _metrics_string_area(run: Path, t: Path) -> None:
     df.to_csv(run / "metrics.csv", index=False)
 
 
+def _metrics_cell(col: str, value: object) -> Callable[[Path, Path], None]:
+    """metrics.csv with the first row's ``col`` set to ``value``."""
+    def mutate(run: Path, t: Path) -> None:
+        df = pd.read_csv(run / "metrics.csv")
+        df[col] = df[col].astype(object)
+        df.loc[0, col] = value
+        df.to_csv(run / "metrics.csv", index=False)
+
+    return mutate
+
+
 def _metrics_wrong_columns(run: Path, t: Path) -> None:
     pd.DataFrame({"a": [1]}).to_csv(run / "metrics.csv", index=False)
 
@@ -595,6 +606,12 @@ RUNDIR_ATTACKS = [
     Attack("metrics-wrong-columns-plot", _rd(_metrics_wrong_columns, "plot"), "missing column"),
     Attack("metrics-string-area-report", _rd(_metrics_string_area, "report"), "not numeric"),
     Attack("metrics-fifo-report", _rd(_rfifo("metrics.csv"), "report"), "FIFO"),
+    Attack("metrics-inf-area-report", _rd(_metrics_cell("area", "inf"), "report"), "line 2: area = inf"),
+    Attack("metrics-bool-area-report", _rd(_metrics_cell("area", True), "report"), "area"),
+    Attack("metrics-negative-trial-plot", _rd(_metrics_cell("trial", -3), "plot"), "line 2: trial = -3"),
+    Attack("metrics-escape-router-report", _rd(_metrics_cell("router", "kn\x1b[2Jn"), "report"), "printable text"),
+    Attack("metrics-unknown-kind-report", _rd(_metrics_cell("kind", "magic"), "report"), "one of dynamic"),
+    Attack("metrics-reached-text-report", _rd(_metrics_cell("qnc_reached", 2), "report"), "qnc_reached"),
     Attack("curves-corrupt-plot", _rd(_rw("curves.parquet", b"PAR1garbagePAR1"), "plot"), "curves.parquet"),
     Attack("curves-empty-plot", _rd(_rw("curves.parquet", b""), "plot"), "curves.parquet"),
     Attack("singles-wrong-columns-plot", _rd(lambda run, t: pd.DataFrame({"a": [1]}).to_parquet(

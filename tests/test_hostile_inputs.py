@@ -318,3 +318,11 @@ def test_a_plugin_exiting_while_fitting_is_an_error_not_a_silent_end(tmp_path: P
     finally:
         registry.ROUTERS.pop("exits", None)
     assert "sys.exit" in out
+
+
+def test_metrics_check_knows_every_router_kind_and_pool() -> None:
+    from unirouter_cli.protocol.trial import POOLS
+    from unirouter_cli.results import runfiles
+    from unirouter_cli.routers.registry import KINDS
+
+    assert runfiles.KINDS == KINDS and runfiles.POOLS == POOLS

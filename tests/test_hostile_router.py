@@ -220,6 +220,8 @@ TAMPERED: list[tuple[str, Callable[[Path], None], str]] = [
      "hyperparameters"),
     ("card-encoder-dim-other-than-state", _card(lambda c: c["encoder"].__setitem__("dim", 500)), "dim"),
     ("card-reserve-size-other-than-state", _card(lambda c: c["reserve"].__setitem__("prompts", 5)), "reserve"),
+    ("card-n-prompts-other-than-reserve", _card(lambda c: c["dataset"].__setitem__("n_prompts", 7)),
+     "dataset.n_prompts = 7"),
     ("card-answers-other-than-profiles", _card(lambda c: c["llms"][0].__setitem__("answers", 3)), "answers"),
     ("reserve-json-duplicate-ids", _json_file("reserve.json", lambda z: z["prompt_ids"].__setitem__(
         1, z["prompt_ids"][0])), "twice"),

@@ -40,7 +40,52 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
                          hint)
     if metrics.empty:
         raise RunDirError(f"{mfile}: no rows; {hint}")
+    check_metrics(metrics, mfile, hint)
     return with_derived(metrics)
+
+
+FINITE = ("trial", "val_size", "area", "qnc", "aiq", "n_pool", "n_test", "n_val", "best_single")
+COUNTS = ("trial", "n_pool", "n_test", "n_val")
+KINDS = ("dynamic", "reference", "bound")  # routers.registry.KINDS, not imported: it loads every router
+POOLS = ("unseen", "seen", "all")  # protocol.trial.POOLS, likewise
+
+
+def check_metrics(metrics: pd.DataFrame, path: Path, hint: str) -> None:
+    """The values evaluate writes, and nothing else: one RunDirError naming the line and column otherwise.
+
+    Numbers are finite (NaN only where a metric can be undefined: apgr, area_50), counts whole and
+    non-negative, ``qnc_reached`` true/false, names printable text, ``kind`` and ``pool`` known values."""
+    import numpy as np
+
+    from ..data.tables import row_label
+
+    def bad(col: str, mask: np.ndarray, want: str) -> None:
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            v = metrics[col].iloc[i]
+            v = v.item() if isinstance(v, np.generic) else v
+            raise RunDirError(f"{path}: {row_label(path, i)}: {col} = {v!r:.40}; expected {want}; "
+                              f"{hint}")
+
+    for col in metrics.columns:
+        s = metrics[col]
+        if pd.api.types.is_bool_dtype(s) and col != "qnc_reached":
+            bad(col, np.ones(len(s), bool), "a number, not true/false")
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            v = s.to_numpy(dtype=np.float64)
+            bad(col, np.isinf(v), "a finite number")
+            if col in FINITE:
+                bad(col, np.isnan(v), "a number")
+            if col in COUNTS:
+                bad(col, (v < 0) | (v != np.round(v)), "a whole number >= 0")
+    if not pd.api.types.is_bool_dtype(metrics["qnc_reached"]):
+        bad("qnc_reached", ~metrics["qnc_reached"].isin([True, False]).to_numpy(), "True or False")
+    for col, known in (("router", None), ("pool", POOLS), ("kind", KINDS)):
+        s = metrics[col]
+        text = s.map(lambda v: isinstance(v, str) and v.isprintable() and v != "").to_numpy(dtype=bool)
+        bad(col, ~text, "printable text")
+        if known:
+            bad(col, ~s.isin(known).to_numpy(), f"one of {', '.join(known)}")
 
 
 def read_run_config(run_dir: Path) -> dict:

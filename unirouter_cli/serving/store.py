@@ -146,6 +146,10 @@ def _check_card(card: Any, where: Path) -> None:
                 (typ is not int or v >= 1) and (typ is not str or bool(v.strip())))
             if not ok:
                 raise RouterDirError(f"{where}: {sec}.{k} = {v!r:.60}; expected {_WANT[typ]}")
+    n_prompts, res = card["dataset"].get("n_prompts"), card["reserve"]
+    if n_prompts is not None and n_prompts != res["prompts"] + res["training_prompts"]:
+        raise RouterDirError(f"{where}: dataset.n_prompts = {n_prompts!r:.60}; expected reserve.prompts + "
+                             f"reserve.training_prompts = {res['prompts'] + res['training_prompts']}")
     seed = card.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise RouterDirError(f"{where}: seed = {seed!r:.60}; expected an integer >= 0")
