@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
+
+from unirouter_cli.runs.executors import one_thread_env
+
+one_thread_env()  # as `unirouter` does before numpy loads: one BLAS thread, so a test sees the CLI's digits
+if "numpy" in sys.modules:  # a plugin loaded it first: limit the loaded BLAS instead
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 import numpy as np
 import pandas as pd

@@ -95,6 +95,38 @@ def test_cube_sample_size_and_balance():
     assert bal < 0.5 * ran
 
 
+def _other_svd(flip: np.ndarray):
+    """An SVD as another LAPACK build may return it: each singular pair's sign flipped where ``flip`` says, and
+    the (right) null-space basis rotated, both of which are equally valid factorisations."""
+    svd = np.linalg.svd
+
+    def patched(B, *args, **kwargs):
+        U, s, Vt = svd(B, *args, **kwargs)
+        sign = np.where(flip[np.arange(len(Vt)) % len(flip)], -1.0, 1.0)
+        U, Vt = U * sign[: U.shape[1]], Vt * sign[:, None]
+        k = int((s > 1e-12).sum())
+        if len(Vt) - k > 1:  # rotate the null-space basis by a fixed angle
+            c, t = np.cos(0.3), np.sin(0.3)
+            a, b = Vt[k].copy(), Vt[k + 1].copy()
+            Vt[k], Vt[k + 1] = c * a + t * b, -t * a + c * b
+        return U, s, Vt
+
+    return patched
+
+
+@pytest.mark.parametrize("flip_seed", [1, 2, 3])
+def test_informative_probes_do_not_depend_on_the_svd_sign_convention(monkeypatch: pytest.MonkeyPatch,
+                                                                      flip_seed: int) -> None:
+    """The cube method's flight follows a null vector of the balancing constraints; another BLAS build or CPU may
+    return it negated (or, for a null space of dimension > 1, another basis). The probes must not change."""
+    ctx = _ctx(300, 8, seed=4)
+    want = {n: select_probes("informative", n, ctx) for n in (20, 40, 80)}
+    flip = np.random.default_rng(flip_seed).random(64) < 0.5
+    monkeypatch.setattr(np.linalg, "svd", _other_svd(flip))
+    for n, idx in want.items():
+        np.testing.assert_array_equal(select_probes("informative", n, ctx), idx)
+
+
 def test_systematic_takes_proportional_shares():
     order = np.arange(100)
     for s in range(20):

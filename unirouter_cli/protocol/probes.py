@@ -127,6 +127,23 @@ def systematic(order: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
     return order[np.minimum(pos, N - 1)]
 
 
+def null_direction(B: np.ndarray) -> np.ndarray:
+    """A unit vector u with ``B @ u = 0`` (B has more columns than rows) that does not depend on how the linear
+    algebra library signs or rotates its singular vectors: the projection of a fixed vector onto B's null space.
+    (A null vector read straight off an SVD flips sign between BLAS builds and CPUs, and the cube method's flight
+    then takes the other branch for the same random number: other probes on another machine.)"""
+    _, s, Vt = np.linalg.svd(B)
+    rank = int((s > max(B.shape) * np.finfo(np.float64).eps * max(float(s.max(initial=0.0)), 1e-300)).sum())
+    N = Vt[rank:]
+    z = np.cos(np.arange(1, B.shape[1] + 1) * 0.7548776662466927)  # fixed, far from any sparse pattern
+    u = N.T @ (N @ z)
+    norm = float(np.linalg.norm(u))
+    if norm < 1e-6:  # z (almost) orthogonal to the null space: its first basis vector, sign fixed
+        u = N[0] * np.sign(N[0][np.argmax(np.abs(N[0]))])
+        norm = float(np.linalg.norm(u))
+    return u / norm
+
+
 def cube(pi: np.ndarray, Xb: np.ndarray, rng: np.random.Generator, eps: float = 1e-9) -> np.ndarray:
     """Balanced sampling by the cube method (Deville and Tille 2004; fast flight phase of Chauvet and
     Tille 2006). Returns a 0/1 vector s with E[s] = pi exactly (a martingale) and, as far as the
@@ -149,7 +166,7 @@ def cube(pi: np.ndarray, Xb: np.ndarray, rng: np.random.Generator, eps: float = 
         while p > 0 and len(work) <= p:  # landing: drop the least important balancing variable
             p -= 1
         S = np.asarray(work)
-        u = np.linalg.svd(A[S, :p].T)[2][-1] if p else np.ones(len(S))  # keeps every balancing total
+        u = null_direction(A[S, :p].T) if p else np.ones(len(S))  # keeps every balancing total
         pos, neg = u > eps, u < -eps
         with np.errstate(divide="ignore"):
             up = min(((1 - pi[S]) / u)[pos].min(initial=np.inf), (pi[S] / -u)[neg].min(initial=np.inf))
