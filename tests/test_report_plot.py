@@ -224,6 +224,22 @@ def test_curves_figure_draws_like_for_like_data(small_run):
     assert np.all(means["oracle"][0] >= means["zero"][0] - 1e-6)
 
 
+def test_curves_legend_caption_and_axes_do_not_overlap(small_run):
+    """However many lines the caption wraps to and rows the legend takes, neither covers the other or the axes."""
+    metrics, curves, singles, _ = _read(small_run)
+    many = pd.concat([curves.assign(router=curves["router"] + s) for s in ("", "-a", "-b")])  # 3 legend rows
+    kinds = pd.concat([metrics.assign(router=metrics["router"] + s) for s in ("", "-a", "-b")])
+    for oracle in (False, True):
+        fig = figure_curves(many, singles, kinds, "t", "knn", include_oracle=oracle)
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        legend = fig.legends[0].get_window_extent(r)
+        caption = next(t for t in fig.texts if t.get_text().startswith("Each trial")).get_window_extent(r)
+        assert legend.y0 >= caption.y1, (legend, caption)
+        for ax in fig.axes:
+            assert ax.get_tightbbox(r).y0 >= legend.y1 - 1, (ax.get_title(), legend)
+
+
 def test_metrics_figure_marks_qnc_not_reached(small_run):
     metrics, *_ = _read(small_run)
     metrics = metrics.copy()

@@ -115,17 +115,18 @@ def figure_curves(curves: pd.DataFrame, singles: pd.DataFrame, metrics: pd.DataF
     if panels == 3:
         h3, l3 = axes[2].get_legend_handles_labels()
         handles, labels = handles + h3, labels + l3
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False,
-               bbox_to_anchor=(0.5, 0.06))
     fig.suptitle(title, fontsize=11)
     omitted = "" if panels == 3 or not bounds else f" {', '.join(bounds)} (a bound) omitted: plot --oracle adds it."
-    _caption(fig, f"Each trial's curve is interpolated on {len(GRID)} normalised costs (cost / that trial's mean "
+    cap = _caption(fig, f"Each trial's curve is interpolated on {len(GRID)} normalised costs (cost / that trial's mean "
                   f"largest pool cost) and every line averages the same {n_trials} trials. Left: minus that trial's "
                   f"best single test LLM (mean accuracy {best.mean():.3f}); 0 = the best single LLM; the grey "
                   "frontier is the best random mix of the trial's single test LLMs, averaged the same way. Right: "
                   f"per-trial difference to {reference} at each cost, mean and 95% t-interval over trials "
                   f"(above 0 = better than {reference}).{omitted}{cut}")
-    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) + 3) // 4), 1, 0.96))
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False,
+               bbox_to_anchor=(0.5, cap + 0.005))  # above the caption, however many lines it wraps to
+    rows = (len(labels) + 3) // 4
+    fig.tight_layout(rect=(0, cap + 0.015 + 0.04 * rows, 1, 0.96))
     return fig
 
 

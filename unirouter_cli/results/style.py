@@ -108,8 +108,15 @@ def _label(router: str, kinds: dict[str, str]) -> str:
     return router if k == "dynamic" else f"{router} ({k})"
 
 
-def _caption(fig, text: str) -> None:  # noqa: ANN001
+CAPTION_PT = 8
+
+
+def _caption(fig, text: str) -> float:  # noqa: ANN001
+    """Write ``text`` wrapped along the figure's bottom edge; returns the height it takes (figure fraction), so a
+    legend or the axes can start above it."""
     import textwrap
 
     width = int(fig.get_figwidth() * 15)  # characters of 8-point text per line
-    fig.text(0.01, 0.005, "\n".join(textwrap.wrap(text, width)), ha="left", va="bottom", fontsize=8, color="#222222")
+    lines = textwrap.wrap(text, width)
+    fig.text(0.01, 0.005, "\n".join(lines), ha="left", va="bottom", fontsize=CAPTION_PT, color="#222222")
+    return 0.005 + len(lines) * CAPTION_PT * 1.25 / 72 / fig.get_figheight()
