@@ -2,8 +2,8 @@
 
 Builds the router, removes one LLM that answered every reserve prompt, then times ``router.profile(...)``: ten
 batches of ``next(10)`` and ``answer(...)`` with the held-out LLM's real answers, and ``done()``. Prints the
-median of five profiles as JSON.
-Usage, from the repository root: .venv/bin/python benchmarks/adaptive_profile.py [DATASET] [HELD_OUT]
+median of five profiles as JSON. RANK fixes foldin's rank (default: chosen by the build, as users get it).
+Usage, from the repository root: .venv/bin/python benchmarks/adaptive_profile.py [DATASET] [HELD_OUT|-] [RANK]
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ def main() -> int:
     one_thread()
     dataset = sys.argv[1] if len(sys.argv) > 1 else "mmlu-pro"
     t0 = time.perf_counter()
-    base = build(dataset, "foldin", seed=0)
+    rank = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    base = build(dataset, "foldin", seed=0, params={"rank": rank} if rank else None)
     complete = [m for j, m in enumerate(base.models) if not np.isnan(base.errors[:, j]).any()]
-    held = sys.argv[2] if len(sys.argv) > 2 else complete[0]  # (an LLM that answered every reserve prompt)
+    held = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else complete[0]  # (an LLM that answered every reserve prompt)
     truth = dict(zip(base.reserve_ids.astype(str), 1.0 - base.errors[:, base.models.index(held)].astype(float),
                      strict=True))
     base.remove_llm(held)
