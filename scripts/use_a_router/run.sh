@@ -11,7 +11,7 @@ unirouter=${UNIROUTER:-unirouter}
 python=${PYTHON:-python}
 mkdir -p "$work" && cd "$work"
 $python "$here/heldout.py"
-$unirouter -q router build --dataset rb-table --router "$router" --seed 0 --out my-router
+$unirouter -q router build --dataset rb-table --router "$router" --seed 0 --out my-router --force
 $unirouter -q router probes my-router -n 100 --out probes.csv
 $python "$here/answers.py"
 $unirouter -q router add-llm my-router --model gpt-4-1106-preview --cost 0.005015 --answers answers.csv
