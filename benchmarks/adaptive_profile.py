@@ -25,7 +25,8 @@ def main() -> int:
     rank = int(sys.argv[3]) if len(sys.argv) > 3 else None
     base = build(dataset, "foldin", seed=0, params={"rank": rank} if rank else None)
     complete = [m for j, m in enumerate(base.models) if not np.isnan(base.errors[:, j]).any()]
-    held = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else complete[0]  # (an LLM that answered every reserve prompt)
+    # (default: an LLM that answered every reserve prompt)
+    held = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else complete[0]
     truth = dict(zip(base.reserve_ids.astype(str), 1.0 - base.errors[:, base.models.index(held)].astype(float),
                      strict=True))
     base.remove_llm(held)

@@ -53,3 +53,33 @@ def test_routerbench_subset_three_trials_match_the_stored_digits(tmp_path: Path)
     merged = want.merge(got, on=["router", "metric"], how="outer", suffixes=("_stored", "_now"), indicator=True)
     drift = merged[(merged["_merge"] != "both") | (merged["cell_stored"] != merged["cell_now"])]
     assert drift.empty, "printed numbers differ from the stored run:\n" + drift.to_string(index=False)
+
+
+def _kernels_in_fresh_process(env: dict[str, str]) -> str:
+    code = ("from unirouter_cli.runs.executors import one_thread_env, kernels; one_thread_env(); import numpy; "
+            "print(kernels())")
+    clean = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                         check=True)
+    assert out.stderr == "", out.stderr  # numpy warns here if it does not know a feature name
+    return out.stdout.strip()
+
+
+def _has_avx2() -> bool:
+    try:
+        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    from unirouter_cli.runs.executors import X86_64_V3
+
+    return X86_64_V3 <= set(flags)
+
+
+@pytest.mark.skipif(not _has_avx2(), reason="the fixed kernels apply to x86-64 CPUs with AVX2 on Linux")
+def test_every_avx2_machine_runs_the_same_kernels() -> None:
+    """OpenBLAS's Haswell kernels and numpy at most X86_V3 (no AVX-512 loops), whatever this CPU would pick;
+    UNIROUTER_NATIVE_KERNELS=1 leaves the choice to the libraries, and a user's own OPENBLAS_CORETYPE wins."""
+    assert _kernels_in_fresh_process({}) == "BLAS Haswell, numpy X86_V3"
+    assert _kernels_in_fresh_process({"OPENBLAS_CORETYPE": "Sandybridge"}).startswith("BLAS Sandybridge")
+    native = _kernels_in_fresh_process({"UNIROUTER_NATIVE_KERNELS": "1"})
+    assert native.startswith("BLAS ") and "numpy" in native

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from unirouter_cli.data.folder import load_folder
 from unirouter_cli.embed.encoders import get_embeddings
@@ -203,3 +205,26 @@ def test_fixed_sizes_above_the_grid_cap_are_kept_not_replaced_by_one(problem):
     assert make_router("knn", k=[big, 10 * n_val]).fit(data).hyperparams_["k"] in (big, n_val)
     auto = make_router("knn").fit(data).hyperparams_["k"]
     assert auto <= max(1, n_val // 4) or auto == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0.5, -0.5, 0.0, -0.0, 1.0, -1.0, 0.25, 3.4e38, -3.4e38, 1e-45, -1e-45]),
+                min_size=1, max_size=40))
+def test_neighbour_keys_sort_by_similarity_then_index(values):
+    """K-NN's neighbour order is (-similarity, column) exactly, ties included, whatever sort numpy's CPU picks."""
+    from unirouter_cli.routers.neighbours import rank_keys
+
+    sim = np.array([values], dtype=np.float32)
+    want = np.lexsort((np.arange(sim.shape[1]), -sim[0].astype(np.float64)))
+    assert np.array_equal(np.argsort(rank_keys(sim)[0], kind="stable"), want)
+    assert len(np.unique(rank_keys(sim))) == sim.shape[1]
+
+
+def test_knn_ties_are_taken_in_index_order():
+    """Three validation prompts equally similar to the query, k = 2: the first two (by index) are the neighbours."""
+    from unirouter_cli.routers.neighbours import knn_errors
+
+    Xv = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    E = np.array([[0.0], [0.0], [1.0], [1.0]])
+    out = knn_errors(np.array([[1.0, 0.0]], dtype=np.float32), Xv, E, [2, 3])
+    assert out[2][0, 0] == 0.0 and out[3][0, 0] == pytest.approx(1 / 3)

@@ -46,11 +46,12 @@ def knn_errors(Xq: np.ndarray, X_val: np.ndarray, E_val: np.ndarray, ks: list[in
     for s in range(0, len(Xq), batch):
         sim = np.asarray(Xq[s:s + batch], dtype=np.float32) @ Xv.T
         b = len(sim)
+        key = rank_keys(sim)
         if kmax < n_val:
-            top = np.argpartition(-sim, kmax - 1, axis=1)[:, :kmax]
+            top = np.argpartition(key, kmax - 1, axis=1)[:, :kmax]
         else:
             top = np.tile(np.arange(n_val), (b, 1))
-        order = np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1, kind="stable")
+        order = np.argsort(np.take_along_axis(key, top, axis=1), axis=1)
         top = np.take_along_axis(top, order, axis=1)
         tot = np.zeros((b, m))
         cnt = np.zeros((b, m))
@@ -68,6 +69,17 @@ def knn_errors(Xq: np.ndarray, X_val: np.ndarray, E_val: np.ndarray, ks: list[in
                 v = tot / cnt
             out[k][s:s + batch] = np.where(cnt > 0, v, fallback[None, :])
     return out
+
+
+def rank_keys(sim: np.ndarray) -> np.ndarray:
+    """uint64 keys that sort like (-similarity, column): all distinct, so every selection and sort algorithm
+    (numpy's SIMD ones differ by CPU in how they order ties) picks the same neighbours in the same order;
+    equally similar prompts are taken in index order."""
+    bits = (np.asarray(sim, dtype=np.float32) + np.float32(0.0)).view(np.uint32)  # (+ 0: -0.0 becomes 0.0)
+    asc = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))  # float order as integers
+    key = (~asc).astype(np.uint64) << np.uint64(32)
+    key |= np.arange(sim.shape[1], dtype=np.uint64)[None, :]
+    return key
 
 
 @register_router

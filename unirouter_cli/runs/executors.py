@@ -25,12 +25,66 @@ def one_thread() -> None:
 
 
 def one_thread_env() -> None:
-    """One BLAS / OpenMP thread for every library this process loads from now on. The CLI calls it before numpy,
-    scipy or scikit-learn load, so the same command gives the same digits whatever the machine's core count, the
-    user's thread variables or ``--jobs`` (a BLAS loaded with several threads and limited later runs other kernels
-    than one loaded with one)."""
+    """One BLAS / OpenMP thread for every library this process loads from now on, and one set of numeric kernels
+    (``fixed_kernels_env``). The CLI calls it before numpy, scipy or scikit-learn load, so the same command gives
+    the same digits whatever the machine's core count, the user's thread variables or ``--jobs`` (a BLAS loaded
+    with several threads and limited later runs other kernels than one loaded with one)."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
+    fixed_kernels_env()
+
+
+X86_64_V3 = {"avx2", "fma", "f16c", "bmi2", "movbe"}  # CPU flags of x86-64-v3 (AVX2; x86 CPUs since about 2015)
+BLAS_KERNELS = "Haswell"  # OpenBLAS's AVX2 kernels
+NUMPY_AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"  # numpy >= 2.4's names of its AVX-512 dispatch targets
+NATIVE_ENV = "UNIROUTER_NATIVE_KERNELS"
+
+
+def fixed_kernels_env() -> None:
+    """On an x86-64 CPU with AVX2, the same numeric kernels whatever the processor: OpenBLAS's Haswell kernels and
+    numpy's AVX2 loops (its AVX-512 ones off). Both libraries otherwise pick kernels for the processor they run on,
+    and those round (and break ties) differently: the same command and lock gave other last digits on another
+    machine. Takes effect only before numpy loads; a user's own ``OPENBLAS_CORETYPE`` /
+    ``NPY_DISABLE_CPU_FEATURES`` win, and ``UNIROUTER_NATIVE_KERNELS=1`` leaves the choice to the libraries
+    (faster on AVX-512 machines, other digits). Other CPUs (ARM, x86 without AVX2) keep their own kernels."""
+    if os.environ.get(NATIVE_ENV) == "1" or "numpy" in sys.modules or not sys.platform.startswith("linux"):
+        return
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo", encoding="ascii",
+                                                                        errors="replace")
+                      if line.startswith("flags")), [])
+    except OSError:
+        return
+    if not X86_64_V3 <= set(flags):
+        return
+    os.environ.setdefault("OPENBLAS_CORETYPE", BLAS_KERNELS)
+    try:
+        from importlib.metadata import version
+
+        major, minor = (int(x) for x in version("numpy").split(".")[:2])
+    except Exception:  # noqa: BLE001 - no numpy metadata: leave numpy's choice alone
+        return
+    if (major, minor) >= (2, 4):  # (older numpy names its targets otherwise and warns on unknown names)
+        os.environ.setdefault("NPY_DISABLE_CPU_FEATURES", NUMPY_AVX512)
+
+
+def kernels() -> str:
+    """The BLAS kernels and numpy's highest enabled CPU target in this process, for run records."""
+    blas = "?"
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(sorted({str(i.get("architecture")) for i in threadpool_info() if i.get("architecture")}))
+    except Exception:  # noqa: BLE001 - a record, never a failure
+        pass
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+        top = [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
+        simd = top[-1] if top else "baseline"
+    except Exception:  # noqa: BLE001
+        simd = "?"
+    return f"BLAS {blas or '?'}, numpy {simd}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -71,12 +71,15 @@ def machine() -> dict[str, object]:
                 break
     except OSError:
         pass
+    from .executors import kernels
+
     return {"system": f"{platform.system()} {platform.machine()}", "cpu": cpu, "cpus": os.cpu_count(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "kernels": kernels()}
 
 
 def machine_line(m: dict) -> str:
-    return f"{m.get('system')}, {m.get('cpus')} CPUs ({m.get('cpu')}), Python {m.get('python')}"
+    line = f"{m.get('system')}, {m.get('cpus')} CPUs ({m.get('cpu')}), Python {m.get('python')}"
+    return line + (f", {m['kernels']}" if m.get("kernels") else "")
 
 
 def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, jobs: int,
