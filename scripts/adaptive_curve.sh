@@ -26,6 +26,6 @@ curve routerbench-subset-adaptive routerbench-subset 10,25,50,100,200 "$trials"
 # extrapolation: the most accurate LLMs (as many as the default unseen pool holds) are the unseen pool
 curve mmlu-pro-strongest mmlu-pro 25,50,100 10 --unseen-strongest 16
 curve routerbench-subset-strongest routerbench-subset 25,50,100 "$trials" --unseen-strongest 4
-# the paired tables of docs/adaptive.md
-"${PYTHON:-$PWD/.venv/bin/python}" scripts/adaptive_tables.py "$out/mmlu-pro-adaptive" "$out/routerbench-subset-adaptive" \
+# the paired tables, into docs/adaptive.md (between its markers) and OUT/tables.md
+"${PYTHON:-$PWD/.venv/bin/python}" scripts/adaptive_tables.py --write docs/adaptive.md "$out/mmlu-pro-adaptive" "$out/routerbench-subset-adaptive" \
   "$out/mmlu-pro-strongest" "$out/routerbench-subset-strongest" > "$out/tables.md"

@@ -3,7 +3,9 @@ random against adaptive at the same count and adaptive against random at twice t
 Area; each adaptive trial paired with the random trial of the same index; W/L count trials, p is the two-sided
 sign test).
 
-    python scripts/adaptive_tables.py RUN [RUN ...]      (prints Markdown, one table per run)
+    python scripts/adaptive_tables.py RUN [RUN ...]                    (prints Markdown, one table per run)
+    python scripts/adaptive_tables.py --write docs/adaptive.md RUN ...  (also replaces each run's table between
+                                                                         <!-- adaptive:RUN_NAME --> markers)
 """
 
 from __future__ import annotations
@@ -43,9 +45,30 @@ def table(run: Path) -> list[str]:
     return out + [""]
 
 
+def write(doc: Path, run: Path, lines: list[str]) -> bool:
+    """Replace the table between ``<!-- adaptive:NAME -->`` and ``<!-- /adaptive:NAME -->`` in ``doc``; True if
+    the file changed. A missing marker pair is an error (the page names every run it shows)."""
+    text = doc.read_text()
+    start, end = f"<!-- adaptive:{run.name} -->\n", f"\n<!-- /adaptive:{run.name} -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"{doc}: no {start.strip()} ... {end.strip()} block for {run}")
+    head, rest = text.split(start, 1)
+    new = head + start + "\n".join(line for line in lines[2:] if line) + end + rest.split(end, 1)[1]
+    if new != text:
+        doc.write_text(new)
+    return new != text
+
+
 def main() -> int:
-    for run in sys.argv[1:]:
-        print("\n".join(table(Path(run))))
+    args = sys.argv[1:]
+    doc = None
+    if args[:1] == ["--write"]:
+        doc, args = Path(args[1]), args[2:]
+    for run in map(Path, args):
+        lines = table(run)
+        print("\n".join(lines))
+        if doc is not None:
+            print(f"{doc}: {'updated' if write(doc, run, lines) else 'unchanged'} ({run.name})", file=sys.stderr)
     return 0
 
 

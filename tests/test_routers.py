@@ -228,3 +228,18 @@ def test_knn_ties_are_taken_in_index_order():
     E = np.array([[0.0], [0.0], [1.0], [1.0]])
     out = knn_errors(np.array([[1.0, 0.0]], dtype=np.float32), Xv, E, [2, 3])
     assert out[2][0, 0] == 0.0 and out[3][0, 0] == pytest.approx(1 / 3)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(2, 50), st.integers(0, 2), st.integers(0, 2**31 - 1))
+def test_nearest_columns_match_a_full_sort(n, decimals, seed):
+    """The partition-then-sort neighbour lists equal a full lexicographic sort by (-similarity, column), with
+    ties (rounded similarities) at the k-th place."""
+    from unirouter_cli.routers.neighbours import nearest_columns
+
+    rng = np.random.default_rng(seed)
+    sim = np.round(rng.normal(size=(5, n)), decimals).astype(np.float32)
+    k = int(rng.integers(1, n + 1))
+    got = nearest_columns(sim, k)
+    for i in range(5):
+        assert np.array_equal(got[i], np.lexsort((np.arange(n), -sim[i].astype(np.float64)))[:k])

@@ -46,13 +46,7 @@ def knn_errors(Xq: np.ndarray, X_val: np.ndarray, E_val: np.ndarray, ks: list[in
     for s in range(0, len(Xq), batch):
         sim = np.asarray(Xq[s:s + batch], dtype=np.float32) @ Xv.T
         b = len(sim)
-        key = rank_keys(sim)
-        if kmax < n_val:
-            top = np.argpartition(key, kmax - 1, axis=1)[:, :kmax]
-        else:
-            top = np.tile(np.arange(n_val), (b, 1))
-        order = np.argsort(np.take_along_axis(key, top, axis=1), axis=1)
-        top = np.take_along_axis(top, order, axis=1)
+        top = nearest_columns(sim, kmax)
         tot = np.zeros((b, m))
         cnt = np.zeros((b, m))
         done = 0
@@ -71,15 +65,33 @@ def knn_errors(Xq: np.ndarray, X_val: np.ndarray, E_val: np.ndarray, ks: list[in
     return out
 
 
-def rank_keys(sim: np.ndarray) -> np.ndarray:
+def rank_keys(sim: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
     """uint64 keys that sort like (-similarity, column): all distinct, so every selection and sort algorithm
     (numpy's SIMD ones differ by CPU in how they order ties) picks the same neighbours in the same order;
-    equally similar prompts are taken in index order."""
+    equally similar prompts are taken in index order. ``cols``: the column of each entry (default: its position)."""
     bits = (np.asarray(sim, dtype=np.float32) + np.float32(0.0)).view(np.uint32)  # (+ 0: -0.0 becomes 0.0)
     asc = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))  # float order as integers
     key = (~asc).astype(np.uint64) << np.uint64(32)
-    key |= np.arange(sim.shape[1], dtype=np.uint64)[None, :]
+    key |= np.arange(sim.shape[1], dtype=np.uint64)[None, :] if cols is None else cols.astype(np.uint64)
     return key
+
+
+def nearest_columns(sim: np.ndarray, k: int) -> np.ndarray:
+    """(rows, k) columns of each row's k largest similarities, in the order of ``rank_keys`` (largest first,
+    equal similarities by column), the same on every CPU. A float partition picks the set; only rows with a tie
+    at the k-th value (where partition algorithms differ in which tied columns they keep) are redone on the
+    distinct keys."""
+    n = sim.shape[1]
+    if k < n:
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(sim, top, axis=1).min(axis=1)
+        tied = np.flatnonzero((sim >= kth[:, None]).sum(axis=1) > k)
+        if tied.size:
+            top[tied] = np.argpartition(rank_keys(sim[tied]), k - 1, axis=1)[:, :k]
+    else:
+        top = np.tile(np.arange(n), (len(sim), 1))
+    keys = rank_keys(np.take_along_axis(sim, top, axis=1), top)
+    return np.take_along_axis(top, np.argsort(keys, axis=1), axis=1)
 
 
 @register_router
