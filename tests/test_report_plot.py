@@ -130,7 +130,7 @@ def test_a_small_run_says_its_sign_tests_cannot_reach_alpha(small_run):
     text = (small_run / "report.md").read_text()
     assert "**5 trials only**: a paired sign test needs at least 8 trials" in text
     summary = pd.read_csv(small_run / "summary.csv")
-    assert (summary["mark"].fillna("") == "").all()  # indeed nothing could be marked
+    assert (summary["mark"].astype(object).fillna("") == "").all()  # indeed nothing could be marked
 
 
 def test_metrics_figure_draws_no_boxes_below_ten_trials(small_run):
