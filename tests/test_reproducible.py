@@ -35,7 +35,27 @@ def printed_cells(run_dir: Path) -> pd.DataFrame:
                          "cell": cells})
 
 
+def _has_avx2() -> bool:
+    try:
+        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    from unirouter_cli.runs.executors import X86_64_V3
+
+    return X86_64_V3 <= set(flags)
+
+
+def _fixed_kernels() -> bool:
+    """This machine runs the kernels the stored digits were made with (``runs.executors.fixed_kernels_env``)."""
+    from unirouter_cli.runs.executors import BLAS_KERNELS, NATIVE_ENV
+
+    return (sys.platform.startswith("linux") and _has_avx2() and os.environ.get(NATIVE_ENV) != "1"
+            and os.environ.get("OPENBLAS_CORETYPE", BLAS_KERNELS) == BLAS_KERNELS)
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not _fixed_kernels(), reason="the stored digits are those of the fixed kernels (Linux x86-64 "
+                    "with AVX2, OPENBLAS_CORETYPE=Haswell); this machine or environment runs other kernels")
 def test_routerbench_subset_three_trials_match_the_stored_digits(tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = ROOT / "configs" / "routerbench-subset.yaml"
@@ -63,16 +83,6 @@ def _kernels_in_fresh_process(env: dict[str, str]) -> str:
                          check=True)
     assert out.stderr == "", out.stderr  # numpy warns here if it does not know a feature name
     return out.stdout.strip()
-
-
-def _has_avx2() -> bool:
-    try:
-        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return False
-    from unirouter_cli.runs.executors import X86_64_V3
-
-    return X86_64_V3 <= set(flags)
 
 
 @pytest.mark.skipif(not _has_avx2(), reason="the fixed kernels apply to x86-64 CPUs with AVX2 on Linux")
