@@ -17,7 +17,7 @@ $(BIN)/unirouter: pyproject.toml constraints.txt
 install: $(BIN)/unirouter
 
 install-embed: install
-	$(BIN)/python -m pip install --quiet -e '.[embed]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embed]'
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -74,7 +74,8 @@ def test_rerun_needs_resume_and_resume_skips_done_work(runner, small_dataset, tm
     assert res.exit_code == 2 and "--resume" in res.output
     assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1, res.output  # the error line alone
     before = (run / "trials" / "trial-0000" / "fit.json").stat().st_mtime_ns
-    assert _fit(runner, small_dataset, run, "--resume").exit_code == 0
+    res = _fit(runner, small_dataset, run, "--resume")
+    assert res.exit_code == 0 and f"nothing to fit: 2 trial(s) x {len(ROUTERS)} router(s)" in res.output, res.output
     assert (run / "trials" / "trial-0000" / "fit.json").stat().st_mtime_ns == before
     res = _fit(runner, small_dataset, run, "--resume", trials=3)
     assert res.exit_code == 2 and "other settings" in res.output
@@ -263,7 +264,8 @@ def test_val_size_sweep(runner, small_dataset, tmp_path):
     run = tmp_path / "sweep"
     res = invoke(runner, "fit", "--dataset", small_dataset, "--router", "zero", "--router", "knn",
                  "--trials", "2", "--val-sizes", "30,60", "--run-dir", run)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0 and "fitted 2 trial(s) (4 tasks: validation sizes x probe strategies)" in res.output, (
+        res.output)
     assert invoke(runner, "evaluate", "--run-dir", run).exit_code == 0
     m = pd.read_csv(run / "metrics.csv")
     assert sorted(m["val_size"].unique()) == [30, 60] and set(m.groupby("val_size")["n_val"].first()) == {30, 60}

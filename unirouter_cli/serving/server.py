@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, install_hint
 from .routing import CLI_NAMES
 
-EXTRA_HINT = "pip install 'unirouter[serve]'"
+EXTRA_HINT = install_hint("serve")
 
 
 def require_extra() -> None:
