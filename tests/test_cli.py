@@ -275,6 +275,20 @@ def test_val_size_sweep(runner, small_dataset, tmp_path):
     assert (run / "plots" / "valsize-unseen.png").exists()
 
 
+def test_reproduce_refuses_an_out_folder_whose_report_is_the_users(runner, small_dataset, tmp_path):
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump({"version": 1, "name": "tiny", "description": "one trial",
+                                      "dataset": str(small_dataset), "routers": ["zero"], "trials": 1, "seed": 1,
+                                      "pools": ["unseen"], "reference": "zero"}))
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "REPORT.md").write_text("# my report\n")
+    res = invoke(runner, "reproduce", "--config", preset, "--out", out, "--jobs", "1")
+    assert res.exit_code == 2 and "REPORT.md: not a report `unirouter reproduce` wrote" in res.output, res.output
+    assert (out / "REPORT.md").read_text() == "# my report\n" and sorted(p.name for p in out.iterdir()) == [
+        "REPORT.md"]
+
+
 def test_reproduce_runs_presets_and_indexes_them(runner, small_dataset, tmp_path):
     preset = tmp_path / "tiny.yaml"
     preset.write_text(yaml.safe_dump({"version": 1, "name": "tiny", "description": "two trials",

@@ -10,11 +10,15 @@ traceback, one ``error:`` line, nothing outside the allowed folders changed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -131,11 +135,14 @@ def _plant(d: Path) -> None:
     (d / "routes.jsonl").write_text('{"prompt_id": "q1", "model": "m1"}\n')
     (d / "mine").mkdir()
     (d / "mine" / "x.txt").write_text("x\n")
+    (d / f".{d.name}.notes").write_text("hidden\n")  # a dot file named like the directory
+    os.mkfifo(d / "pipe")
 
 
 def _planted_intact(d: Path) -> bool:
     return ((d / "NOTES.txt").read_text() == "my notes\n" and (d / "mine" / "x.txt").read_text() == "x\n"
-            and (d / "routes.jsonl").exists())
+            and (d / "routes.jsonl").exists() and (d / f".{d.name}.notes").read_text() == "hidden\n"
+            and stat.S_ISFIFO((d / "pipe").lstat().st_mode))
 
 
 @pytest.mark.parametrize("command", ["add-llm", "remove-llm", "build --force"])
@@ -150,6 +157,47 @@ def test_updates_keep_every_file_they_do_not_own(command: str, tmp_path: Path, r
     assert _planted_intact(d)
     assert (d / MANIFEST).is_file()
     _cli("router", "route", d, "--prompts", _prompts(tmp_path), "--lambda", "0")
+
+
+def test_build_force_refuses_a_users_file_with_a_name_the_new_router_writes(tmp_path: Path, routers: dict) -> None:
+    d = rcopy(tmp_path)
+    (d / "references.csv").write_text("my own file\n")  # the card does not list it: it is the user's
+    ds = make_dataset(tmp_path / "ds")
+    ids = pd.read_parquet(ds / "prompts.parquet")["prompt_id"]
+    pd.DataFrame({"prompt_id": ids, "answer": "A", "rule": "choice"}).to_csv(ds / "references.csv", index=False)
+    res = CliRunner().invoke(app, ["router", "build", "--dataset", str(ds), "--force", "--out", str(d)])
+    assert res.exit_code == 2 and "references.csv: not the router's" in res.output, res.output
+    assert (d / "references.csv").read_text() == "my own file\n"
+
+
+def test_out_is_written_through_a_link_or_fifo_and_never_replaces_it(tmp_path: Path, routers: dict) -> None:
+    target = tmp_path / "real.jsonl"
+    (tmp_path / "link.jsonl").symlink_to(target)
+    os.mkfifo(tmp_path / "fifo")
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append((tmp_path / "fifo").read_bytes()))
+    reader.start()
+    for out in ("link.jsonl", "fifo"):
+        _cli("router", "route", _BUILT["a"], "--prompts", _prompts(tmp_path), "--lambda", "0",
+             "--out", tmp_path / out)
+    reader.join(timeout=60)
+    assert (tmp_path / "link.jsonl").is_symlink() and len(target.read_text().splitlines()) == 2
+    assert stat.S_ISFIFO((tmp_path / "fifo").lstat().st_mode) and got and got[0].count(b"\n") == 2
+
+
+@pytest.mark.parametrize("case", ["prompts", "router card", "directory"])
+def test_out_that_is_an_input_the_router_or_a_directory_is_refused(case: str, tmp_path: Path,
+                                                                   routers: dict) -> None:
+    d, prompts = rcopy(tmp_path), _prompts(tmp_path)
+    before = {p: p.read_bytes() for p in [prompts, *d.iterdir()] if p.is_file()}
+    out, want = {"prompts": (prompts, "is an input of this command"),
+                 "router card": (d / "router.yaml", "inside the router directory"),
+                 "directory": (tmp_path, "is a directory")}[case]
+    res = CliRunner().invoke(app, ["router", "route", str(d), "--prompts", str(prompts), "--lambda", "0",
+                                   "--out", str(out)])
+    assert res.exit_code == 2 and f"--out {out}: {want}" in res.output, res.output
+    assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1, res.output
+    assert all(p.read_bytes() == b for p, b in before.items())
 
 
 def _prompts(t: Path) -> Path:

@@ -67,6 +67,33 @@ def atomic_write(path: str | Path, writer: Callable[[Path], Any]) -> Path:
     return Path(path)
 
 
+def write_output(path: str | Path, writer: Callable[[Path], Any], inputs: tuple[Path, ...] = (),
+                 inside: tuple[Path, ...] = ()) -> Path:
+    """Write a file the user named (``--out``). Refused, with one line, when it is a directory, one of the
+    command's ``inputs`` or inside one of the directories ``inside`` (a router directory the command reads).
+    A device, FIFO or symbolic link there is written through, as a shell redirection does (``/dev/null``,
+    ``/dev/stdout``, a link the user made), never replaced; anything else is written atomically."""
+    from .errors import ConfigError
+
+    p = Path(path)
+    if not str(path):
+        raise ConfigError("--out '': empty; expected a file path")
+    if p.is_dir():
+        raise ConfigError(f"--out {p}: is a directory; expected a file path")
+    target = p.resolve()
+    for f in inputs:
+        if target == Path(f).resolve():
+            raise ConfigError(f"--out {p}: is an input of this command ({f}); write to another file")
+    for d in inside:
+        if target.is_relative_to(Path(d).resolve()):
+            raise ConfigError(f"--out {p}: inside the router directory {d}, whose files are the router's; write "
+                              "elsewhere")
+    if p.is_symlink() or (p.exists() and not p.is_file()):
+        writer(p)
+        return p
+    return atomic_write(p, writer)
+
+
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 

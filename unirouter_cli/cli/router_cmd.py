@@ -108,7 +108,7 @@ def probes_cmd(
     Adaptive (a foldin router): unirouter router probes routers/rb --adaptive -n 50 --model new-llm --cost 0.002
     prints 10 probes, reads their 10 scores from stdin, prints the next 10, ...; then adds new-llm.
     """
-    from ..io import write_csv
+    from ..io import write_output
     from ..serving.router import load_router
 
     r = load_router(router_dir)
@@ -126,7 +126,7 @@ def probes_cmd(
     if out is None:
         df.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:
-        write_csv(out, df)
+        write_output(out, lambda p: df.to_csv(p, index=False, lineterminator="\n"), inside=(router_dir,))
         done(f"ok: {out}: {len(df)} probe prompts ({strategy}, seed {seed})")
     if r.reserve_texts is None:
         name = r.card["dataset"]["name"]
@@ -161,7 +161,7 @@ def grade_cmd(
 
     (probes.csv stands in for a responses file here: the bundled mmlu-pro has no texts, so every score is 0.)
     """
-    from ..io import write_csv
+    from ..io import write_output
     from ..serving.grade import PROBES_HINT, grade_responses, references_of
     from ..serving.router import load_router
 
@@ -176,7 +176,9 @@ def grade_cmd(
     if out is None:
         g.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:
-        write_csv(out, g)
+        write_output(out, lambda p: g.to_csv(p, index=False, lineterminator="\n"),
+                     inputs=(responses,) + ((references,) if references is not None else ()),
+                     inside=(router_dir,) if router_dir is not None else ())
         done(f"ok: {out}")
     note(f"graded {len(g)} responses against {label}: mean score {g['score'].mean():.4f}, "
          f"{int(g['extracted'].isna().sum())} without an extracted answer")
@@ -292,7 +294,7 @@ def route_cmd(
     unirouter router route routers/rb --prompts new.csv --mean-cost 0.001 --out routes.jsonl
     """
     from ..data.tables import read_prompts
-    from ..io import write_text
+    from ..io import write_output
     from ..serving.router import load_router
 
     r = load_router(router_dir)
@@ -303,7 +305,7 @@ def route_cmd(
     if out is None:
         sys.stdout.write(body)
     else:
-        write_text(out, body)
+        write_output(out, lambda p: p.write_text(body, encoding="utf-8"), inputs=(prompts,), inside=(router_dir,))
         done(f"ok: {out}")
     note(f"routed {_summary(routes)}")
 

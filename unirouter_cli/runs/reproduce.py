@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import ConfigError, RunDirError
-from ..io import load_yaml_mapping, write_text
+from ..errors import ConfigError, DataError, RunDirError
+from ..io import check_regular, load_yaml_mapping, write_text
 from ..results.plot import plot_run
 from ..results.report import fmt_cost, report_run
 from ..results.style import FIGURE_HELP, figure_help
@@ -82,6 +82,24 @@ def machine_line(m: dict) -> str:
     return line + (f", {m['kernels']}" if m.get("kernels") else "")
 
 
+REPORT_HEADER = "# unirouter reproduce"
+
+
+def check_report_is_ours(report: Path) -> None:
+    """``--out`` may be an earlier reproduce folder (its presets resume), but a REPORT.md there that reproduce did
+    not write is the user's: refused before anything runs (it would be replaced at the end)."""
+    if not (report.exists() or report.is_symlink()):
+        return
+    try:
+        with open(check_regular(report, "REPORT.md"), "rb") as fh:
+            ours = not report.is_symlink() and fh.read(len(REPORT_HEADER)).decode("utf-8", "replace") == REPORT_HEADER
+    except (OSError, DataError):
+        ours = False
+    if not ours:
+        raise RunDirError(f"{report}: not a report `unirouter reproduce` wrote, and reproduce writes that file; "
+                          "choose another --out")
+
+
 def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, jobs: int,
               progress_factory: Callable | None, info: Callable[[str], None]) -> Path:
     presets = [(p, *load_preset(p)) for p in find_presets(configs)]  # check all before running any
@@ -92,9 +110,10 @@ def reproduce(configs: list[Path] | None, trials: int | None, out: Path | None, 
     if trials is not None:
         check_sizes({"trials": trials}, "command line")
     out = out or Path("runs") / f"reproduce-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_report_is_ours(out / "REPORT.md")
     out.mkdir(parents=True, exist_ok=True)
     host = machine()
-    lines = ["# unirouter reproduce", "",
+    lines = [REPORT_HEADER, "",
              f"Presets run on the bundled data; {time.strftime('%Y-%m-%d %H:%M')}; {machine_line(host)}; "
              f"`--jobs {jobs}`.", "",
              "| preset | dataset | trials | wall time | router | Area (unseen) | QNC (unseen; cost to match) | report "

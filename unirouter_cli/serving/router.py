@@ -62,6 +62,7 @@ from .store import (
     CARD,
     FORMAT,
     FORMAT_VERSION,
+    MANIFEST,
     STATE_FILES,
     RouterDirError,
     _check_card,
@@ -312,6 +313,12 @@ class DeployedRouter(Routing):
             if target.exists():
                 if (target / CARD).exists() and not overwrite:
                     raise RouterDirError(f"{target} already holds a router; pass --force to replace it")
+                writes = {CARD, MANIFEST, *STATE_FILES, *([REFERENCES] if self.references is not None else [])}
+                theirs = sorted(n for n in writes - owned(_old_card(target))
+                                if (target / n).exists() or (target / n).is_symlink())
+                if theirs:  # a name this router writes, held by a file its current card does not list: the user's
+                    raise RouterDirError(f"{target / theirs[0]}: not the router's (its card does not list it) and "
+                                         "the updated router writes that name; move it away and retry")
                 if self.path is not None and target == Path(self.path).absolute() and self._loaded_card_hash:
                     if _file_hash(target / CARD) != self._loaded_card_hash:
                         raise RouterDirError(f"{target} was changed by another process since it was loaded; "

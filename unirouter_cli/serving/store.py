@@ -308,9 +308,11 @@ def owned(card: Any) -> set[str]:
 
 
 def carry_over(old: Path, staging: Path, mine: set[str]) -> None:
-    """Every entry of ``old`` that the router does not own, hard-linked (else copied) into ``staging``."""
+    """Every entry of ``old`` that the router does not own, hard-linked (else copied) into ``staging``: files,
+    folders, symbolic links (as links) and FIFOs, sockets or devices (hard-linked; one that cannot be is refused
+    before anything is replaced)."""
     for entry in old.iterdir():
-        if entry.name in mine or entry.name.startswith(f".{old.name}."):
+        if entry.name in mine:
             continue
         dst = staging / entry.name
         if entry.is_symlink():
@@ -319,6 +321,12 @@ def carry_over(old: Path, staging: Path, mine: set[str]) -> None:
             shutil.copytree(entry, dst, symlinks=True, copy_function=_link_or_copy)
         elif entry.is_file():
             _link_or_copy(entry, dst)
+        else:
+            try:
+                os.link(entry, dst)
+            except OSError as e:
+                raise RouterDirError(f"{entry}: not the router's and cannot be carried over to the updated "
+                                     f"directory ({e.strerror}); move it out of {old} and retry") from None
 
 
 def _link_or_copy(src: str | Path, dst: str | Path) -> None:
