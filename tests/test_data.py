@@ -83,6 +83,10 @@ def _bad(kind: str, p: pd.DataFrame, o: pd.DataFrame, m: pd.DataFrame):
         m.loc[0, "cost"] = np.nan
     elif kind == "unknown-model":
         o.loc[o.index[0], "model"] = "not-a-model"
+    elif kind == "empty-model":
+        o.loc[o.index[0], "model"] = np.nan
+    elif kind == "empty-outcome-prompt-id":
+        o.loc[o.index[0], "prompt_id"] = np.nan
     elif kind == "unknown-prompt":
         o.loc[o.index[0], "prompt_id"] = "nowhere/1"
     elif kind == "empty-text":
@@ -104,13 +108,14 @@ def _bad(kind: str, p: pd.DataFrame, o: pd.DataFrame, m: pd.DataFrame):
 BAD_KINDS = ["missing-score-column", "duplicate-pair", "score-above-one", "score-nan", "score-inf",
              "score-not-number", "negative-model-cost", "zero-model-cost", "missing-model-cost", "unknown-model",
              "unknown-prompt", "empty-text", "duplicate-prompt-id", "empty-outcomes", "single-llm",
-             "negative-query-cost", "card-not-mapping"]
+             "negative-query-cost", "card-not-mapping", "empty-model", "empty-outcome-prompt-id"]
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
 def test_malformed_folder_gives_one_line_and_exit_2(tmp_path, small_tables, runner, kind):
     p, o, m, card = _bad(kind, *small_tables)
-    folder = write_dataset(tmp_path / kind, p, o, m, card, fmt="csv" if kind == "score-not-number" else "parquet")
+    csv = kind in ("score-not-number", "empty-model", "empty-outcome-prompt-id")
+    folder = write_dataset(tmp_path / kind, p, o, m, card, fmt="csv" if csv else "parquet")
     if card is not None:
         import yaml
 

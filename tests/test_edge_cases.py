@@ -56,3 +56,14 @@ def test_prompts_without_outcomes_are_harmless(runner, tmp_path, small_tables):
     folder = write_dataset(tmp_path / "extra", pd.concat([p, extra]), o, m)
     metrics = _run(runner, folder, tmp_path)
     assert np.isfinite(metrics["area"]).all()
+
+
+def test_texts_with_one_distinct_word_are_one_error_line(runner, tmp_path, small_tables):
+    p, o, m = (t.copy() for t in small_tables)
+    p["text"] = [f"question {i}" for i in range(len(p))]  # placeholders: one word in two or more prompts
+    folder = write_dataset(tmp_path / "placeholders", p, o, m)
+    res = invoke(runner, "fit", "--dataset", folder, "--router", "zero", "--trials", "1", "--run-dir",
+                 tmp_path / "run")
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert res.exit_code == 2 and "Traceback" not in res.output and len(errors) == 1, res.output
+    assert errors[0].startswith("error: encoder tfidf: the prompt texts hold 1 distinct word"), res.output

@@ -408,6 +408,9 @@ def test_concurrent_clients_are_all_answered_and_stalled_ones_dropped(router_dir
     (["--upstream", "no-equals-sign"], "expected NAME=URL"),
     (["--upstream", "gpt-5=http://127.0.0.1:1/v1"], "not an LLM of this router"),
     (["--upstream", "*=ftp://x"], "must start with http"),
+    (["--upstream", "*=http://[::1/v1"], "is malformed"),
+    (["--upstream", "*=http://127.0.0.1:abc/v1"], "is malformed"),
+    (["--upstream", "*=http://127.0.0.1:99999/v1"], "is malformed"),
 ])
 def test_serve_refuses_bad_options_before_listening(router_dir, runner, args, msg):
     res = invoke(runner, "router", "serve", router_dir, *args)

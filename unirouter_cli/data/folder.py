@@ -239,6 +239,8 @@ def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.Dat
                 _report_rows(problems, p, np.isinf(score), "score is infinite (expected a number in [0, 1])")
                 _report_rows(problems, p, np.isfinite(score) & ((score < 0) | (score > 1)),
                              "score outside [0, 1]")
+            for col in ("prompt_id", "model"):
+                _report_rows(problems, p, outcomes[col].isna().to_numpy(), f"{col} is empty")
             dup = outcomes.duplicated(subset=["prompt_id", "model"], keep="first").to_numpy()
             _report_rows(problems, p, dup, "duplicate (prompt_id, model) row")
             if "cost" in outcomes.columns:
@@ -248,13 +250,15 @@ def validate_folder(folder: str | Path) -> tuple[list[Problem], dict[str, pd.Dat
                     _report_rows(problems, p, np.isfinite(cost) & (cost <= 0),
                                  "non-positive cost (expected a positive number or empty)")
             if model_set is not None:
-                unknown = ~outcomes["model"].astype(str).isin(model_set).to_numpy()
+                named = outcomes["model"].notna().to_numpy()
+                unknown = named & ~outcomes["model"].astype(str).isin(model_set).to_numpy()
                 if unknown.any():
-                    names = sorted(set(outcomes["model"].astype(str)[unknown]))[:3]
+                    names = sorted({str(x) for x in outcomes["model"][unknown]})[:3]
                     _report_rows(problems, p, unknown,
                                  f"model not listed in models.csv ({', '.join(names)})")
             if prompt_set is not None:
-                unknown = ~outcomes["prompt_id"].astype(str).isin(prompt_set).to_numpy()
+                unknown = outcomes["prompt_id"].notna().to_numpy() & ~outcomes["prompt_id"].astype(str).isin(
+                    prompt_set).to_numpy()
                 _report_rows(problems, p, unknown, "prompt_id not listed in prompts")
             if models is not None and model_set is not None:
                 seen = set(outcomes["model"].astype(str).unique())  # (unique first: a set of every row is slow)

@@ -116,6 +116,10 @@ class TfidfEncoder(Encoder):
             tf = vec.fit_transform(texts)
         stop = vec.get_stop_words()
         self.stop_words_ = None if stop is None else sorted(stop)
+        if tf.shape[1] < 2:
+            raise DataError(f"encoder tfidf: the prompt texts hold {tf.shape[1]} distinct word(s) (after dropping "
+                            "English stop words and words in one prompt only); at least 2 are needed to embed them: "
+                            "give the prompts' real texts, or embeddings/precomputed.npy and --encoder precomputed")
         k = max(1, min(self.dim, tf.shape[1] - 1, tf.shape[0] - 1))
         svd = TruncatedSVD(n_components=k, random_state=self.seed, algorithm="randomized").fit(tf)
         self.vocabulary_ = [t for t, _ in sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])]

@@ -61,7 +61,11 @@ class UpstreamFailure(Exception):
 
 
 def _check_url(url: str, where: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - (raises ValueError for a port that is not a number in 0-65535)
+    except ValueError as e:
+        raise ConfigError(f"{where}: URL {url!r} is malformed ({e}); expected e.g. http://127.0.0.1:9000/v1") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{where}: URL {url!r} must start with http:// or https:// and name a host "
                           "(e.g. http://127.0.0.1:9000/v1)")
