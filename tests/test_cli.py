@@ -81,6 +81,12 @@ def test_rerun_needs_resume_and_resume_skips_done_work(runner, small_dataset, tm
     assert res.exit_code == 2 and "other settings" in res.output
 
 
+def test_resume_alone_of_a_path_without_a_run_is_refused(runner, tmp_path):
+    res = invoke(runner, "fit", "--resume", "--run-dir", tmp_path / "typo")
+    assert res.exit_code == 2 and "holds no run (no config.yaml)" in res.output, res.output
+    assert not (tmp_path / "typo").exists()
+
+
 def test_sigkill_mid_run_then_resume_gives_identical_metrics(runner, small_dataset, tmp_path):
     ref = tmp_path / "ref"
     assert _fit(runner, small_dataset, ref, trials=6).exit_code == 0

@@ -67,3 +67,14 @@ def test_texts_with_one_distinct_word_are_one_error_line(runner, tmp_path, small
     errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert res.exit_code == 2 and "Traceback" not in res.output and len(errors) == 1, res.output
     assert errors[0].startswith("error: encoder tfidf: the prompt texts hold 1 distinct word"), res.output
+
+
+def test_a_user_table_without_texts_or_embeddings_names_what_to_add(runner, tmp_path, small_tables):
+    p, o, m = (t.copy() for t in small_tables)
+    folder = write_dataset(tmp_path / "notexts", p.drop(columns="text"), o, m,
+                           {"name": "notexts", "texts_included": False})
+    res = invoke(runner, "fit", "--dataset", folder, "--router", "zero", "--trials", "1", "--run-dir",
+                 tmp_path / "run")
+    assert res.exit_code == 2 and "add the texts to" in res.output and "--encoder precomputed" in res.output, (
+        res.output)
+    assert "unirouter download notexts" not in res.output

@@ -1073,3 +1073,17 @@ def test_parquet_that_would_inflate_past_the_caps_is_refused_from_its_footer(tmp
     pq.write_table(pq.read_table(ds2 / "outcomes.parquet"), ds2 / "outcomes.parquet", compression="zstd")
     res = CliRunner().invoke(app, ["data", "validate", str(ds2)])
     assert res.exit_code == 2 and "bytes uncompressed, more than the 1,000" in res.output
+
+
+def test_a_failed_atomic_write_names_the_target_not_its_temporary_file(tmp_path: Path) -> None:
+    from unirouter_cli.io import write_csv
+
+    class Unwritable:
+        def to_csv(self, p: Path, **_: object) -> None:
+            open(p.parent / "gone" / p.name, "w")  # an OSError about a path inside the temporary folder
+
+    target = tmp_path / "metrics.csv"
+    with pytest.raises(OSError) as e:
+        write_csv(target, Unwritable())
+    assert e.value.filename == str(target) and e.value.strerror
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing left behind

@@ -349,3 +349,15 @@ def test_damaged_card_or_state_is_one_line(case: tuple, command: str, tmp_path: 
         return ["router", command, d] + (["-n", "5"] if command == "probes" else [])
 
     run_attack(Attack(name, build, expect), tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("command", [["router", "info"], ["router", "probes", "-n", "30"]])
+def test_a_closed_stdout_ends_quietly_with_the_sigpipe_status(command: list[str], routers: dict) -> None:
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "unirouter_cli", command[0], command[1], str(_BUILT["a"]), *command[2:]]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the command writes (as `| head` after its lines)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err == b"", err

@@ -38,20 +38,33 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    tmp_path = tmp_dir / path.name
-    try:
-        os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-        yield tmp_path
-        fd = os.open(tmp_path, os.O_RDONLY | os.O_NOFOLLOW)
+    with named_as(path, f".{path.name}."):  # errors name the target, not the temporary file
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp_path = tmp_dir / path.name
         try:
-            os.fsync(fd)
-            os.fchmod(fd, 0o666 & ~_umask())
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+            yield tmp_path
+            fd = os.open(tmp_path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fsync(fd)
+                os.fchmod(fd, 0o666 & ~_umask())
+            finally:
+                os.close(fd)
+            os.replace(tmp_path, path)
         finally:
-            os.close(fd)
-        os.replace(tmp_path, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def named_as(path: str | Path, hidden: str) -> Iterator[None]:
+    """An OSError about a hidden working path (one whose name holds ``hidden``: a temporary file or a staging
+    directory) is re-raised naming ``path``, the file or directory the user knows."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None and hidden in str(e.filename) and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
 
 
 def _umask() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -21,6 +22,18 @@ class SafeConsole(Console):
 
     def render_str(self, text: str, **kwargs: Any) -> Any:
         return super().render_str(printable(text), **kwargs)
+
+    def on_broken_pipe(self) -> None:
+        """The reader of stdout went away (``| head``): the command's boundary ends quietly."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
+def _stdout_closed() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again on the broken pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 MAX_JOBS = 256  # --jobs: worker processes on one machine
@@ -65,6 +78,7 @@ def boundary(fn: Callable) -> Callable:
     - ``SystemExit`` raised inside the command (a plug-in or library calling ``sys.exit``): one line, exit
       code 2, never a silent end;
     - Ctrl-C: one line, exit code 130;
+    - stdout's reader gone (``| head``): no message, exit code 141, as a shell reports a process ended by SIGPIPE;
     - anything else is a bug in unirouter: one line ``error: internal error (this is a bug): ...``
       naming a file that holds the traceback, exit code 1.
 
@@ -77,6 +91,9 @@ def boundary(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except _CLICK_FLOW:  # usage errors and exits: the root command prints them
             raise
+        except BrokenPipeError:  # stdout's reader stopped reading (`| head`): quiet, exit 141 as after SIGPIPE
+            _stdout_closed()
+            raise typer.Exit(141) from None
         except (UnirouterError, OSError, MemoryError) as e:
             if os.environ.get("UNIROUTER_DEBUG"):
                 raise

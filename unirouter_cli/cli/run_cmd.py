@@ -176,7 +176,10 @@ def register(root: typer.Typer) -> None:
         from ..runs.rundir import fit_run
 
         base = None
-        if resume and config is None and dataset is None and (run_dir / "config.yaml").exists():
+        if resume and config is None and dataset is None:
+            if not (run_dir / "config.yaml").exists():
+                raise ConfigError(f"--resume: {run_dir} holds no run (no config.yaml); check the path, or give "
+                                  "--dataset / --config to start a new run there")
             base = stored_options(run_dir)  # `fit --resume --run-dir X` alone: continue with X's own options
         cfg = build_config(config, base, dataset=dataset, routers=routers, trials=trials, seed=seed, encoder=encoder,
                            train_frac=train_frac, val_frac=val_frac, test_frac=test_frac, val_size=val_size,

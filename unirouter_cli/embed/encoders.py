@@ -397,8 +397,16 @@ def _texts(ds: Dataset, encoder: str) -> list[str]:
         raise DataError(f"{ds.path}: encoder 'precomputed' needs embeddings/precomputed.npy "
                         f"with {ds.n_prompts} rows")
     if ds.texts is None:
+        from ..data.registry import REGISTRY
+
+        emb = ds.path / "embeddings"
+        shipped = sorted(p.stem for p in emb.glob("*.npy")) if emb.is_dir() else []
+        fixes = [f"run `unirouter download {ds.name}` for the texts" if ds.name in REGISTRY
+                 else f"add the texts to {ds.path}'s prompts file (column text)"]
+        fixes.append(f"use --encoder {'|'.join(shipped)} (embeddings it ships)" if shipped
+                     else "give embeddings/precomputed.npy and use --encoder precomputed")
         raise DataError(f"dataset {ds.name} ships no prompt texts and no {encoder!r} embeddings: "
-                        f"run `unirouter download {ds.name}` for the texts, or use --encoder tfidf|minilm")
+                        + ", or ".join(fixes))
     return [str(t) for t in ds.texts]
 
 

@@ -54,7 +54,7 @@ import yaml
 from ..data.tables import _answers_frame, row_label
 from ..embed.encoders import Encoder, encoder_from_state
 from ..errors import ConfigError, DataError, UnirouterError
-from ..io import load_yaml, read_npz, yaml_problem
+from ..io import load_yaml, named_as, read_npz, yaml_problem
 from ..protocol.probes import ADAPTIVE, ProbeContext, check_strategy, select_probes
 from .grade import REFERENCES, grade_responses, router_references, with_references
 from .routing import CLI_NAMES, Routing
@@ -324,17 +324,18 @@ class DeployedRouter(Routing):
                         raise RouterDirError(f"{target} was changed by another process since it was loaded; "
                                              "load it again and retry")
             staging = target.parent / f".{target.name}.new-{os.getpid()}"
-            if staging.exists():
-                shutil.rmtree(staging)
-            staging.mkdir(parents=True)
-            try:
-                self._write(staging)
-                if target.exists():
-                    carry_over(target, staging, owned(self.card) | owned(_old_card(target)))
-                _swap_in(staging, target)
-            finally:
+            with named_as(target, str(staging)):  # errors name the router directory, not the staging one
                 if staging.exists():
-                    shutil.rmtree(staging, ignore_errors=True)
+                    shutil.rmtree(staging)
+                staging.mkdir(parents=True)
+                try:
+                    self._write(staging)
+                    if target.exists():
+                        carry_over(target, staging, owned(self.card) | owned(_old_card(target)))
+                    _swap_in(staging, target)
+                finally:
+                    if staging.exists():
+                        shutil.rmtree(staging, ignore_errors=True)
         self.path = target
         self._loaded_card_hash = _file_hash(target / CARD)
         return target
