@@ -258,3 +258,19 @@ def test_an_unclosed_quote_is_located_by_its_file_line(tmp_path, small_tables):
     problems, _, _ = validate_folder(folder)
     text = [str(pr) for pr in problems if "prompts.csv" in str(pr)]
     assert text and f"line {target}" in text[0] and "never closed" in text[0], text
+
+
+@pytest.mark.parametrize("case", ["duplicate-column", "name-not-a-string"])
+def test_repeated_csv_column_and_non_string_name_are_refused(tmp_path, small_tables, runner, case):
+    p, o, m = small_tables
+    folder = write_dataset(tmp_path / case, p, o, m, fmt="csv")
+    if case == "duplicate-column":
+        lines = (folder / "outcomes.csv").read_text().splitlines()
+        lines = [lines[0] + ",score"] + [ln + ",1" for ln in lines[1:]]
+        (folder / "outcomes.csv").write_text("\n".join(lines) + "\n")
+        want = "outcomes.csv: line 1: column 'score' appears twice in the header"
+    else:
+        (folder / "dataset.yaml").write_text("name: [a, b]\ncost_unit: USD\n")
+        want = "name: ['a', 'b'] is not a string"
+    res = invoke(runner, "data", "validate", folder)
+    assert res.exit_code == 2 and want in res.output, res.output

@@ -210,6 +210,19 @@ def test_responses_file_errors_name_file_and_line(tmp_path):
         read_responses(q)
 
 
+@pytest.mark.parametrize(("body", "message"), [
+    ('{"prompt_id": "a", "response": "(B)"}\n{"prompt_id": "b", "response": 5}\n',
+     "line 2: response = 5; expected text"),
+    ('{"prompt_id": "a", "response": ["A"]}\n', "line 1: response = ['A']; expected text"),
+    ("\n", "is empty (expected one JSON object per line)"),
+])
+def test_responses_that_are_not_text_or_an_empty_file_are_refused(tmp_path, body, message):
+    p = tmp_path / "responses.jsonl"
+    p.write_text(body)
+    with pytest.raises(DataError, match=re.escape(f"{p}: {message}")):
+        read_responses(p)
+
+
 def test_exact_answers_stay_text(tmp_path):
     p = tmp_path / "references.csv"
     p.write_text("prompt_id,answer,rule\n1,007,exact\n2,NA,exact\n")

@@ -326,3 +326,13 @@ def test_metrics_check_knows_every_router_kind_and_pool() -> None:
     from unirouter_cli.routers.registry import KINDS
 
     assert runfiles.KINDS == KINDS and runfiles.POOLS == POOLS
+
+
+def test_a_library_warning_is_one_line_without_a_source_path() -> None:
+    import subprocess
+    import sys
+
+    code = ("from unirouter_cli.cli.common import one_line_warnings; one_line_warnings(); "
+            "import numpy as np; np.float64(1e308) * 10")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr == "warning: RuntimeWarning: overflow encountered in scalar multiply\n", out.stderr

@@ -105,4 +105,5 @@ def main() -> None:
     from ..runs.executors import one_thread_env  # before anything loads numpy: parallelism is across trials
 
     one_thread_env()
+    common.one_line_warnings()
     app()

@@ -195,3 +195,11 @@ def progress_factory() -> Callable[[int, str], Callable[[int], None]] | None:
         return advance
 
     return make
+
+
+def one_line_warnings() -> None:
+    """Print a library's warning as one line, without its source file and line (the user's data, not the code
+    the warning points at, caused it): ``warning: RuntimeWarning: overflow encountered in divide``."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *_args, **_kw: f"warning: {category.__name__}: {message}\n"

@@ -156,6 +156,8 @@ def read_card(folder: Path, problems: list[Problem]) -> dict:
         return {}
     if not card.get("name"):
         problems.append(Problem(CARD, "key name", "missing (expected the dataset's name)"))
+    elif not isinstance(card["name"], str):
+        problems.append(Problem(CARD, "key name", f"{card['name']!r} is not a string (expected the dataset's name)"))
     return card
 
 

@@ -46,6 +46,12 @@ def read_csv_table(path: Path) -> pd.DataFrame:
     if len(first) > MAX_HEADER_CHARS or first.count(",") >= MAX_COLUMNS:
         raise DataError(f"{path}: the header holds more than {MAX_COLUMNS:,} columns or {MAX_HEADER_CHARS:,} "
                         "characters; a routing table has a few named columns")
+    import csv
+
+    names = next(csv.reader([first.lstrip("\ufeff")]), [])
+    if twice := sorted({c.strip() for c in names if c.strip() and [n.strip() for n in names].count(c.strip()) > 1}):
+        raise DataError(f"{path}: line 1: column {twice[0]!r} appears twice in the header; expected each column "
+                        "once")
     header = pd.read_csv(path, nrows=0, encoding="utf-8").columns
     text = [c for c in header if c not in NUMERIC_COLUMNS]
     df = pd.read_csv(path, dtype=dict.fromkeys(text, str), keep_default_na=False, encoding="utf-8",
@@ -151,6 +157,8 @@ def read_jsonl(path: Path) -> pd.DataFrame:
     rows: list[dict] = []
     with open(path, encoding="utf-8") as fh:
         lines = fh.read().rstrip("\n\r\t ").split("\n")
+    if lines == [""]:
+        raise DataError(f"{path}: is empty (expected one JSON object per line)")
     for i, line in enumerate(lines):
         try:
             row = json.loads(line)

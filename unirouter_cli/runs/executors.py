@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -160,12 +161,18 @@ def _indexed_packed(packed: tuple[int, Callable, tuple]) -> tuple[int, object]:
 
 def _forked(fn: Callable, args: list[tuple], jobs: int, progress: Callable[[int], None] | None) -> list:
     out: list = [None] * len(args)
-    with multiprocessing.get_context("fork").Pool(min(jobs, len(args))) as pool:
+    with multiprocessing.get_context("fork").Pool(min(jobs, len(args)), initializer=_parent_handles_ctrl_c) as pool:
         for i, res in pool.imap_unordered(_indexed_packed, [(i, fn, a) for i, a in enumerate(args)], chunksize=1):
             out[i] = res
             if progress:
                 progress(1)
     return out
+
+
+def _parent_handles_ctrl_c() -> None:
+    """In a forked worker: ignore Ctrl-C (the terminal sends it to every process of the group); the parent
+    stops the pool, so one line is printed, not a traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def lazy_progress(factory: Callable[[int, str], Callable[[int], None]] | None, total: int,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.folder import REFERENCES
-from ..data.tables import read_user_table, row_label
+from ..data.tables import check_cells, read_user_table, row_label
 from ..errors import ConfigError, DataError
 
 RULES = ("choice", "choice-chain", "exact", "numeric")
@@ -218,6 +218,7 @@ def read_responses(path: str | Path, column: str = "response") -> pd.DataFrame:
     """Read a responses table (.csv / .jsonl / .parquet): columns prompt_id and ``column`` (returned as
     ``response``)."""
     df = read_user_table(path, ("prompt_id", column), f"responses: columns prompt_id, {column}")
+    check_cells(df, path, column, "text")  # a number, list or true/false is not an LLM's text
     return df[["prompt_id", column]].rename(columns={column: "response"})
 
 
